@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  make demo   and   make test
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export MLRSNET_DATA_DIR ?= $(abspath ../shared/data)
+PROFILE ?= mini
+
+.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer figures perf clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+demo: install
+	$(BIN)/mlrsnet-bench run benchmarks/demo.toml
+	$(BIN)/mlrsnet-bench report demo --experiment demo
+
+lint: install
+	$(BIN)/ruff check mlrsnet baselines tests benchmarks
+
+perf: install
+	$(BIN)/python benchmarks/perf/loop_overhead.py
+
+clean:
+	rm -rf results/*/ reports/*.png

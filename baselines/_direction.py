@@ -1,0 +1,83 @@
+"""Plumbing shared by methods that compute the whole update direction themselves.
+
+HD, L4 and RTHO each define their own update (momentum buffers, moving averages, tangent
+vectors), so they keep that state in the method, not in a ``torch.optim`` optimiser: the
+method's ``state_dict`` is then complete and a resumed run continues exactly.  The loop's
+optimiser becomes a stateless SGD (no momentum, no weight decay) that applies
+``p <- p - lr * p.grad``; the method writes its direction into ``p.grad`` inside ``lr()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mlrsnet.errors import UserError
+
+
+def stateless_sgd(params: Sequence[nn.Parameter], initial_lr: float = 0.0) -> torch.optim.SGD:
+    """An SGD that applies exactly ``p - lr * p.grad``: the direction is the method's."""
+    return torch.optim.SGD(params, lr=initial_lr, momentum=0.0, weight_decay=0.0, nesterov=False)
+
+
+def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float) -> list[Tensor]:
+    """Fresh tensors ``p.grad + weight_decay * p`` (a missing gradient counts as zero).
+
+    This is the gradient the task's SGD would follow (its weight decay is an L2 penalty
+    folded into the gradient, after any clipping the loop did).
+    """
+    grads = []
+    with torch.no_grad():
+        for p in params:
+            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            if weight_decay:
+                g.add_(p.detach(), alpha=weight_decay)
+            grads.append(g)
+    return grads
+
+
+def set_direction(params: Sequence[Tensor], directions: Sequence[Tensor]) -> None:
+    """Write the update direction into ``p.grad`` for the stateless SGD to apply."""
+    with torch.no_grad():
+        for p, d in zip(params, directions):
+            if p.grad is None or p.grad.shape != d.shape:
+                p.grad = d.detach().clone()
+            else:
+                p.grad.copy_(d)
+
+
+def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
+    """The inner product of two parameter-shaped lists, as a 0-d tensor."""
+    if not xs:
+        return torch.zeros(())
+    parts = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
+    return torch.stack(parts).sum()
+
+
+def squared_norm(xs: Sequence[Tensor]) -> Tensor:
+    return dot(xs, xs)
+
+
+def clone_all(tensors: Sequence[Tensor] | None) -> list[Tensor] | None:
+    return None if tensors is None else [t.detach().clone() for t in tensors]
+
+
+def placed_like(tensors: Sequence[Tensor] | None, params: Sequence[Tensor]) -> list[Tensor] | None:
+    """Saved tensors moved to each parameter's device and dtype (after a resume)."""
+    if tensors is None:
+        return None
+    if len(tensors) != len(params):
+        raise UserError(
+            f"saved method state holds {len(tensors)} tensors but the model has {len(params)} "
+            "parameters: the checkpoint belongs to a different model"
+        )
+    return [t.to(device=p.device, dtype=p.dtype) for t, p in zip(tensors, params)]
+
+
+def require_keys(state: Mapping[str, Any], keys: Sequence[str], method: str) -> None:
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"method {method!r}: saved state lacks {', '.join(missing)}")

@@ -1,0 +1,16 @@
+"""Exponential decay per epoch: ``lr0 * gamma ** epoch``."""
+
+from __future__ import annotations
+
+from baselines._schedule import IMAGE_LR, ProgressSchedule
+from mlrsnet.methods import StepInfo
+
+
+class Exponential(ProgressSchedule):
+    name = "exponential"
+    description = "LR multiplied by gamma every epoch"
+    defaults = {"lr": None, "gamma": 0.97}
+    search_space = {"lr": IMAGE_LR, "gamma": ("uniform", 0.8, 0.999)}
+
+    def factor(self, step: StepInfo) -> float:
+        return float(self.hparams["gamma"]) ** step.epoch

@@ -1,0 +1,16 @@
+"""A constant learning rate: the floor every schedule should beat."""
+
+from __future__ import annotations
+
+from baselines._schedule import IMAGE_LR, ProgressSchedule
+from mlrsnet.methods import StepInfo
+
+
+class Fixed(ProgressSchedule):
+    name = "fixed"
+    description = "constant LR"
+    defaults = {"lr": None}
+    search_space = {"lr": IMAGE_LR}
+
+    def factor(self, step: StepInfo) -> float:
+        return 1.0

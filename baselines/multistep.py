@@ -1,0 +1,68 @@
+"""MultiStep decay, the schedule the paper tunes with BayesOpt/BOHB/random/grid search.
+
+``alpha_t = alpha0 * gamma ** i`` after the i-th decay.  Images: decays at 30/60/90 % of the
+epochs (epochs 60/120/180 of 200 in the paper, "every 60 epochs").  Language models use
+the paper's "Val" strategy instead: decay whenever the validation loss stops improving.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from typing import Any
+
+from baselines._schedule import DECAY, IMAGE_LR, ProgressSchedule
+from mlrsnet.methods import StepInfo
+
+
+class MultiStep(ProgressSchedule):
+    name = "multistep"
+    description = "step decay at fixed fractions of training (paper: epochs 60/120/180 of 200)"
+    defaults = {"lr": None, "gamma": 0.1, "milestones": (0.3, 0.6, 0.9)}
+    search_space = {"lr": IMAGE_LR, "gamma": DECAY}
+
+    def milestone_epochs(self) -> list[int]:
+        assert self.run is not None
+        return sorted(round(f * self.run.epochs) for f in self.hparams["milestones"])
+
+    def factor(self, step: StepInfo) -> float:
+        decays = bisect.bisect_right(self.milestone_epochs(), step.epoch)
+        return float(self.hparams["gamma"]) ** decays
+
+
+class MultiStepVal(ProgressSchedule):
+    """Decay by ``gamma`` after each epoch whose validation loss is not a new best
+    (``patience`` such epochs in a row), as in the word-language-model recipe."""
+
+    name = "multistep-val"
+    description = "step decay when the validation loss stops improving (paper's 'Val' strategy)"
+    defaults = {"lr": None, "gamma": 0.25, "patience": 0}
+    search_space = {"lr": IMAGE_LR, "gamma": DECAY}
+    needs_validation = True
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self.decays = 0
+        self.best = float("inf")
+        self.bad_epochs = 0
+
+    def factor(self, step: StepInfo) -> float:
+        return float(self.hparams["gamma"]) ** self.decays
+
+    def end_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        val = metrics.get("val/loss")
+        if val is None:
+            return
+        if val < self.best:
+            self.best, self.bad_epochs = val, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.hparams["patience"]:
+            self.decays += 1
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decays": self.decays, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.decays, self.best, self.bad_epochs = state["decays"], state["best"], state["bad_epochs"]

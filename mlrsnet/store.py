@@ -1,0 +1,120 @@
+"""Parquet results: the ``runs``, ``epochs`` and ``steps`` tables, one file per run.
+
+Layout: ``<root>/<experiment>/<table>/<run_id>.parquet``.  One file per run makes every
+write atomic (temp file + rename) and lets several Ray workers write without a lock; the
+tables are read back as the union of their files.  A run's ``runs`` row is written last,
+so a ``finished`` row implies its curves are on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TABLES = ("runs", "epochs", "steps")
+#: Statuses after which a run is never started again (unless forced).
+FINAL_STATUSES = ("finished", "diverged")
+
+RUNS_COLUMNS = (
+    "run_id", "experiment", "task", "profile", "method", "hparams", "seed", "tags",
+    "overrides", "status", "error", "diverged_step", "started", "finished", "wall_time_s",
+    "git_commit", "versions", "device", "method_info", "epochs_done",
+)
+EPOCHS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
+    ("metric", pa.string()), ("value", pa.float64()),
+])
+STEPS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int64()), ("epoch", pa.int32()),
+    ("lr", pa.float64()), ("loss", pa.float64()),
+])
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class Store:
+    """Append-only Parquet tables under one results folder."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path(self, experiment: str, table: str, run_id: str) -> Path:
+        return self.root / experiment / table / f"{run_id}.parquet"
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_run_row(self, row: Mapping[str, Any]) -> None:
+        full = {col: row.get(col) for col in RUNS_COLUMNS}
+        for key in ("hparams", "tags", "overrides", "versions", "method_info"):
+            full[key] = _jsonable(full[key] if full[key] is not None else {})
+        _atomic_write(pa.Table.from_pylist([full]), self.path(row["experiment"], "runs", row["run_id"]))
+
+    def write_curves(self, experiment: str, run_id: str, epochs: Sequence[Mapping[str, Any]],
+                     steps: Mapping[str, Sequence[Any]]) -> None:
+        ep = pa.Table.from_pylist([{**r, "run_id": run_id} for r in epochs], schema=EPOCHS_SCHEMA)
+        n = len(steps.get("step", ()))
+        st = pa.table({"run_id": [run_id] * n, **{k: list(steps[k]) for k in ("step", "epoch", "lr", "loss")}},
+                      schema=STEPS_SCHEMA)
+        _atomic_write(ep, self.path(experiment, "epochs", run_id))
+        _atomic_write(st, self.path(experiment, "steps", run_id))
+
+    # -- reading ---------------------------------------------------------------------------
+    def status(self, experiment: str, run_id: str) -> str | None:
+        path = self.path(experiment, "runs", run_id)
+        if not path.exists():
+            return None
+        return str(pq.read_table(path, columns=["status"]).column("status")[0].as_py())
+
+    def is_done(self, experiment: str, run_id: str) -> bool:
+        return self.status(experiment, run_id) in FINAL_STATUSES
+
+    def experiments(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "runs").is_dir())
+
+    def read(self, table: str, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """The union of a table's files (empty frame with the right columns if none)."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {TABLES}")
+        if experiments is None:
+            exps = self.experiments()
+        elif isinstance(experiments, str):
+            exps = [experiments]
+        else:
+            exps = list(experiments)
+        files = sorted(f for e in exps for f in (self.root / e / table).glob("*.parquet"))
+        if not files:
+            cols = RUNS_COLUMNS if table == "runs" else (EPOCHS_SCHEMA if table == "epochs" else STEPS_SCHEMA).names
+            return pd.DataFrame(columns=list(cols))
+        frames = [pq.read_table(f).to_pandas() for f in files]
+        return pd.concat(frames, ignore_index=True)
+
+    def runs(self, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """The ``runs`` table with its JSON columns decoded into dicts."""
+        df = self.read("runs", experiments)
+        for key in ("hparams", "tags", "overrides", "versions", "method_info"):
+            if key in df:
+                df[key] = df[key].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+        return df
