@@ -95,8 +95,11 @@ class MLRSNet(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.hidden_size = hidden_size
-        self.layer1 = MLRSNetCell(1, hidden_size, cell)
-        self.layer3 = nn.Linear(hidden_size, 1)
+        # nn.Linear initialises itself from the global RNG; that draw is discarded (the
+        # weights are re-drawn below), so restore the RNG and leave the run's stream intact.
+        with torch.random.fork_rng(devices=[]):
+            self.layer1 = MLRSNetCell(1, hidden_size, cell)
+            self.layer3 = nn.Linear(hidden_size, 1)
         self.reset_parameters(generator)
 
     @property

@@ -112,6 +112,11 @@ class MLRSNetScheduler:
         """Epoch label of the checkpoint in use (None before the first step)."""
         return self.stage_epochs[self._stage] if self._stage >= 0 else None
 
+    @property
+    def net_parameters(self) -> int:
+        """Parameter count of one MLR-SNet (the same for every checkpoint)."""
+        return next(iter(self._nets.values())).num_parameters()
+
     def _stage_at(self, step: int) -> int:
         return max(k for k, start in enumerate(self.stage_starts) if start <= step)
 

@@ -132,7 +132,7 @@ def train(
             stats = BatchStats()
             for i, batch in enumerate(workload.train_batches(generator)):
                 loss, carry = workload.loss(model, batch, carry, stats)
-                loss_value = float(loss)
+                loss_value = float(loss.detach())
                 optimizer.zero_grad(set_to_none=True)
                 info = StepInfo(step=step, epoch=epoch, index_in_epoch=i, loss=loss)
                 lr = float("nan")
@@ -163,8 +163,6 @@ def train(
                 split, metric = key.split("/")
                 result.epochs.append({"epoch": epoch + 1, "split": split, "metric": metric, "value": float(value)})
             method.end_epoch(epoch, metrics)
-            if on_epoch is not None:
-                on_epoch(epoch + 1, metrics)
             if checkpoint_path is not None and epoch + 1 < profile.epochs:
                 _save_atomic({
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -172,6 +170,8 @@ def train(
                     "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
                     "meta_rng": meta_generator.get_state(),
                 }, Path(checkpoint_path))
+            if on_epoch is not None:  # after the checkpoint: a callback may stop the run
+                on_epoch(epoch + 1, metrics)
     finally:
         bar.close()
     result.method_info = {**method.extra_info(), "steps_per_epoch": workload.steps_per_epoch,

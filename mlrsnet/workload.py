@@ -111,7 +111,7 @@ class ImageWorkload:
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
-            stats.loss_sum += float(loss) * len(y)
+            stats.loss_sum += float(loss.detach()) * len(y)
             stats.correct += int((logits.argmax(1) == y).sum())
             stats.count += len(y)
         return loss, carry
@@ -198,7 +198,7 @@ class TextWorkload:
         logits, hidden = model(x, _detach(carry))
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         with torch.no_grad():
-            stats.loss_sum += float(loss) * y.numel()
+            stats.loss_sum += float(loss.detach()) * y.numel()
             stats.count += y.numel()
         return loss, hidden
 

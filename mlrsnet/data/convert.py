@@ -72,7 +72,12 @@ def _load_batch(tar: tarfile.TarFile, member: str) -> dict[str, Any]:
     with f:
         # The official batches were pickled by Python 2; latin1 maps their byte
         # strings (keys and pixel buffers) one-to-one.
-        batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+        try:
+            batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as exc:
+            raise UserError(f"{member} in {tar.name} is not a plain CIFAR batch ({exc})") from exc
+    if not isinstance(batch, dict):
+        raise UserError(f"{member} in {tar.name} is not a CIFAR batch (a dict of arrays)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 

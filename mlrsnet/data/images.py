@@ -89,6 +89,7 @@ def read_npz(path: Path, name: str, data_dir: PathLike | None = None) -> dict[st
 
 
 def layout_problem(a: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with arrays meant for a prepared file, or ``None`` if nothing."""
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:

@@ -16,7 +16,7 @@ import numpy as np
 from mlrsnet.data import convert
 from mlrsnet.data.fetch import ChecksumError, atomic_output, obtain, verify_file
 from mlrsnet.data.images import layout_problem
-from mlrsnet.data.locate import (CORPORA, CORPUS_SPLITS, IMAGE_DATASETS, PathLike, data_dirs)
+from mlrsnet.data.locate import CORPORA, CORPUS_SPLITS, IMAGE_DATASETS, PathLike, data_dirs
 from mlrsnet.data.sources import CORPUS_LINES, RAW_FILES, WIKITEXT2_TOKENS_SHA256
 from mlrsnet.errors import UserError
 

@@ -53,9 +53,7 @@ def _build(
     stem_stride: int,
     norm_layer: type[nn.Module] | partial[nn.Module] | None,
 ) -> EfficientNet:
-    setting = [
-        MBConvConfig(*stage, width_mult=width_mult, depth_mult=depth_mult) for stage in B0_STAGES
-    ]
+    setting = [MBConvConfig(*stage, width_mult=width_mult, depth_mult=depth_mult) for stage in B0_STAGES]
     model = EfficientNet(
         setting,
         dropout,

@@ -42,7 +42,9 @@ from mlrsnet.models._scaling import check_count, check_positive, scale_channels
 class SeparableBranch(nn.Module):
     """[ReLU, depthwise conv, pointwise conv, BN] twice; only the first may stride."""
 
-    def __init__(self, channels: int, kernel: int, stride: int = 1, first_depthwise_bias: bool = True) -> None:
+    def __init__(
+        self, channels: int, kernel: int, stride: int = 1, first_depthwise_bias: bool = True
+    ) -> None:
         super().__init__()
         pad = kernel // 2
         self.layers = nn.Sequential(
@@ -154,7 +156,9 @@ class NASNetA(nn.Module):
         self, num_classes: int, normal_repeats: int, reduction_cells: int, filters: int, stem_filters: int
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, stem_filters, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_filters))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, stem_filters, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_filters)
+        )
         cells: list[nn.Module] = []
         x_channels = prev_channels = stem_filters
 

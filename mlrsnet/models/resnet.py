@@ -64,7 +64,7 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem_channels)
         stages = []
         in_channels = stem_channels
-        for index, (blocks, channels) in enumerate(zip(blocks_per_stage, stage_channels)):
+        for index, (blocks, channels) in enumerate(zip(blocks_per_stage, stage_channels, strict=True)):
             first_stride = 1 if index == 0 else 2
             layers = []
             for block in range(blocks):

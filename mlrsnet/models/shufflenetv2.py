@@ -67,10 +67,10 @@ class DownsampleUnit(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         half = out_channels // 2
-        self.shortcut = nn.Sequential(*_depthwise(in_channels, 2), *_pointwise(in_channels, half))
         self.branch = nn.Sequential(
             *_pointwise(in_channels, in_channels), *_depthwise(in_channels, 2), *_pointwise(in_channels, half)
         )
+        self.shortcut = nn.Sequential(*_depthwise(in_channels, 2), *_pointwise(in_channels, half))
 
     def forward(self, x: Tensor) -> Tensor:
         return channel_shuffle(torch.cat([self.shortcut(x), self.branch(x)], dim=1), 2)
@@ -85,7 +85,7 @@ class ShuffleNetV2(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1), nn.BatchNorm2d(stem))
         stages = []
         in_channels = stem
-        for channels, units in zip(STAGE_CHANNELS, BASIC_UNITS):
+        for channels, units in zip(STAGE_CHANNELS, BASIC_UNITS, strict=True):
             out_channels = scale_channels(channels, width, multiple=2)
             layers: list[nn.Module] = [DownsampleUnit(in_channels, out_channels)]
             layers += [BasicUnit(out_channels) for _ in range(scale_repeats(units, depth))]

@@ -103,9 +103,7 @@ def wide_resnet(
     width = check_positive("width", width)
     dropout = check_probability("dropout", dropout)
     stages = tuple(scale_channels(base * widen_factor, width) for base in (16, 32, 64))
-    return WideResNet(
-        num_classes, (depth - 4) // 6, scale_channels(16, width), stages, dropout
-    )
+    return WideResNet(num_classes, (depth - 4) // 6, scale_channels(16, width), stages, dropout)
 
 
 def wrn28_10(
@@ -117,6 +115,4 @@ def wrn28_10(
     widen_factor: float = 10,
 ) -> WideResNet:
     """The paper's WRN-28-10 (dropout 0); every argument can be overridden for small profiles."""
-    return wide_resnet(
-        num_classes, depth=depth, widen_factor=widen_factor, dropout=dropout, width=width
-    )
+    return wide_resnet(num_classes, depth=depth, widen_factor=widen_factor, dropout=dropout, width=width)

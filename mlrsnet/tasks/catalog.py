@@ -59,11 +59,11 @@ def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
     return {
         "smoke": Profile(
             epochs=2, batch_size=4, bptt=10, model_kwargs=smoke_model, holdout=0,
-            train_tokens=1_200, eval_tokens=400, tune_samples=2, notes="seconds; for tests",
+            train_tokens=1_200, eval_tokens=400, eval_batch_size=10, tune_samples=2, notes="seconds; for tests",
         ),
         "mini": Profile(
             epochs=4, batch_size=32, bptt=35, model_kwargs=mini_model, holdout=0,
-            train_tokens=60_000, eval_tokens=20_000, tune_samples=8,
+            train_tokens=60_000, eval_tokens=20_000, eval_batch_size=10, tune_samples=8,
             notes="full vocabulary; the first 60k training tokens, 20k of valid/test",
         ),
         "paper": Profile(

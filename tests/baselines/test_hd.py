@@ -1,0 +1,213 @@
+"""HD (baselines/hd.py): the LR and weights of the first steps equal the paper's equations.
+
+The problem is linear least squares with ``nn.Linear(2, 1)`` in float64, small enough that
+the reference below recomputes every step with numpy from the update equations alone.
+The method is driven through the contract in the loop's call order.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from baselines.hd import HypergradientDescent
+from mlrsnet.errors import UserError
+from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+
+STEPS = 6
+
+
+def least_squares_batches(steps: int = STEPS, size: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    truth = np.array([1.5, -2.0])
+    batches = []
+    for _ in range(steps):
+        x = rng.normal(size=(size, 2))
+        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
+    return batches
+
+
+def initial_theta() -> np.ndarray:
+    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
+
+
+def make_model() -> nn.Linear:
+    model = nn.Linear(2, 1).double()
+    theta = initial_theta()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
+        model.bias.copy_(torch.tensor(theta[2:]))
+    return model
+
+
+def flat(model: nn.Module) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+
+
+def lsq_loss(model: nn.Module, batch: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    x, y = (torch.tensor(a) for a in batch)
+    return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean()
+
+
+def lsq_gradient(theta: np.ndarray, batch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    x, y = batch
+    a = np.hstack([x, np.ones((len(x), 1))])
+    return a.T @ (a @ theta - y) / len(y)
+
+
+class ContractDriver:
+    """The loop's call order, nothing more: build_optimizer, bind, then per step
+    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
+
+    def __init__(self, method, model: nn.Module, optim: OptimSettings) -> None:
+        self.method, self.model, self.optim = method, model, optim
+        self.params = list(model.parameters())
+        self.optimizer = method.build_optimizer(self.params, optim)
+        method.bind(RunContext(
+            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
+            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
+            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
+            param_names=[n for n, _ in model.named_parameters()],
+        ))
+        self.step_index = 0
+
+    def step(self, batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = lsq_loss(self.model, batch)
+        self.method.backward(loss, self.params)
+        if self.optim.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
+        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
+        lr = self.method.lr(info)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.method.after_step(info)
+        self.step_index += 1
+        return lr
+
+
+def reference_hd(batches, alpha0, beta, weight_decay, momentum, nesterov, clamp=False):
+    """Baydin et al.: alpha_t = alpha_{t-1} + beta g_t.u_{t-1}; w <- w - alpha_t u_t."""
+    theta, alpha = initial_theta(), alpha0
+    previous_direction, buffer = np.zeros(3), None
+    lrs, thetas = [], []
+    for batch in batches:
+        g = lsq_gradient(theta, batch) + weight_decay * theta
+        alpha = alpha + beta * g @ previous_direction
+        if clamp:
+            alpha = max(alpha, 0.0)
+        if momentum == 0:
+            u = g
+        else:
+            buffer = g.copy() if buffer is None else momentum * buffer + g
+            u = g + momentum * buffer if nesterov else buffer
+        theta = theta - alpha * u
+        previous_direction = u
+        lrs.append(alpha)
+        thetas.append(theta)
+    return np.array(lrs), np.array(thetas)
+
+
+def run_method(hparams, optim, batches):
+    model = make_model()
+    driver = ContractDriver(HypergradientDescent(**hparams), model, optim)
+    lrs, thetas = [], []
+    for batch in batches:
+        lrs.append(driver.step(batch))
+        thetas.append(flat(model))
+    return np.array(lrs), np.array(thetas)
+
+
+@pytest.mark.parametrize(
+    ("momentum", "nesterov"),
+    [(0.0, False), (0.9, False), (0.9, True)],
+    ids=["sgd-hd", "sgdm-hd", "sgdn-hd"],
+)
+def test_first_lrs_and_weights_follow_the_hypergradient_equations(momentum, nesterov):
+    batches = least_squares_batches()
+    optim = OptimSettings(momentum=momentum, weight_decay=1e-2, nesterov=nesterov)
+    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
+    lrs, thetas = run_method(hparams, optim, batches)
+    ref_lrs, ref_thetas = reference_hd(batches, 0.05, 0.02, 1e-2, momentum, nesterov)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+    # the test is only meaningful if the LR actually moved
+    assert lrs[0] == 0.05 and np.ptp(lrs) > 1e-3
+
+
+def test_the_first_step_leaves_the_lr_at_its_initial_value():
+    lrs, _ = run_method({"initial_lr": 0.03}, OptimSettings(), least_squares_batches(1))
+    assert lrs[0] == 0.03
+
+
+def test_an_overshooting_lr_is_driven_negative_and_recorded_as_it_is():
+    batches = least_squares_batches(4)
+    hparams = {"initial_lr": 1.5, "hypergrad_lr": 0.1}
+    lrs, thetas = run_method(hparams, OptimSettings(), batches)
+    ref_lrs, ref_thetas = reference_hd(batches, 1.5, 0.1, 0.0, 0.0, False)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+    assert lrs.min() < 0
+
+
+def test_the_opt_in_clamp_keeps_the_lr_at_or_above_zero():
+    batches = least_squares_batches(4)
+    hparams = {"initial_lr": 1.5, "hypergrad_lr": 0.1, "clamp_nonneg": True}
+    lrs, thetas = run_method(hparams, OptimSettings(), batches)
+    ref_lrs, ref_thetas = reference_hd(batches, 1.5, 0.1, 0.0, 0.0, False, clamp=True)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+    assert lrs.min() == 0.0
+
+
+def test_hparams_override_the_tasks_momentum():
+    batches = least_squares_batches()
+    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02, "momentum": 0.9, "nesterov": True}
+    lrs, thetas = run_method(hparams, OptimSettings(momentum=0.0), batches)
+    ref_lrs, ref_thetas = reference_hd(batches, 0.05, 0.02, 0.0, 0.9, True)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+
+
+def test_a_resumed_run_continues_exactly():
+    batches = least_squares_batches()
+    optim = OptimSettings(momentum=0.9, weight_decay=1e-2, nesterov=True)
+    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
+    straight_lrs, straight_thetas = run_method(hparams, optim, batches)
+
+    model = make_model()
+    first = ContractDriver(HypergradientDescent(**hparams), model, optim)
+    for batch in batches[:3]:
+        first.step(batch)
+    buffer = io.BytesIO()
+    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+
+    resumed_model = make_model()
+    resumed_model.load_state_dict(saved["model"])
+    resumed_method = HypergradientDescent(**hparams)
+    resumed_method.load_state_dict(saved["method"])
+    second = ContractDriver(resumed_method, resumed_model, optim)
+    lrs = [second.step(batch) for batch in batches[3:]]
+    np.testing.assert_array_equal(lrs, straight_lrs[3:])
+    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+
+
+def test_hd_is_selectable_by_name_and_rejects_unknown_settings():
+    assert get_method("hd") is HypergradientDescent
+    with pytest.raises(UserError):
+        HypergradientDescent(beta=0.1)
+    with pytest.raises(UserError):
+        HypergradientDescent(hypergrad_lr=-1.0)
+
+
+def test_defaults_are_the_papers_sgd_settings():
+    assert HypergradientDescent.defaults["initial_lr"] == 1e-3
+    assert HypergradientDescent.defaults["hypergrad_lr"] == 1e-3
+    assert HypergradientDescent.defaults["clamp_nonneg"] is False

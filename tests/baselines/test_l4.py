@@ -1,0 +1,205 @@
+"""L4 (baselines/l4.py): step sizes and weights of the first steps equal the L4 equations.
+
+Linear least squares with ``nn.Linear(2, 1)`` in float64; the numpy reference recomputes
+every step from the update equations of the paper and the official code (bias-corrected
+time-10 gradient average, L_min = 0.75 L_0 then min-tracking, relaxation by 1 + 1/tau
+after each step).  The method is driven through the contract in the loop's call order.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from baselines.l4 import L4Adam, L4Mom
+from mlrsnet.errors import UserError
+from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+
+STEPS = 8
+
+
+def least_squares_batches(steps: int = STEPS, size: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    truth = np.array([1.5, -2.0])
+    batches = []
+    for _ in range(steps):
+        x = rng.normal(size=(size, 2))
+        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
+    return batches
+
+
+def initial_theta() -> np.ndarray:
+    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
+
+
+def make_model() -> nn.Linear:
+    model = nn.Linear(2, 1).double()
+    theta = initial_theta()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
+        model.bias.copy_(torch.tensor(theta[2:]))
+    return model
+
+
+def flat(model: nn.Module) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+
+
+def lsq_loss(model: nn.Module, batch: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    x, y = (torch.tensor(a) for a in batch)
+    return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean()
+
+
+def lsq_value_and_gradient(theta: np.ndarray, batch: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:
+    x, y = batch
+    a = np.hstack([x, np.ones((len(x), 1))])
+    residual = a @ theta - y
+    return 0.5 * float(np.mean(residual**2)), a.T @ residual / len(y)
+
+
+class ContractDriver:
+    """The loop's call order: build_optimizer, bind, then per step
+    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
+
+    def __init__(self, method, model: nn.Module, optim: OptimSettings) -> None:
+        self.method, self.model, self.optim = method, model, optim
+        self.params = list(model.parameters())
+        self.optimizer = method.build_optimizer(self.params, optim)
+        method.bind(RunContext(
+            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
+            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
+            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
+            param_names=[n for n, _ in model.named_parameters()],
+        ))
+        self.step_index = 0
+
+    def step(self, batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = lsq_loss(self.model, batch)
+        self.method.backward(loss, self.params)
+        if self.optim.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
+        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
+        lr = self.method.lr(info)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.method.after_step(info)
+        self.step_index += 1
+        return lr
+
+
+def reference_l4(batches, adam: bool, weight_decay: float, fraction=0.15, gamma=0.9, init=0.75,
+                 tau=1000.0, epsilon=1e-12):
+    """Rolinek & Martius: eta = alpha (L - gamma L_min) / (g_hat . v + eps); w <- w - eta v."""
+    theta = initial_theta()
+    grad_avg, sq_avg, min_loss = np.zeros(3), np.zeros(3), 0.0
+    etas, thetas, min_was_replaced = [], [], []
+    for t, batch in enumerate(batches):
+        value, grad = lsq_value_and_gradient(theta, batch)
+        loss = value + 0.5 * weight_decay * theta @ theta
+        g = grad + weight_decay * theta
+        min_was_replaced.append(t > 0 and loss < min_loss)
+        min_loss = init * loss if t == 0 else min(min_loss, loss)
+        grad_avg = 0.9 * grad_avg + 0.1 * g
+        g_hat = grad_avg / (1 - 0.9 ** (t + 1))
+        if adam:
+            sq_avg = 0.999 * sq_avg + 0.001 * g * g
+            v = g_hat / (np.sqrt(sq_avg / (1 - 0.999 ** (t + 1))) + 1e-4)
+        else:
+            v = g_hat
+        eta = fraction * (loss - gamma * min_loss) / (g_hat @ v + epsilon)
+        theta = theta - eta * v
+        min_loss *= 1 + 1 / tau
+        etas.append(eta)
+        thetas.append(theta)
+    return np.array(etas), np.array(thetas), min_was_replaced
+
+
+def run_method(cls, optim, batches, **hparams):
+    model = make_model()
+    driver = ContractDriver(cls(**hparams), model, optim)
+    lrs, thetas = [], []
+    for batch in batches:
+        lrs.append(driver.step(batch))
+        thetas.append(flat(model))
+    return np.array(lrs), np.array(thetas)
+
+
+@pytest.mark.parametrize(("cls", "adam"), [(L4Mom, False), (L4Adam, True)], ids=["l4-mom", "l4-adam"])
+def test_first_step_sizes_and_weights_follow_the_l4_equations(cls, adam):
+    batches = least_squares_batches()
+    optim = OptimSettings(weight_decay=1e-2)
+    lrs, thetas = run_method(cls, optim, batches)
+    ref_lrs, ref_thetas, replaced = reference_l4(batches, adam, 1e-2)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+    # both branches of the L_min update are exercised by these batches
+    assert any(replaced) and not all(replaced[1:])
+
+
+def test_the_first_step_size_uses_l_min_at_three_quarters_of_the_first_loss():
+    batch = least_squares_batches(1)[0]
+    lrs, _ = run_method(L4Mom, OptimSettings(), [batch])
+    loss, grad = lsq_value_and_gradient(initial_theta(), batch)
+    # bias-corrected average of one gradient is the gradient itself
+    expected = 0.15 * (loss - 0.9 * 0.75 * loss) / (grad @ grad + 1e-12)
+    assert lrs[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_tasks_momentum_is_ignored_because_l4_brings_its_own():
+    batches = least_squares_batches()
+    plain, _ = run_method(L4Mom, OptimSettings(), batches)
+    with_momentum, _ = run_method(L4Mom, OptimSettings(momentum=0.9, nesterov=True), batches)
+    np.testing.assert_array_equal(plain, with_momentum)
+
+
+def test_nondefault_alpha_gamma_and_tau_enter_the_equations():
+    batches = least_squares_batches()
+    hparams = {"fraction": 0.25, "minloss_factor": 0.8, "minloss_forget_time": 5.0}
+    lrs, thetas = run_method(L4Adam, OptimSettings(), batches, **hparams)
+    ref_lrs, ref_thetas, _ = reference_l4(batches, True, 0.0, fraction=0.25, gamma=0.8, tau=5.0)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [L4Mom, L4Adam], ids=["l4-mom", "l4-adam"])
+def test_a_resumed_run_continues_exactly(cls):
+    batches = least_squares_batches()
+    optim = OptimSettings(weight_decay=1e-2)
+    straight_lrs, straight_thetas = run_method(cls, optim, batches)
+
+    model = make_model()
+    first = ContractDriver(cls(), model, optim)
+    for batch in batches[:4]:
+        first.step(batch)
+    buffer = io.BytesIO()
+    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+
+    resumed_model = make_model()
+    resumed_model.load_state_dict(saved["model"])
+    resumed = cls()
+    resumed.load_state_dict(saved["method"])
+    second = ContractDriver(resumed, resumed_model, optim)
+    lrs = [second.step(batch) for batch in batches[4:]]
+    np.testing.assert_array_equal(lrs, straight_lrs[4:])
+    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+
+
+def test_both_variants_are_selectable_by_name_with_the_papers_defaults():
+    assert get_method("l4-mom") is L4Mom
+    assert get_method("l4-adam") is L4Adam
+    for cls in (L4Mom, L4Adam):
+        d = cls.defaults
+        assert (d["fraction"], d["minloss_factor"], d["init_factor"], d["minloss_forget_time"]) == (
+            0.15, 0.9, 0.75, 1000.0)
+    with pytest.raises(UserError):
+        L4Mom(alpha=0.2)
+    with pytest.raises(UserError):
+        L4Adam(adam_var_time=1.0)

@@ -1,0 +1,278 @@
+"""RTHO (baselines/rtho.py): LRs, weights and tangents of the first steps equal the equations.
+
+Linear least squares with ``nn.Linear(2, 1)`` in float64.  The numpy reference below
+recomputes the forward-mode recursion (weights, momentum buffer and their derivatives with
+respect to the LR), the held-out hypergradient and the official Adam hyper-step from the
+equations alone; a finite-difference check confirms that the tangent really is the
+derivative of the weights with respect to the LR.  The method is driven through the
+contract in the loop's call order, with held-out batches served like the loop serves them.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from baselines.rtho import RealTimeHO
+from mlrsnet.errors import UserError
+from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+
+STEPS = 8
+
+
+def least_squares_batches(steps: int = STEPS, size: int = 4, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    truth = np.array([1.5, -2.0])
+    batches = []
+    for _ in range(steps):
+        x = rng.normal(size=(size, 2))
+        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
+    return batches
+
+
+HELD_OUT = least_squares_batches(2, size=6, seed=11)
+
+
+def initial_theta() -> np.ndarray:
+    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
+
+
+def make_model() -> nn.Linear:
+    model = nn.Linear(2, 1).double()
+    theta = initial_theta()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
+        model.bias.copy_(torch.tensor(theta[2:]))
+    return model
+
+
+def flat(model: nn.Module) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+
+
+def lsq_loss_of_output(output: torch.Tensor, batch) -> torch.Tensor:
+    return 0.5 * ((output.squeeze(1) - torch.tensor(batch[1])) ** 2).mean()
+
+
+def design(batch) -> np.ndarray:
+    x = batch[0]
+    return np.hstack([x, np.ones((len(x), 1))])
+
+
+def lsq_gradient(theta: np.ndarray, batch) -> np.ndarray:
+    a = design(batch)
+    return a.T @ (a @ theta - batch[1]) / len(batch[1])
+
+
+def lsq_value(theta: np.ndarray, batch) -> float:
+    a = design(batch)
+    return 0.5 * float(np.mean((a @ theta - batch[1]) ** 2))
+
+
+def lsq_hessian(batch) -> np.ndarray:
+    a = design(batch)
+    return a.T @ a / len(batch[1])
+
+
+class ContractDriver:
+    """The loop's call order: build_optimizer, bind, then per step
+    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
+
+    def __init__(self, method, model: nn.Module, optim: OptimSettings, held_out=HELD_OUT,
+                 held_out_start: int = 0) -> None:
+        self.method, self.model, self.optim = method, model, optim
+        self.params = list(model.parameters())
+        self.optimizer = method.build_optimizer(self.params, optim)
+        served = itertools.islice(itertools.cycle(held_out), held_out_start, None)
+        self.held_out_served = 0
+
+        def meta_batches():
+            for batch in served:
+                self.held_out_served += 1
+                yield batch
+
+        def meta_loss(params, batch):
+            output = functional_call(model, dict(params), (torch.tensor(batch[0]),))
+            return lsq_loss_of_output(output, batch)
+
+        method.bind(RunContext(
+            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
+            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
+            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
+            meta_batches=meta_batches() if held_out else None,
+            meta_loss=meta_loss if held_out else None,
+            param_names=[n for n, _ in model.named_parameters()],
+        ))
+        self.step_index = 0
+
+    def step(self, batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = lsq_loss_of_output(self.model(torch.tensor(batch[0])), batch)
+        self.method.backward(loss, self.params)
+        if self.optim.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
+        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
+        lr = self.method.lr(info)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.method.after_step(info)
+        self.step_index += 1
+        return lr
+
+
+def reference_rtho(batches, eta0, hyper_lr, update_every, val_batches, optim: OptimSettings,
+                   positive=True, adapt=True):
+    """Franceschi et al.: forward-mode tangents of (w, b) w.r.t. eta, Adam hyper-steps on
+    grad E_val(w_{t+1}) . Z_{t+1} every ``update_every`` steps, projection onto eta >= 0."""
+    wd, mu, nesterov, clip = optim.weight_decay, optim.momentum, optim.nesterov, optim.clip_grad_norm
+    theta, eta = initial_theta(), eta0
+    z, q, buffer = np.zeros(3), None, None
+    adam_m = adam_v = 0.0
+    updates, held_out_index = 0, 0
+    lrs, thetas, zs = [], [], []
+    for t, batch in enumerate(batches):
+        raw = lsq_gradient(theta, batch)
+        hz = lsq_hessian(batch) @ z
+        norm = np.linalg.norm(raw)
+        if clip is not None and norm > clip:
+            scale = clip / (norm + 1e-6)  # torch's clip_grad_norm_ factor
+            unit = raw / norm
+            raw = raw * scale
+            hz = scale * (hz - unit * (unit @ hz))
+        g = raw + wd * theta
+        hz = hz + wd * z
+        if mu == 0:
+            d, dd = g, hz
+        else:
+            buffer = g.copy() if buffer is None else mu * buffer + g
+            q = hz.copy() if q is None else mu * q + hz
+            d, dd = (g + mu * buffer, hz + mu * q) if nesterov else (buffer, q)
+        lrs.append(eta)
+        theta = theta - eta * d
+        z = z - eta * dd - d
+        thetas.append(theta)
+        zs.append(z)
+        if adapt and (t + 1) % update_every == 0:
+            hypergradient = 0.0
+            for _ in range(val_batches):
+                held = HELD_OUT[held_out_index % len(HELD_OUT)]
+                held_out_index += 1
+                hypergradient += lsq_gradient(theta, held) @ z
+            hypergradient /= val_batches
+            updates += 1
+            adam_m = 0.9 * adam_m + 0.1 * hypergradient
+            adam_v = 0.999 * adam_v + 0.001 * hypergradient**2
+            step = hyper_lr * math.sqrt(1 - 0.999**updates) / (1 - 0.9**updates)
+            eta = eta - step * adam_m / math.sqrt(adam_v + 1e-8)
+            if positive:
+                eta = max(eta, 0.0)
+    return np.array(lrs), np.array(thetas), np.array(zs)
+
+
+def run_method(optim, batches, **hparams):
+    model = make_model()
+    driver = ContractDriver(RealTimeHO(**hparams), model, optim)
+    lrs, thetas = [], []
+    for batch in batches:
+        lrs.append(driver.step(batch))
+        thetas.append(flat(model))
+    return np.array(lrs), np.array(thetas), driver
+
+
+SETTINGS = {
+    "sgd": OptimSettings(weight_decay=1e-2),
+    "heavy-ball": OptimSettings(momentum=0.9, weight_decay=1e-2),
+    "nesterov": OptimSettings(momentum=0.9, weight_decay=1e-2, nesterov=True),
+    "clipped": OptimSettings(momentum=0.5, weight_decay=1e-2, clip_grad_norm=0.5),
+}
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_first_lrs_and_weights_follow_the_forward_mode_equations(setting):
+    optim = SETTINGS[setting]
+    batches = least_squares_batches()
+    hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2, "val_batches": 2}
+    lrs, thetas, driver = run_method(optim, batches, **hparams)
+    ref_lrs, ref_thetas, ref_zs = reference_rtho(batches, 0.1, 0.01, 2, 2, optim)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(thetas, ref_thetas, rtol=0, atol=1e-10)
+    z = torch.cat([t.reshape(-1) for t in driver.method.state_dict()["z"]]).numpy()
+    np.testing.assert_allclose(z, ref_zs[-1], rtol=0, atol=1e-10)
+    assert driver.held_out_served == 8  # 4 hyper-steps x 2 held-out batches
+    assert np.ptp(lrs) > 1e-3  # the LR really moved
+
+
+@pytest.mark.parametrize("setting", ["heavy-ball", "nesterov", "clipped"])
+def test_the_tangent_is_the_derivative_of_the_weights_with_respect_to_the_lr(setting):
+    """Independent of the recursion: central finite differences of the whole trajectory."""
+    optim = SETTINGS[setting]
+    batches = least_squares_batches()
+    eta, delta = 0.1, 1e-6
+    _, _, driver = run_method(optim, batches, initial_lr=eta, hyper_lr=0.0, update_every=1000)
+    z = torch.cat([t.reshape(-1) for t in driver.method.state_dict()["z"]]).numpy()
+    _, up, _ = reference_rtho(batches, eta + delta, 0.0, 1000, 1, optim, adapt=False)
+    _, down, _ = reference_rtho(batches, eta - delta, 0.0, 1000, 1, optim, adapt=False)
+    finite_difference = (up[-1] - down[-1]) / (2 * delta)
+    np.testing.assert_allclose(z, finite_difference, rtol=1e-5, atol=1e-8)
+    assert np.linalg.norm(z) > 0.1
+
+
+def test_a_negative_lr_is_projected_to_zero_only_when_positivity_is_on():
+    optim = OptimSettings()
+    batches = least_squares_batches(4)
+    hparams = {"initial_lr": 1.5, "hyper_lr": 1.0, "update_every": 1}
+    projected, _, _ = run_method(optim, batches, **hparams)
+    free, free_thetas, _ = run_method(optim, batches, positive=False, **hparams)
+    ref_free, ref_thetas, _ = reference_rtho(batches, 1.5, 1.0, 1, 1, optim, positive=False)
+    np.testing.assert_allclose(free, ref_free, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(free_thetas, ref_thetas, rtol=0, atol=1e-10)
+    assert free.min() < 0
+    assert projected.min() == 0.0
+
+
+def test_a_resumed_run_continues_exactly():
+    optim = SETTINGS["nesterov"]
+    batches = least_squares_batches()
+    hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2}
+    straight_lrs, straight_thetas, _ = run_method(optim, batches, **hparams)
+
+    model = make_model()
+    first = ContractDriver(RealTimeHO(**hparams), model, optim)
+    for batch in batches[:3]:  # stop between two hyper-steps
+        first.step(batch)
+    buffer = io.BytesIO()
+    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+
+    resumed_model = make_model()
+    resumed_model.load_state_dict(saved["model"])
+    resumed = RealTimeHO(**hparams)
+    resumed.load_state_dict(saved["method"])
+    second = ContractDriver(resumed, resumed_model, optim, held_out_start=first.held_out_served)
+    lrs = [second.step(batch) for batch in batches[3:]]
+    np.testing.assert_array_equal(lrs, straight_lrs[3:])
+    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+
+
+def test_without_held_out_data_binding_fails_with_a_readable_error():
+    with pytest.raises(UserError, match="held-out"):
+        ContractDriver(RealTimeHO(), make_model(), OptimSettings(), held_out=[])
+
+
+def test_rtho_is_selectable_by_name_with_the_official_defaults():
+    assert get_method("rtho") is RealTimeHO
+    d = RealTimeHO.defaults
+    assert (d["initial_lr"], d["hyper_lr"], d["update_every"], d["positive"]) == (0.075, 5e-3, 100, True)
+    with pytest.raises(UserError):
+        RealTimeHO(update_every=0)
+    with pytest.raises(UserError):
+        RealTimeHO(hyper_learning_rate=0.1)
