@@ -126,6 +126,9 @@ def resolve_checkpoints(spec: str | os.PathLike[str] = "official", *,
     packaged = PACKAGED_DIR / PACKAGED_ALIASES.get(text, text)
     if "/" not in text and os.sep not in text and packaged.is_dir():
         return directory_checkpoints(packaged, name=packaged.name)
+    if text in PACKAGED_ALIASES:
+        raise UserError(f"the packaged checkpoint set {text!r} is missing from {packaged}: "
+                        "the installation is incomplete (reinstall the mlrsnet package)")
     path = Path(text).expanduser()
     if path.is_dir():
         return directory_checkpoints(path)

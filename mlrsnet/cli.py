@@ -130,14 +130,16 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.action == "prepare":
         path = data.prepare(args.name, data_dir=args.data_dir,
-                            source=Path(args.source) if args.source else None)
+                            source=Path(args.source) if args.source else None,
+                            verify=not args.no_verify)
         print(f"prepared {args.name}: {path}")
         return 0
     rows = data.check(data_dir=args.data_dir)
     for r in rows:
         if r.get("present"):
+            verified = {True: "verified", False: "CHECKSUM MISMATCH", None: ""}[r.get("verified")]
             print(f"{r['name']:<14} {r.get('kind', ''):<5} {r.get('bytes', 0):>12,d} B  "
-                  f"sha256 {str(r.get('sha256', ''))[:16]}  {r.get('path')}")
+                  f"sha256 {str(r.get('sha256', ''))[:16]}  {verified:<8} {r.get('path')}")
         else:
             print(f"{r['name']:<14} missing (prepare with: mlrsnet-bench data prepare {r['name']})")
     return 0
@@ -205,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("name")
     dp.add_argument("--source", default=None, help="folder holding the official files, when offline")
     dp.add_argument("--data-dir", default=None)
+    dp.add_argument("--no-verify", action="store_true",
+                    help="skip checksum verification (only for files you trust)")
     dc = dsub.add_parser("check", help="which datasets are present, sizes and hashes")
     dc.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_data)

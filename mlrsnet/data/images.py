@@ -118,7 +118,9 @@ def to_float(x_uint8_nhwc: Tensor, mean: Sequence[float] | Tensor,
     if x_uint8_nhwc.dtype != torch.uint8 or x_uint8_nhwc.dim() != 4:
         raise ValueError(f"expected a uint8 (N,H,W,C) batch, got {x_uint8_nhwc.dtype} "
                          f"{tuple(x_uint8_nhwc.shape)}")
+    n, h, w, c = x_uint8_nhwc.shape
     device = x_uint8_nhwc.device
-    # Reorder while still uint8 (a quarter of the bytes), then one float pass.
-    x = x_uint8_nhwc.permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+    # One pass converts and reorders (copy_ into an NCHW float buffer), then in place.
+    x = torch.empty((n, c, h, w), dtype=torch.float32, device=device)
+    x.copy_(x_uint8_nhwc.permute(0, 3, 1, 2)).div_(255.0)
     return x.sub_(_channel_tensor(mean, device)).div_(_channel_tensor(std, device))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def _write_images(name: str, target: Path, arrays: convert.ImageArrays) -> Path:
     return path
 
 
-def _wikitext2_texts(src: Path | None, get, verify: bool) -> dict[str, bytes]:
+def _wikitext2_texts(src: Path | None, get: Callable[[], Path], verify: bool) -> dict[str, bytes]:
     """The three token files, from loose files in ``src`` or else the official zip."""
     if src is not None and src.is_dir():
         loose = {}

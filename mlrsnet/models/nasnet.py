@@ -24,6 +24,10 @@ paper's Fig. 2 curves come from it, we reproduce its wiring and its parameter la
   ``c = avg3/2(h) + sep5/2(prev)``, ``d = max3/2(h) + sep3(a)``, ``e = avg3(a) + b``;
   output ``[b, c, d, e]`` (4 x filters channels).
 
+Like the reference, every cell builds both alignment paths (factorised reduction and
+squeeze) although a given cell uses at most one: those unused layers are part of the
+5,126,494 parameters but never receive a gradient.
+
 32x32 inputs are processed at 32, 16 and 8 pixels (64x64 at 64, 32, 16), then pooled.
 ``width`` scales the filter and stem-filter counts (rounded to even numbers, since the
 factorised reduction halves them); ``normal_repeats`` and ``reduction_cells`` are the depth

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlrsnet.errors import UserError
 from mlrsnet.store import Store
 
 
@@ -20,7 +21,7 @@ def label_of(runs: pd.DataFrame) -> pd.Series:
     return runs.apply(lambda r: r["tags"].get("label") or r["method"], axis=1)
 
 
-def plot_experiment(store: Store, experiment: str, out: Path) -> list[Path]:
+def render_curves(store: Store, out: Path, experiment: str) -> list[Path]:
     """One PNG per task: test accuracy (or perplexity) and LR per epoch, one line per method
     (mean over seeds)."""
     import matplotlib
@@ -30,7 +31,8 @@ def plot_experiment(store: Store, experiment: str, out: Path) -> list[Path]:
 
     runs = store.runs(experiment)
     if runs.empty:
-        raise FileNotFoundError(f"no runs for experiment {experiment!r} under {store.root}")
+        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; "
+                        "run the experiment first (e.g. `make demo`)")
     runs = runs[runs["status"].isin(["finished", "diverged"])].copy()
     runs["label"] = label_of(runs)
     epochs = store.read("epochs", experiment)

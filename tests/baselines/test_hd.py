@@ -8,6 +8,7 @@ The method is driven through the contract in the loop's call order.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -211,3 +212,45 @@ def test_defaults_are_the_papers_sgd_settings():
     assert HypergradientDescent.defaults["initial_lr"] == 1e-3
     assert HypergradientDescent.defaults["hypergrad_lr"] == 1e-3
     assert HypergradientDescent.defaults["clamp_nonneg"] is False
+
+
+# -- every task's smoke profile, through the real training loop ---------------------------
+
+#: Smoke profiles that take tens of CPU-seconds per run (deep separable-conv stacks).
+SLOW_SMOKE_TASKS = {"nasnet-cifar10", "efficientnet_b7-cifar100"}
+
+
+def smoke_tasks() -> list:
+    from mlrsnet.tasks import TASKS
+
+    return [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_SMOKE_TASKS else t for t in TASKS]
+
+
+def run_smoke(task_name: str, method: str, hparams: dict) -> list[float]:
+    """A few steps (one short epoch) of the task's smoke profile; returns the LR trace."""
+    from mlrsnet.data.locate import MissingDataError, find_image_file
+    from mlrsnet.experiment import Cell
+    from mlrsnet.tasks import TASKS
+    from mlrsnet.train import train_cell
+
+    task = TASKS[task_name]
+    if task.kind == "image":
+        try:
+            find_image_file(task.dataset, allow_mini=True)
+        except MissingDataError as missing:
+            pytest.skip(f"no {task.dataset} data here (no public subset exists): {missing}")
+        overrides = {"epochs": 1, "train_size": 64}  # 2 steps at batch 32
+    else:
+        overrides = {"epochs": 1, "train_tokens": 160}  # 4 BPTT steps
+    result = train_cell(Cell(task=task_name, profile="smoke", method=method, hparams=hparams,
+                             overrides=overrides))
+    lrs = result.steps["lr"]
+    assert result.status == "finished"
+    assert len(lrs) >= 2 and all(math.isfinite(lr) for lr in lrs)
+    return lrs
+
+
+@pytest.mark.parametrize("task", smoke_tasks())
+def test_runs_a_few_steps_on_every_tasks_smoke_profile(task):
+    lrs = run_smoke(task, "hd", {})
+    assert lrs[0] == HypergradientDescent.defaults["initial_lr"]

@@ -276,3 +276,46 @@ def test_rtho_is_selectable_by_name_with_the_official_defaults():
         RealTimeHO(update_every=0)
     with pytest.raises(UserError):
         RealTimeHO(hyper_learning_rate=0.1)
+
+
+# -- every task's smoke profile, through the real training loop ---------------------------
+
+#: Smoke profiles that take tens of CPU-seconds per run (deep separable-conv stacks).
+SLOW_SMOKE_TASKS = {"nasnet-cifar10", "efficientnet_b7-cifar100"}
+
+
+def smoke_tasks() -> list:
+    from mlrsnet.tasks import TASKS
+
+    return [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_SMOKE_TASKS else t for t in TASKS]
+
+
+def run_smoke(task_name: str, method: str, hparams: dict) -> list[float]:
+    """A few steps (one short epoch) of the task's smoke profile; returns the LR trace."""
+    from mlrsnet.data.locate import MissingDataError, find_image_file
+    from mlrsnet.experiment import Cell
+    from mlrsnet.tasks import TASKS
+    from mlrsnet.train import train_cell
+
+    task = TASKS[task_name]
+    if task.kind == "image":
+        try:
+            find_image_file(task.dataset, allow_mini=True)
+        except MissingDataError as missing:
+            pytest.skip(f"no {task.dataset} data here (no public subset exists): {missing}")
+        overrides = {"epochs": 1, "train_size": 64}  # 2 steps at batch 32
+    else:
+        overrides = {"epochs": 1, "train_tokens": 160}  # 4 BPTT steps
+    result = train_cell(Cell(task=task_name, profile="smoke", method=method, hparams=hparams,
+                             overrides=overrides))
+    lrs = result.steps["lr"]
+    assert result.status == "finished"
+    assert len(lrs) >= 2 and all(math.isfinite(lr) for lr in lrs)
+    return lrs
+
+
+@pytest.mark.parametrize("task", smoke_tasks())
+def test_runs_a_few_steps_on_every_tasks_smoke_profile(task):
+    # a hyper-step after every step, so the held-out hypergradient path runs too
+    lrs = run_smoke(task, "rtho", {"update_every": 1})
+    assert lrs[0] == RealTimeHO.defaults["initial_lr"] and lrs[1] != lrs[0]

@@ -32,7 +32,7 @@ def test_output_is_normalised_float_nchw(cifar_batch):
 
 def test_without_crop_and_flip_it_is_plain_normalisation(cifar_batch):
     out = BatchAugment(MEAN, STD, crop_padding=0, flip=False)(cifar_batch, _seeded(0))
-    torch.testing.assert_close(out, to_float(cifar_batch, MEAN, STD))
+    assert torch.equal(out, to_float(cifar_batch, MEAN, STD))
 
 
 def test_same_seed_gives_the_same_batch_and_another_seed_does_not(cifar_batch):
@@ -96,3 +96,12 @@ def test_offsets_are_uniform_over_all_positions_and_half_the_images_flip():
 def test_rejects_float_batches():
     with pytest.raises(ValueError):
         BatchAugment(MEAN, STD)(torch.zeros(2, 32, 32, 3), _seeded(0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cpu_generator_gives_the_same_augmentation_for_a_gpu_batch(cifar_batch):
+    augment = BatchAugment(MEAN, STD)
+    on_cpu = augment(cifar_batch, _seeded(5))
+    on_gpu = augment(cifar_batch.cuda(), _seeded(5))
+    assert on_gpu.device.type == "cuda"
+    assert (on_gpu.cpu() - on_cpu).abs().max() < 1e-5

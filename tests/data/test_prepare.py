@@ -84,8 +84,16 @@ def _cifar_rows(n: int, seed: int) -> np.ndarray:
     return ((np.arange(n * 3072).reshape(n, 3072) * 3 + seed) % 256).astype(np.uint8)
 
 
+def _write_tar(path: Path, folder: str, members: dict[str, dict]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for member, content in members.items():
+            data = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{member}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
 def _write_cifar10_archive(path: Path) -> dict[str, dict]:
-    folder = "cifar-10-batches-py"
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     members = {f"data_batch_{i}": {"batch_label": f"training batch {i} of 5",
                                    "labels": [i, 9 - i], "data": _cifar_rows(2, i)}
@@ -93,12 +101,7 @@ def _write_cifar10_archive(path: Path) -> dict[str, dict]:
     members["test_batch"] = {"batch_label": "testing batch 1 of 1", "labels": [0, 7, 3],
                              "data": _cifar_rows(3, 99)}
     members["batches.meta"] = {"label_names": names, "num_cases_per_batch": 10000}
-    with tarfile.open(path, "w:gz") as tar:
-        for member, content in members.items():
-            data = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(f"{folder}/{member}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    _write_tar(path, "cifar-10-batches-py", members)
     return members
 
 
@@ -171,6 +174,20 @@ def test_cifar10_from_official_archive_converts_chw_rows_to_hwc_images(tmp_path)
     image = ds.x_train[3].numpy()
     for r, c, ch in ((0, 0, 0), (5, 17, 1), (31, 30, 2)):
         assert image[r, c, ch] == row[ch * 1024 + r * 32 + c]
+
+
+def test_cifar100_from_official_archive_uses_fine_labels_and_names(tmp_path):
+    fine_names = [f"class{i:02d}" for i in range(100)]
+    _write_tar(tmp_path / "cifar-100-python.tar.gz", "cifar-100-python", {
+        "train": {"fine_labels": [99, 0, 42], "coarse_labels": [1, 2, 3], "data": _cifar_rows(3, 1)},
+        "test": {"fine_labels": [7], "coarse_labels": [0], "data": _cifar_rows(1, 2)},
+        "meta": {"fine_label_names": fine_names, "coarse_label_names": ["c"] * 20},
+    })
+    prepare("cifar100", data_dir=tmp_path / "data", source=tmp_path, download=False, verify=False)
+    ds = load_image_dataset("cifar100", allow_mini=False, data_dir=tmp_path / "data")
+    assert ds.classes == fine_names
+    assert ds.y_train.tolist() == [99, 0, 42] and ds.y_test.tolist() == [7]
+    assert ds.x_train.shape == (3, 32, 32, 3) and ds.x_test.shape == (1, 32, 32, 3)
 
 
 def test_cifar_batches_that_would_run_code_are_refused(tmp_path):

@@ -1,0 +1,131 @@
+"""Meta-SGD as the MLR-SNet supplement contrasts it: one learned LR per step.
+
+The LR of step ``t`` is its own parameter ``alpha_k`` with ``k = t // interval``
+(``interval=1``: ``alpha_1..alpha_T``, T the run's total steps).  It is trained with exactly
+MLR-SNet's machinery (:class:`mlrsnet.meta.LookaheadMetaMethod`): every ``t_val`` steps,
+the LR in use gets one Adam step (same lr and weight decay) on the held-out meta loss at
+the look-ahead weights ``w - alpha_k * d``.  The number of meta-parameters therefore grows
+with the length of training, where MLR-SNet's stays at 11,776; ``extra_info`` records it.
+
+Two choices the supplement leaves open, stated here:
+
+* an ``alpha_k`` not yet reached starts from the latest value of the one before it
+  (``alpha_1`` from ``init_lr``), so what the meta updates learned carries forward instead of
+  every untrained step falling back to the initial LR;
+* each ``alpha_k`` has its own Adam moments and step count (PyTorch's Adam applied to that
+  one entry), so an entry's first update is a fresh Adam step however late it comes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from mlrsnet.errors import UserError
+from mlrsnet.meta import LookaheadMetaMethod
+from mlrsnet.methods import RunContext, StepInfo
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+#: Initial LR when neither ``init_lr`` nor the task registry gives one.
+FALLBACK_INIT_LR = 0.1
+
+
+def _task_base_lr(task_name: str) -> float:
+    try:
+        from mlrsnet.tasks import get_task
+
+        return float(get_task(task_name).base_lr)
+    except (ImportError, UserError, KeyError):
+        return FALLBACK_INIT_LR
+
+
+class MetaSGD(LookaheadMetaMethod):
+    """Hyper-parameters: ``init_lr`` (None: the task's base LR), ``interval`` (steps that
+    share one alpha), and the shared ``t_val``, ``meta_lr``, ``meta_weight_decay``."""
+
+    name: ClassVar[str] = "meta-sgd"
+    description: ClassVar[str] = "Meta-SGD: a learned LR per step (parameters grow with T)"
+    defaults: ClassVar[dict[str, Any]] = {
+        **LookaheadMetaMethod.defaults,
+        "init_lr": None,
+        "interval": 1,
+    }
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        if int(self.hparams["interval"]) < 1:
+            raise UserError("method 'meta-sgd': interval must be a positive number of steps")
+        self.interval = int(self.hparams["interval"])
+        self.alphas = torch.zeros(0, dtype=torch.float64)
+        self.filled = 0  # alphas[:filled] have been reached
+        self.last_hypergradient = float("nan")
+
+    def bind(self, run: RunContext) -> None:
+        super().bind(run)
+        total = run.steps_per_epoch * run.epochs
+        count = max(1, math.ceil(total / self.interval))
+        init = self.hparams["init_lr"]
+        self.init_lr = float(init) if init is not None else _task_base_lr(run.task_name)
+        self.alphas = torch.zeros(count, dtype=torch.float64)
+        self._m = torch.zeros(count, dtype=torch.float64)
+        self._v = torch.zeros(count, dtype=torch.float64)
+        self._updates = torch.zeros(count, dtype=torch.int64)
+        self.filled = 0
+
+    def index(self, step: StepInfo) -> int:
+        return min(step.step // self.interval, len(self.alphas) - 1)
+
+    def _reach(self, k: int) -> None:
+        """Entries up to ``k`` start from the latest value before them."""
+        if k >= self.filled:
+            start = float(self.alphas[self.filled - 1]) if self.filled else self.init_lr
+            self.alphas[self.filled:k + 1] = start
+            self.filled = k + 1
+
+    def lr(self, step: StepInfo) -> float:
+        k = self.index(step)
+        self._reach(k)
+        if self.is_meta_step(step):
+            alpha = self.alphas[k].clone().requires_grad_(True)
+            self.lookahead_backward(alpha)
+            assert alpha.grad is not None
+            self.last_hypergradient = float(alpha.grad)
+            self._adam_entry(k, self.last_hypergradient)
+        return float(self.alphas[k])
+
+    def _adam_entry(self, k: int, grad: float) -> None:
+        """``torch.optim.Adam`` (L2 weight decay, no amsgrad) applied to entry ``k`` alone."""
+        b1, b2 = ADAM_BETAS
+        g = grad + self.hparams["meta_weight_decay"] * float(self.alphas[k])
+        self._updates[k] += 1
+        n = int(self._updates[k])
+        self._m[k] = b1 * self._m[k] + (1 - b1) * g
+        self._v[k] = b2 * self._v[k] + (1 - b2) * g * g
+        m_hat = self._m[k] / (1 - b1 ** n)
+        v_hat = self._v[k] / (1 - b2 ** n)
+        self.alphas[k] -= self.hparams["meta_lr"] * m_hat / (v_hat.sqrt() + ADAM_EPS)
+
+    def extra_info(self) -> dict[str, Any]:
+        return {"meta_parameters": int(len(self.alphas)), "t_val": self.t_val,
+                "interval": self.interval, "trained_alphas": int((self._updates > 0).sum())
+                if len(self.alphas) else 0, **self._counters()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"alphas": self.alphas.clone(), "m": self._m.clone(), "v": self._v.clone(),
+                "updates": self._updates.clone(), "filled": self.filled, "init_lr": self.init_lr,
+                "last_hypergradient": self.last_hypergradient, **self._counters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if len(state["alphas"]) != len(self.alphas):
+            raise ValueError(f"state holds {len(state['alphas'])} learned LRs, this run needs {len(self.alphas)}")
+        self.alphas = state["alphas"].clone()
+        self._m, self._v = state["m"].clone(), state["v"].clone()
+        self._updates = state["updates"].clone()
+        self.filled = int(state["filled"])
+        self.init_lr = float(state["init_lr"])
+        self.last_hypergradient = float(state["last_hypergradient"])
+        self._load_counters(state)

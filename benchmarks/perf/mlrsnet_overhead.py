@@ -1,0 +1,229 @@
+"""What MLR-SNet costs on top of plain SGD, measured side by side in one process.
+
+1. Transfer: time per training step with ``mlrsnet-transfer`` (frozen MLR-SNet, one tiny
+   LSTM step on the CPU per training step) vs ``fixed``.  Target: ratio <= 1.02.
+2. Meta step: the extra time of one meta update (look-ahead direction, meta batch forward
+   and backward at ``w - lr * d``, Adam on MLR-SNet) in units of a plain training step.
+   Target: <= 1.5 (the official implementation's costs about 3.4).
+3. Meta-training end to end at ``t_val=300`` vs plain SGD over the same steps.  Target:
+   ratio <= 1.02.  The mini profile has fewer than 300 steps per epoch, so the steps are
+   numbered as in the paper's epochs (383 steps, one meta update per epoch at step 300);
+   the batches are the task's own, cycled.
+
+Every variant trains its own copy of the same initial model on the same batches, in
+interleaved blocks so that drift in machine load hits all variants alike.  The step body
+is the training loop's (``mlrsnet.train``): forward, backward, clip, ``method.lr``, SGD step.
+
+Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/perf/mlrsnet_overhead.py \
+          [--task resnet18-cifar10] [--profile mini] [--device cpu] [--steps 600] \
+          [--checkpoints official --checkpoint-dir DIR]
+Prints a table (and ``--json PATH`` writes the numbers); nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from mlrsnet.experiment import Cell, resolved_profile
+from mlrsnet.methods import Method, RunContext, StepInfo, get_method
+from mlrsnet.models import build_model
+from mlrsnet.tasks import get_task
+from mlrsnet.train import pick_device
+from mlrsnet.workload import BatchStats, make_workload
+
+PAPER_STEPS_PER_EPOCH = 383
+
+
+class Variant:
+    """One method training its own copy of the model."""
+
+    def __init__(self, label: str, method: Method, model: torch.nn.Module, wl: Any, task: Any,
+                 profile: Any, cell: Cell, device: torch.device, steps_per_epoch: int, epochs: int) -> None:
+        self.label, self.method, self.model, self.wl = label, method, model, wl
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        self.optimizer = method.build_optimizer(self.params, task.optim)
+        self.clip = task.optim.clip_grad_norm
+        run = RunContext(
+            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=steps_per_epoch,
+            epochs=epochs, task_name=task.name, profile=cell.profile, kind=task.kind,
+            num_classes=wl.num_outputs if task.kind == "image" else None,
+            vocab_size=wl.num_outputs if task.kind == "text" else None, optim=task.optim,
+            seed=cell.seed, device=device,
+            meta_batches=wl.meta_batches(torch.Generator().manual_seed(cell.seed + 1)),
+            meta_loss=wl.meta_loss(model), param_names=[n for n, _ in named])
+        method.bind(run)
+        self.steps_per_epoch = steps_per_epoch
+        self.carry = wl.start_epoch(model)
+        self.stats = BatchStats()
+        self.step_index = 0
+        self.seconds = 0.0
+        self.steps = 0
+
+    def train_step(self, batch: Any) -> None:
+        s = self.step_index
+        loss, self.carry = self.wl.loss(self.model, batch, self.carry, self.stats)
+        float(loss)  # the loop reads the loss every step (its per-step trace)
+        self.optimizer.zero_grad(set_to_none=True)
+        info = StepInfo(step=s, epoch=s // self.steps_per_epoch,
+                        index_in_epoch=s % self.steps_per_epoch, loss=loss)
+        self.method.backward(loss, self.params)
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        lr = float(self.method.lr(info))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.method.after_step(info)
+        self.step_index += 1
+
+    def run_block(self, batches: list[Any], device: torch.device) -> None:
+        sync(device)
+        t0 = time.perf_counter()
+        for batch in batches:
+            self.train_step(batch)
+        sync(device)
+        self.seconds += time.perf_counter() - t0
+        self.steps += len(batches)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cycled_batches(wl: Any, seed: int) -> Iterator[Any]:
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield from wl.train_batches(gen)
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[Any, ...]:
+    cell = Cell(task=args.task, profile=args.profile, method="fixed", seed=0)
+    task, profile = get_task(cell.task), resolved_profile(cell)
+    torch.manual_seed(cell.seed)
+    wl = make_workload(task, profile, device)
+    model = build_model(task.arch, num_classes=wl.num_outputs, **profile.model_kwargs).to(device)
+    return cell, task, profile, wl, model
+
+
+def interleave(variants: list[Variant], batches: Iterator[Any], steps: int, block: int,
+               device: torch.device) -> None:
+    for _ in range(0, steps, block):
+        chunk = list(itertools.islice(batches, block))
+        for v in variants:
+            v.run_block(chunk, device)
+
+
+def meta_step_cost(args: argparse.Namespace, device: torch.device, repeats: int) -> tuple[float, float]:
+    """(seconds of one meta update, seconds of one plain step), medians over ``repeats``."""
+    cell, task, profile, wl, model = build(args, device)
+    method = get_method("mlrsnet")(t_val=1)
+    v = Variant("mlrsnet", method, model, wl, task, profile, cell, device, wl.steps_per_epoch, profile.epochs)
+    batches = cycled_batches(wl, 0)
+    plain_times, meta_times = [], []
+    for _ in range(2):  # warm-up
+        v.train_step(next(batches))
+    for _ in range(repeats):
+        batch = next(batches)
+        sync(device)
+        t0 = time.perf_counter()
+        loss, v.carry = wl.loss(model, batch, v.carry, v.stats)
+        float(loss)
+        v.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if v.clip:
+            torch.nn.utils.clip_grad_norm_(v.params, v.clip)
+        sync(device)
+        t1 = time.perf_counter()
+        # the meta update alone: what lr() does on a meta step beyond an ordinary step
+        out, _ = method.net(method.scale.net_input(float(loss)), method.state)
+        method.meta_optimizer.zero_grad(set_to_none=True)
+        method.lookahead_backward(method.gamma * out)
+        method.meta_optimizer.step()
+        sync(device)
+        t2 = time.perf_counter()
+        for group in v.optimizer.param_groups:
+            group["lr"] = 0.05
+        v.optimizer.step()
+        sync(device)
+        t3 = time.perf_counter()
+        plain_times.append((t1 - t0) + (t3 - t2))
+        meta_times.append(t2 - t1)
+    return statistics.median(meta_times), statistics.median(plain_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="resnet18-cifar10")
+    parser.add_argument("--profile", default="mini")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=600, help="steps per variant in parts 1 and 3")
+    parser.add_argument("--block", type=int, default=20, help="steps per interleaved block")
+    parser.add_argument("--repeats", type=int, default=10, help="meta updates timed in part 2")
+    parser.add_argument("--checkpoints", default="ours")
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+
+    # 1 + 3: fixed, transfer, and meta-training at t_val=300 on identical models and batches
+    cell, task, profile, wl, model = build(args, device)
+    spe = PAPER_STEPS_PER_EPOCH
+    epochs = max(1, -(-args.steps // spe))
+    variants = [
+        Variant("fixed", get_method("fixed")(), copy.deepcopy(model), wl, task, profile, cell, device, spe, epochs),
+        Variant("mlrsnet-transfer", get_method("mlrsnet-transfer")(
+            checkpoints=args.checkpoints, checkpoint_dir=args.checkpoint_dir),
+            copy.deepcopy(model), wl, task, profile, cell, device, spe, epochs),
+        Variant("mlrsnet (t_val=300)", get_method("mlrsnet")(t_val=300), copy.deepcopy(model), wl, task,
+                profile, cell, device, spe, epochs),
+    ]
+    batches = cycled_batches(wl, 0)
+    interleave(variants, batches, 2 * args.block, args.block, device)  # warm-up, not counted
+    for v in variants:
+        v.seconds, v.steps = 0.0, 0
+    interleave(variants, batches, args.steps, args.block, device)
+    per_step = {v.label: v.seconds / v.steps for v in variants}
+    meta_updates = variants[2].method.meta_updates
+
+    # 2: one meta update in units of a plain step
+    meta_s, plain_s = meta_step_cost(args, device, args.repeats)
+
+    base = per_step["fixed"]
+    rows = [
+        ("transfer / fixed, time per step", per_step["mlrsnet-transfer"] / base, "<= 1.02"),
+        ("meta update / plain step", meta_s / plain_s, "<= 1.5"),
+        (f"meta-training t_val=300 / fixed, end to end ({meta_updates} meta updates)",
+         per_step["mlrsnet (t_val=300)"] / base, "<= 1.02"),
+    ]
+    print(f"task {args.task} / {args.profile} on {device}, {torch.get_num_threads()} threads, "
+          f"{args.steps} steps per variant")
+    for label, seconds in per_step.items():
+        print(f"  {label:<24} {1000 * seconds:8.2f} ms/step")
+    print(f"  one meta update          {1000 * meta_s:8.2f} ms   (plain step {1000 * plain_s:.2f} ms)")
+    print(f"\n  {'measure':<62} {'value':>7}  target")
+    for label, value, target in rows:
+        print(f"  {label:<62} {value:7.3f}  {target}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"task": args.task, "profile": args.profile, "device": str(device),
+                       "steps": args.steps, "ms_per_step": {k: 1000 * s for k, s in per_step.items()},
+                       "meta_update_ms": 1000 * meta_s, "plain_step_ms": 1000 * plain_s,
+                       "ratios": {label: value for label, value, _ in rows}}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Meta-SGD (baselines/meta_sgd.py): one LR per step, trained by MLR-SNet's look-ahead
+machinery; its parameter count grows with the number of steps.
+
+Toy run: a two-layer MLP on fixed synthetic batches in float64 (arithmetic, not a dataset),
+driven in the loop's call order.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from baselines.meta_sgd import MetaSGD
+from mlrsnet.meta import LookaheadMetaMethod, sgd_directions
+from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+
+
+def batches(n: int, seed: int) -> list[tuple[Tensor, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g))
+            for _ in range(n)]
+
+
+def toy(steps_per_epoch: int = 4, epochs: int = 3, optim: OptimSettings = OptimSettings(momentum=0.9),
+        **hparams: object) -> tuple[MetaSGD, RunContext]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    named = list(model.named_parameters())
+    method = MetaSGD(**hparams)
+    opt = method.build_optimizer([p for _, p in named], optim)
+
+    def meta_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
+        return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
+
+    run = RunContext(model=model, params=[p for _, p in named], optimizer=opt,
+                     steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy", profile="smoke",
+                     kind="image", num_classes=3, vocab_size=None, optim=optim, seed=0,
+                     device=torch.device("cpu"), meta_batches=itertools.cycle(batches(2, seed=1)),
+                     meta_loss=meta_loss, param_names=[n for n, _ in named])
+    method.bind(run)
+    return method, run
+
+
+def step_once(method: MetaSGD, run: RunContext, s: int) -> tuple[float, Tensor]:
+    x, y = batches(1, seed=100 + s)[0]
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(run.model(x), y)
+    loss.backward()
+    lr = method.lr(StepInfo(step=s, epoch=s // run.steps_per_epoch,
+                            index_in_epoch=s % run.steps_per_epoch, loss=loss))
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.step()
+    return lr, loss
+
+
+def test_it_shares_the_lookahead_machinery_of_mlrsnet_and_is_discovered() -> None:
+    assert issubclass(MetaSGD, LookaheadMetaMethod)
+    assert get_method("meta-sgd") is MetaSGD
+
+
+def test_the_parameter_count_grows_with_the_number_of_steps() -> None:
+    short, _ = toy(steps_per_epoch=4, epochs=3)
+    long, _ = toy(steps_per_epoch=4, epochs=30)
+    shared, _ = toy(steps_per_epoch=4, epochs=30, interval=7)
+    assert short.extra_info()["meta_parameters"] == 12
+    assert long.extra_info()["meta_parameters"] == 120
+    assert shared.extra_info()["meta_parameters"] == 18  # ceil(120 / 7)
+
+
+def test_untrained_steps_carry_the_latest_learned_lr_forward() -> None:
+    method, run = toy(t_val=3, init_lr=0.05)
+    lrs = [step_once(method, run, s)[0] for s in range(6)]
+    assert lrs[0] == lrs[1] == 0.05  # before the first meta update
+    assert lrs[2] != 0.05  # in-epoch index 2: a meta step updates alpha_3 before it is used
+    assert lrs[3] == lrs[4] == lrs[5] == lrs[2] != pytest.approx(0.05, abs=0)
+    assert method.extra_info()["trained_alphas"] == 1
+
+
+def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
+    method, run = toy(t_val=2, init_lr=0.1)
+    step_once(method, run, 0)
+    x, y = batches(1, seed=101)[0]
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(run.model(x), y)
+    loss.backward()
+    directions = {n: d.clone() for n, d in zip(run.param_names, sgd_directions(run.optimizer).values(), strict=True)}
+    named = list(run.model.named_parameters())
+    meta_batch = batches(2, seed=1)[0]  # the first meta update draws the first batch
+
+    def objective(alpha: float) -> float:
+        with torch.no_grad():
+            params = {n: p.detach() - alpha * directions[n] for n, p in named}
+            return float(run.meta_loss(params, meta_batch))
+
+    eps = 1e-6
+    fd = (objective(0.1 + eps) - objective(0.1 - eps)) / (2 * eps)
+    method.lr(StepInfo(step=1, epoch=0, index_in_epoch=1, loss=loss))
+    assert method.last_hypergradient == pytest.approx(fd, rel=1e-6)
+
+
+def test_each_alpha_gets_pytorchs_adam_step_with_its_own_moments() -> None:
+    method, run = toy(steps_per_epoch=6, epochs=1, t_val=1, interval=3, init_lr=0.2,
+                      meta_lr=0.01, meta_weight_decay=1e-4)
+    reference = [nn.Parameter(torch.tensor(0.2, dtype=torch.float64)) for _ in range(2)]
+    adams = [torch.optim.Adam([p], lr=0.01, weight_decay=1e-4) for p in reference]
+    for s in range(6):
+        k = s // 3
+        if s == 3:  # alpha_2 starts from alpha_1's latest value
+            with torch.no_grad():
+                reference[1].copy_(reference[0])
+        lr, _ = step_once(method, run, s)
+        reference[k].grad = torch.tensor(method.last_hypergradient, dtype=torch.float64)
+        adams[k].step()
+        assert lr == pytest.approx(float(reference[k].detach()), rel=1e-12)
+
+
+def test_a_restored_state_continues_identically() -> None:
+    a, run_a = toy(t_val=2)
+    expected = [step_once(a, run_a, s)[0] for s in range(8)]
+    b, run_b = toy(t_val=2)
+    got = [step_once(b, run_b, s)[0] for s in range(4)]
+    saved = (copy.deepcopy(b.state_dict()), copy.deepcopy(run_b.model.state_dict()),
+             copy.deepcopy(run_b.optimizer.state_dict()))
+    c, run_c = toy(t_val=2)
+    c.load_state_dict(saved[0])
+    run_c.model.load_state_dict(saved[1])
+    run_c.optimizer.load_state_dict(saved[2])
+    next(run_c.meta_batches)  # two meta updates so far: the cycle is back at its start
+    next(run_c.meta_batches)
+    got += [step_once(c, run_c, s)[0] for s in range(4, 8)]
+    assert got == expected
+
+
+@pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
+def test_it_runs_in_the_training_loop_on_smoke_profiles(task: str, data_dir: os.PathLike) -> None:
+    from mlrsnet.experiment import Cell
+    from mlrsnet.train import train_cell
+
+    result = train_cell(Cell(task=task, profile="smoke", method="meta-sgd", seed=0))
+    assert result.status == "finished"
+    steps = len(result.steps["lr"])
+    assert result.method_info["meta_parameters"] == steps
+    assert result.method_info["meta_updates"] > 0
+    assert len(set(result.steps["lr"])) > 1
