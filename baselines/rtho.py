@@ -171,6 +171,8 @@ class RealTimeHO(Method):
         if outputs:
             products = torch.autograd.grad(outputs, list(params), grad_outputs=vectors, allow_unused=True)
             hz = [torch.zeros_like(p) if h is None else h for p, h in zip(params, products)]
+        if self.run.optim.clip_grad_norm is None:
+            return hz
         with torch.no_grad():
             raw_norm = math.sqrt(float(squared_norm([g.detach() for g in raw])))
             clipped_norm = math.sqrt(float(squared_norm(clipped)))

@@ -15,7 +15,7 @@ torch.manual_seed(0)
 x = torch.randn(1024, 20)
 y = (x[:, :5].sum(1) > 0).long() + 2 * (x[:, 5:8].sum(1) > 0).long()  # stand-in data, 4 classes
 
-# --- the ten lines -------------------------------------------------------------------------
+# --- the example: your model, optimizer and loader, plus the scheduler ----------------
 loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
 model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.0, weight_decay=5e-4)
@@ -23,7 +23,8 @@ scheduler = MLRSNetScheduler(optimizer, checkpoints="ours", num_classes=4, epoch
 for epoch in range(6):
     for xb, yb in loader:
         loss = F.cross_entropy(model(xb), yb)
-        optimizer.zero_grad(); loss.backward()
+        optimizer.zero_grad()
+        loss.backward()
         scheduler.step(loss)  # after backward, before optimizer.step(): MLR-SNet reads this loss
         optimizer.step()
     # ---------------------------------------------------------------------------------------

@@ -258,3 +258,28 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, **manifest}, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, folder / MANIFEST)
+
+
+def export_stages(source: str | os.PathLike[str], dest: str | os.PathLike[str],
+                  note: str | None = None) -> CheckpointSet:
+    """Copy the three stage checkpoints (first, middle, last) of a meta-training folder to
+    ``dest`` with a manifest that keeps the source's facts: how the packaged set is made."""
+    src = directory_checkpoints(Path(source))
+    out = Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = sorted(set(src.stages))
+    for epoch in stages:
+        target = out / checkpoint_filename(epoch)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(src.path(epoch).read_bytes())
+        os.replace(tmp, target)
+    manifest = {k: v for k, v in src.manifest.items() if k not in ("files", "sha256", "format")}
+    manifest.update({
+        "files": {str(e): checkpoint_filename(e) for e in stages},
+        "sha256": {str(e): sha256_of(out / checkpoint_filename(e)) for e in stages},
+        "exported_stages_of": sorted(src.files),
+    })
+    if note:
+        manifest["note"] = note
+    write_manifest(out, manifest)
+    return directory_checkpoints(out, name=out.name)

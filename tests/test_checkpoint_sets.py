@@ -163,3 +163,18 @@ def test_our_packaged_set_resolves_by_name_and_says_it_is_not_the_papers() -> No
     assert "not the paper" in readme.lower()
     for epoch in ckpts.stages:
         ckpts.load(epoch)
+
+
+def test_exporting_keeps_only_the_three_stage_files_and_the_source_facts(tmp_path: Path) -> None:
+    from mlrsnet.checkpoint_sets import export_stages
+
+    source = tmp_path / "run"
+    _write_set(source, [1, 2, 3, 4, 5, 6])
+    (source / "manifest.json").write_text(json.dumps(
+        {"task": "resnet18-cifar10", "profile": "mini", "files": {str(e): f"mlr_snet_{e}.pth" for e in range(1, 7)}}))
+    exported = export_stages(source, tmp_path / "packaged", note="not the paper's")
+    assert exported.epochs == [1, 3, 6] and exported.stages == (1, 3, 6)
+    assert exported.manifest["task"] == "resnet18-cifar10" and exported.manifest["exported_stages_of"] == list(range(1, 7))
+    assert sorted(p.name for p in (tmp_path / "packaged").iterdir()) == [
+        "manifest.json", "mlr_snet_1.pth", "mlr_snet_3.pth", "mlr_snet_6.pth"]
+    assert (tmp_path / "packaged" / "mlr_snet_3.pth").read_bytes() == (source / "mlr_snet_3.pth").read_bytes()

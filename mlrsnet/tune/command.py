@@ -104,6 +104,8 @@ def ensure_ray(address: str | None, quiet: bool) -> bool:
 
     import ray
 
+    # Tune's own console tables are replaced by mlrsnet.tune.progress.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return False
     env = {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}

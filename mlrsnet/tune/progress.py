@@ -34,7 +34,10 @@ def format_metric(objective: Objective, value: float) -> str:
 
 
 def format_hparams(hparams: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in hparams.items())
+    """``lr=0.08644, gamma=0.1114`` (the learning rate first, then by name)."""
+    keys = sorted(hparams, key=lambda k: (k != "lr", k))
+    return ", ".join(f"{k}={hparams[k]:.4g}" if isinstance(hparams[k], float) else f"{k}={hparams[k]}"
+                     for k in keys)
 
 
 def remaining_epochs(trials: Sequence[Any], total_trials: int, max_epochs: int) -> int:

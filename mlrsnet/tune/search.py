@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -68,6 +70,13 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
+def trial_name(trial: Any) -> str:
+    """``<running number>_<trial id>``: searcher-made trial ids carry no number, Tune's
+    experiment tag (``"3_lr=..."``) does; the trial reads it back as its ``trial`` tag."""
+    number = str(trial.experiment_tag).split("_", 1)[0]
+    return f"{number}_{trial.trial_id}" if number.isdigit() else str(trial.trial_id)
+
+
 def _plan_record(req: SearchRequest) -> dict[str, Any]:
     s = req.setup
     return json.loads(json.dumps({
@@ -101,7 +110,8 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
         tune_config=tune.TuneConfig(
             metric="objective", mode=req.setup.objective.mode, search_alg=search_alg,
             scheduler=scheduler, num_samples=1 if req.searcher == "grid" else req.samples,
-            reuse_actors=True, trial_dirname_creator=trial_dirname),
+            reuse_actors=True, trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_name),
         run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0,
                                   callbacks=[progress],
                                   failure_config=tune.FailureConfig(max_failures=0)),
@@ -144,10 +154,17 @@ def run_search(req: SearchRequest) -> SearchOutcome:
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"cpu": s.cpus, "gpu": req.gpus})
     started = time.monotonic()
-    grid = _build_tuner(req, path, trainable, restore).fit()
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        grid = _build_tuner(req, path, trainable, restore).fit()
+    finally:
+        # Tune leaves its Ctrl-C handler installed after a run; put ours back so that a
+        # Ctrl-C between searches interrupts the command.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
     outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
                             trials=len(grid), errors=grid.num_errors)
-    outcome.interrupted = grid.num_terminated + grid.num_errors < len(grid) or len(grid) == 0
+    outcome.interrupted = search_interrupted(path)
     outcome.wall_s = time.monotonic() - started
     store = Store(s.store_root)
     if not outcome.interrupted:
@@ -156,6 +173,26 @@ def run_search(req: SearchRequest) -> SearchOutcome:
 
     outcome.best = best_trial(store.runs(s.experiment), store.read("epochs", s.experiment), search_id)
     return outcome
+
+
+def search_interrupted(path: Path) -> bool:
+    """Whether the Tune experiment at ``path`` stopped with trials still to run.
+
+    The saved experiment state is read back: Tune writes it before it stops the trials of an
+    interrupted run, so their status there is still RUNNING/PENDING/PAUSED (the in-memory
+    result grid already calls them terminated)."""
+    import logging
+
+    from ray.tune import ExperimentAnalysis
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = log.level
+    log.setLevel(logging.ERROR)  # trials that never reported warn about missing results
+    try:
+        trials = ExperimentAnalysis(str(path)).trials
+    finally:
+        log.setLevel(level)
+    return not trials or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def _clean(value: Any) -> Any:

@@ -41,19 +41,21 @@ class TrialSetup:
     fixed_hparams: Mapping[str, Any] = field(default_factory=dict)
 
 
-def trial_index(trial_id: str) -> int | None:
-    """Tune's trial ids end in a zero-padded running index (``ab12c_00003``)."""
-    tail = trial_id.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+def trial_number(trial_name: str | None) -> int | None:
+    """The running number in a trial name made by :func:`~mlrsnet.tune.search.trial_name`
+    (``"3_ab12cd34"`` -> 3)."""
+    head = str(trial_name or "").split("_", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
-def trial_cell(setup: TrialSetup, config: Mapping[str, Any], trial_id: str):
+def trial_cell(setup: TrialSetup, config: Mapping[str, Any], trial_id: str,
+               trial_name: str | None = None):
     """The cell a trial runs: its hyper-parameters decoded, tagged with its search."""
     from mlrsnet.experiment import Cell
     from mlrsnet.tune.spaces import decode
 
     hparams = {**dict(setup.fixed_hparams), **decode(config, setup.space)}
-    tags = {**dict(setup.tags), "trial_id": trial_id, "trial": trial_index(trial_id)}
+    tags = {**dict(setup.tags), "trial_id": trial_id, "trial": trial_number(trial_name)}
     return Cell(task=setup.task, profile=setup.profile, method=setup.method, hparams=hparams,
                 seed=setup.seed, experiment=setup.experiment, overrides=dict(setup.overrides),
                 tags=tags)
@@ -87,8 +89,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from mlrsnet.store import Store
 
     torch.set_num_threads(max(1, int(setup.cpus)))
-    trial_id = tune.get_context().get_trial_id() or "local"
-    cell = trial_cell(setup, config, trial_id)
+    context = tune.get_context()
+    cell = trial_cell(setup, config, context.get_trial_id() or "local", context.get_trial_name())
     final: dict[str, Any] = {}
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:

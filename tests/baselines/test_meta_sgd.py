@@ -28,7 +28,10 @@ def batches(n: int, seed: int) -> list[tuple[Tensor, Tensor]]:
             for _ in range(n)]
 
 
-def toy(steps_per_epoch: int = 4, epochs: int = 3, optim: OptimSettings = OptimSettings(momentum=0.9),
+MOMENTUM = OptimSettings(momentum=0.9)
+
+
+def toy(steps_per_epoch: int = 4, epochs: int = 3, optim: OptimSettings = MOMENTUM,
         **hparams: object) -> tuple[MetaSGD, RunContext]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()

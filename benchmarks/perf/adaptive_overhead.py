@@ -1,0 +1,204 @@
+"""What HD, L4 and RTHO cost per training step on top of plain SGD with a fixed LR.
+
+Every method trains its own copy of the same initial model on the same batches, in
+interleaved blocks so that drift in machine load hits all of them alike.  The step body is
+the training loop's call order (forward, ``method.backward``, clip, ``method.lr``, set the
+LR, ``optimizer.step``, ``method.after_step``); RTHO gets the task's held-out batches and
+makes its hyper-steps at its default interval (every 100 steps).
+
+Targets (time per step relative to ``fixed``): HD <= 1.05, L4 <= 1.10, RTHO <= 3.
+
+Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/perf/adaptive_overhead.py \\
+          [--task resnet18-cifar10] [--profile mini] [--device cpu] [--steps 200] [--block 10] \\
+          [--methods hd l4-mom l4-adam rtho] [--threads N] [--json PATH]
+Prints a table (``--json PATH`` also writes the numbers); nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from mlrsnet.experiment import Cell, resolved_profile
+from mlrsnet.methods import Method, RunContext, StepInfo, get_method
+from mlrsnet.models import build_model
+from mlrsnet.tasks import get_task
+from mlrsnet.train import pick_device
+from mlrsnet.workload import BatchStats, make_workload
+
+#: (label, method name, hparams, target ratio to ``fixed``)
+VARIANTS: list[tuple[str, str, dict[str, Any], float | None]] = [
+    ("fixed", "fixed", {"lr": 0.05}, None),
+    ("hd", "hd", {}, 1.05),
+    ("l4-mom", "l4-mom", {}, 1.10),
+    ("l4-adam", "l4-adam", {}, 1.10),
+    ("rtho", "rtho", {}, 3.0),
+]
+
+
+class TimedRun:
+    """One method training its own model copy, timed block by block."""
+
+    def __init__(self, label: str, method: Method, model: torch.nn.Module, workload: Any, task: Any,
+                 cell: Cell, epochs: int, device: torch.device) -> None:
+        self.label, self.method, self.model, self.workload = label, method, model, workload
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        self.optimizer = method.build_optimizer(self.params, task.optim)
+        self.clip = task.optim.clip_grad_norm
+        self.steps_per_epoch = workload.steps_per_epoch
+        method.bind(RunContext(
+            model=model, params=self.params, optimizer=self.optimizer,
+            steps_per_epoch=self.steps_per_epoch, epochs=epochs, task_name=task.name,
+            profile=cell.profile, kind=task.kind,
+            num_classes=workload.num_outputs if task.kind == "image" else None,
+            vocab_size=workload.num_outputs if task.kind == "text" else None,
+            optim=task.optim, seed=cell.seed, device=device, base_lr=task.base_lr,
+            meta_batches=workload.meta_batches(torch.Generator().manual_seed(cell.seed + 1)),
+            meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
+        ))
+        self.carry = workload.start_epoch(model)
+        self.stats = BatchStats()
+        self.step_index = 0
+        self.seconds = 0.0
+        self.timed_steps = 0
+        self.lrs: list[float] = []
+        #: Seconds inside the method's hooks (backward, lr, after_step) and in the whole step.
+        self.hook_seconds = 0.0
+        self._hooks_in_block = 0.0
+
+    def step(self, batch: Any, device: torch.device) -> None:
+        s = self.step_index
+        loss, self.carry = self.workload.loss(self.model, batch, self.carry, self.stats)
+        float(loss.detach())  # the loop reads the loss every step for its trace
+        self.optimizer.zero_grad(set_to_none=True)
+        info = StepInfo(step=s, epoch=s // self.steps_per_epoch, index_in_epoch=s % self.steps_per_epoch,
+                        loss=loss)
+        _sync(device)
+        t0 = time.perf_counter()
+        self.method.backward(loss, self.params)
+        _sync(device)
+        t1 = time.perf_counter()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        _sync(device)
+        t2 = time.perf_counter()
+        lr = float(self.method.lr(info))
+        _sync(device)
+        t3 = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        _sync(device)
+        t4 = time.perf_counter()
+        self.method.after_step(info)
+        _sync(device)
+        self._hooks_in_block += (t1 - t0) + (t3 - t2) + (time.perf_counter() - t4)
+        self.lrs.append(lr)
+        self.step_index += 1
+
+    def run_block(self, batches: list[Any], device: torch.device, timed: bool) -> None:
+        _sync(device)
+        self._hooks_in_block = 0.0
+        t0 = time.perf_counter()
+        for batch in batches:
+            self.step(batch, device)
+        _sync(device)
+        if timed:
+            self.seconds += time.perf_counter() - t0
+            self.hook_seconds += self._hooks_in_block
+            self.timed_steps += len(batches)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _endless_batches(workload: Any, seed: int) -> Iterator[Any]:
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield from workload.train_batches(generator)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    device = pick_device(args.device)
+    cell = Cell(task=args.task, profile=args.profile, method="fixed", seed=0)
+    task, profile = get_task(cell.task), resolved_profile(cell)
+    torch.manual_seed(cell.seed)
+    workload = make_workload(task, profile, device)
+    model = build_model(task.arch, num_classes=workload.num_outputs, **profile.model_kwargs).to(device)
+    chosen = [v for v in VARIANTS if v[0] == "fixed" or not args.methods or v[0] in args.methods]
+    runs = [
+        TimedRun(label, get_method(name)(**hparams), copy.deepcopy(model), workload, task, cell,
+                 profile.epochs, device)
+        for label, name, hparams, _ in chosen
+    ]
+    batches = _endless_batches(workload, 0)
+    for k in range(0, args.warmup + args.steps, args.block):
+        chunk = list(itertools.islice(batches, args.block))
+        for run in (runs if k // args.block % 2 == 0 else runs[::-1]):  # alternate the order too
+            run.run_block(chunk, device, timed=k >= args.warmup)
+    per_step = {run.label: run.seconds / run.timed_steps for run in runs}
+    hooks = {run.label: run.hook_seconds / run.timed_steps for run in runs}
+    base = per_step["fixed"]
+    # The same ratio from the hooks alone: the fixed step plus this method's extra hook time.
+    # Less exposed to load drift, because only the differing part of the step is compared.
+    from_hooks = {label: (base + hooks[label] - hooks["fixed"]) / base for label in per_step}
+    return {
+        "task": args.task, "profile": args.profile, "device": str(device),
+        "threads": torch.get_num_threads(), "steps": args.steps, "warmup": args.warmup,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "ms_per_step": {label: 1000 * s for label, s in per_step.items()},
+        "ratio_to_fixed": {label: s / base for label, s in per_step.items()},
+        "hook_ms_per_step": {label: 1000 * s for label, s in hooks.items()},
+        "ratio_from_hooks": from_hooks,
+        "targets": {label: target for label, _, _, target in chosen if target is not None},
+        "rtho_hyper_steps": sum(r.method.state_dict()["hyper_updates"] for r in runs if r.label == "rtho"),
+        "final_lr": {run.label: run.lrs[-1] for run in runs},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="resnet18-cifar10")
+    parser.add_argument("--profile", default="mini")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per method")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per method first")
+    parser.add_argument("--block", type=int, default=10, help="steps per interleaved block")
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help=f"subset of {[v[0] for v in VARIANTS[1:]]} (fixed always runs)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = measure(args)
+
+    print(f"task {result['task']} / {result['profile']} on {result['device']}, {result['threads']} threads, "
+          f"{result['parameters']:,} parameters, {result['steps']} timed steps per method "
+          f"({result['rtho_hyper_steps']} RTHO hyper-steps in all)")
+    print("  x fixed: end-to-end time per step; via hooks: fixed step + this method's extra time in")
+    print("  backward/lr/after_step (less exposed to load drift)")
+    print(f"  {'method':<10}{'ms/step':>10}{'hooks ms':>10}{'x fixed':>9}{'via hooks':>11}  target")
+    for label, ms in result["ms_per_step"].items():
+        target = result["targets"].get(label)
+        ratio, via_hooks = result["ratio_to_fixed"][label], result["ratio_from_hooks"][label]
+        verdict = "" if target is None else f"<= {target:g}  {'ok' if max(ratio, via_hooks) <= target else 'MISSED'}"
+        print(f"  {label:<10}{ms:>10.2f}{result['hook_ms_per_step'][label]:>10.2f}{ratio:>9.3f}"
+              f"{via_hooks:>11.3f}  {verdict}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
