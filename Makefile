@@ -38,3 +38,14 @@ perf: install
 
 clean:
 	rm -rf results/*/ reports/*.png
+
+# Supplement Table 1 (docs/tuning.md): MultiStep tuned by BayesOpt and BOHB; resumable.
+reproduce-table1: install
+	$(BIN)/mlrsnet-bench tune benchmarks/table1.toml --profile $(PROFILE)
+	$(BIN)/mlrsnet-bench report table1 --experiment table1
+
+# Supplement Fig. 5: CIFAR-10-tuned MultiStep (four searchers) applied unchanged elsewhere.
+reproduce-transfer: export MLRSNET_CHECKPOINTS ?= $(abspath ../shared/reference/official-mlrsnet)
+reproduce-transfer: install
+	$(BIN)/mlrsnet-bench tune benchmarks/transfer.toml --profile $(PROFILE)
+	$(BIN)/mlrsnet-bench report transfer --experiment transfer

@@ -42,7 +42,7 @@ def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float) -
 def set_direction(params: Sequence[Tensor], directions: Sequence[Tensor]) -> None:
     """Write the update direction into ``p.grad`` for the stateless SGD to apply."""
     with torch.no_grad():
-        for p, d in zip(params, directions):
+        for p, d in zip(params, directions, strict=True):
             if p.grad is None or p.grad.shape != d.shape:
                 p.grad = d.detach().clone()
             else:
@@ -53,7 +53,7 @@ def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
     """The inner product of two parameter-shaped lists, as a 0-d tensor."""
     if not xs:
         return torch.zeros(())
-    parts = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]
+    parts = [torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys, strict=True)]
     return torch.stack(parts).sum()
 
 
@@ -74,7 +74,7 @@ def placed_like(tensors: Sequence[Tensor] | None, params: Sequence[Tensor]) -> l
             f"saved method state holds {len(tensors)} tensors but the model has {len(params)} "
             "parameters: the checkpoint belongs to a different model"
         )
-    return [t.to(device=p.device, dtype=p.dtype) for t, p in zip(tensors, params)]
+    return [t.to(device=p.device, dtype=p.dtype) for t, p in zip(tensors, params, strict=True)]
 
 
 def require_keys(state: Mapping[str, Any], keys: Sequence[str], method: str) -> None:

@@ -117,7 +117,7 @@ class RealTimeHO(Method):
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         """Gradients with their graph kept (for the Hessian-vector product), detached copies in ``p.grad``."""
         raw = torch.autograd.grad(loss, list(params), create_graph=True, allow_unused=True)
-        for p, g in zip(params, raw):
+        for p, g in zip(params, raw, strict=True):
             p.grad = None if g is None else g.detach().clone()
         self._raw_grads = raw
 
@@ -133,7 +133,8 @@ class RealTimeHO(Method):
         wd, mu = optim.weight_decay, optim.momentum
         nesterov = optim.nesterov and mu > 0
 
-        raw = [torch.zeros_like(p) if g is None else g for p, g in zip(params, self._raw_grads)]
+        raw = [torch.zeros_like(p) if g is None else g
+               for p, g in zip(params, self._raw_grads, strict=True)]
         self._raw_grads = None
         with torch.no_grad():
             grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
@@ -165,12 +166,12 @@ class RealTimeHO(Method):
         if self._z is None:
             return None
         needs_graph = [g.requires_grad for g in raw]
-        outputs = [g for g, keep in zip(raw, needs_graph) if keep]
-        vectors = [z for z, keep in zip(self._z, needs_graph) if keep]
+        outputs = [g for g, keep in zip(raw, needs_graph, strict=True) if keep]
+        vectors = [z for z, keep in zip(self._z, needs_graph, strict=True) if keep]
         hz = [torch.zeros_like(p) for p in params]
         if outputs:
             products = torch.autograd.grad(outputs, list(params), grad_outputs=vectors, allow_unused=True)
-            hz = [torch.zeros_like(p) if h is None else h for p, h in zip(params, products)]
+            hz = [torch.zeros_like(p) if h is None else h for p, h in zip(params, products, strict=True)]
         if self.run.optim.clip_grad_norm is None:
             return hz
         with torch.no_grad():
@@ -224,12 +225,15 @@ class RealTimeHO(Method):
         """``grad E_val(w) . Z`` averaged over ``val_batches`` held-out batches."""
         run = self.run
         params = run.params
-        named = dict(zip(run.param_names, params)) if run.param_names else dict(run.model.named_parameters())
+        if run.param_names:
+            named = dict(zip(run.param_names, params, strict=True))
+        else:
+            named = dict(run.model.named_parameters())
         total = 0.0
         for _ in range(int(self.hparams["val_batches"])):
             loss = run.meta_loss(named, next(run.meta_batches))
             grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
             total += float(dot(grads, self._z))
         return total / int(self.hparams["val_batches"])
 

@@ -19,13 +19,13 @@ import pandas as pd
 from mlrsnet.errors import UserError
 from mlrsnet.store import Store
 from mlrsnet.tasks import TASKS
+from mlrsnet.tune.plan import SEARCHER_TITLES
 from mlrsnet.tune.results import skipped_searches, summarize_searches
 
 PAPER_TABLE1 = Path(__file__).resolve().parents[2] / "benchmarks" / "reference" / "paper_table1.csv"
 #: Table 1's searchers; other searchers found in the experiment follow in ``SEARCHER_ORDER``.
 TABLE1_SEARCHERS = ("bayesopt", "bohb")
 SEARCHER_ORDER = ("bayesopt", "bohb", "random", "grid")
-SEARCHER_TITLES = {"bayesopt": "BayesOpt", "bohb": "BOHB", "random": "Random", "grid": "Grid"}
 COLUMNS = [
     "setting", "task", "searcher", "profile", "objective", "status", "alpha0", "gamma",
     "objective_value", "test_metric", "test_value", "trials", "finished", "stopped_early",

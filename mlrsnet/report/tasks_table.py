@@ -27,3 +27,21 @@ def tasks_table(markdown: bool = True) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+START, END = "<!-- tasks-table:start -->", "<!-- tasks-table:end -->"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with the text between the task-table markers replaced by the current table."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{tasks_table()}\n{END}{tail}"
+
+
+if __name__ == "__main__":  # python -m mlrsnet.report.tasks_table README.md
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    path.write_text(with_table(path.read_text()))

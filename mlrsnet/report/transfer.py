@@ -87,11 +87,18 @@ def targets_frame(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
             "metric": f"test/{metric}", "final_test": finals.get(r.run_id, {}).get(f"test/{metric}"),
             "best_test": best, "epochs": int(ep["epoch"].max()) if len(ep) else 0, "run_id": r.run_id,
         })
-    return pd.DataFrame(rows, columns=cols)
+    order = {name: i for i, name in enumerate(TASKS)}
+    frame = pd.DataFrame(rows, columns=cols)
+    return frame.sort_values("task", key=lambda t: t.map(order), kind="stable").reset_index(drop=True)
 
 
 def _num(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.4g}"
+
+
+def _test_name(objective: Any) -> str | None:
+    """``val/acc`` -> ``test/acc`` (the same run's test metric)."""
+    return f"test/{objective.split('/')[1]}" if isinstance(objective, str) else None
 
 
 def _cell(row: pd.Series) -> str:
@@ -99,7 +106,7 @@ def _cell(row: pd.Series) -> str:
         return "diverged"
     if row["status"] != "finished":
         return str(row["status"])
-    return format_metric(row["metric"], row["final_test"]).split(" ", 1)[1]
+    return format_metric(row["metric"], row["final_test"]).rsplit(" ", 1)[-1]
 
 
 def to_markdown(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFrame,
@@ -111,7 +118,7 @@ def to_markdown(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFra
     for _, r in source.iterrows():
         lines.append(f"| {SEARCHER_TITLES.get(r['searcher'], r['searcher'])} | {_num(r['alpha0'])} | "
                      f"{_num(r['gamma'])} | {format_metric(r['objective'], r['objective_value'])} | "
-                     f"{format_metric('test/' + str(r['objective']).split('/')[-1], r['test_value']) if r['objective'] else '—'} | "
+                     f"{format_metric(_test_name(r['objective']), r['test_value'])} | "
                      f"{'—' if pd.isna(r['trials']) else int(r['trials'])} | "
                      f"{_num(r['paper_alpha0'])} | {_num(r['paper_gamma'])} |")
     lines += ["", "## Final test metric on the targets", ""]
@@ -139,30 +146,37 @@ def _column_order(targets: pd.DataFrame) -> list[str]:
 
 
 def plot_targets(targets: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Path:
+    """Fig. 5: test curves per target, one colour per configuration across panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    labels = _column_order(targets)
+    colours = {lb: f"C{i % 10}" for i, lb in enumerate(labels)}
     tasks = list(dict.fromkeys(targets["task"]))
     cols = min(3, len(tasks))
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks, strict=False):
-        part = targets[targets["task"] == task]
-        for r in part.itertuples():
-            metric = r.metric.split("/")[1]
-            ep = epochs[(epochs["run_id"] == r.run_id) & (epochs["split"] == "test")
+        part = targets[targets["task"] == task].set_index("label")
+        for label in (lb for lb in labels if lb in part.index):
+            r = part.loc[label]
+            metric = r["metric"].split("/")[1]
+            ep = epochs[(epochs["run_id"] == r["run_id"]) & (epochs["split"] == "test")
                         & (epochs["metric"] == metric)].sort_values("epoch")
             scale = 100 if metric == "acc" else 1
-            ax.plot(ep["epoch"], ep["value"] * scale, marker="o", ms=3, label=r.label)
+            ax.plot(ep["epoch"], ep["value"] * scale, marker="o", ms=3, color=colours[label], label=label)
         ax.set(title=part["setting"].iloc[0], xlabel="epoch",
                ylabel="test accuracy (%)" if part["metric"].iloc[0].endswith("acc") else "test perplexity")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    fig.tight_layout()
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 if len(names) > 3 else 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -68,8 +68,8 @@ def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
         ),
         "mini": Profile(
             epochs=4, batch_size=32, bptt=35, model_kwargs=mini_model, holdout=0,
-            train_tokens=60_000, eval_tokens=20_000, eval_batch_size=10, tune_samples=8,
-            notes="full vocabulary; the first 60k training tokens, 20k of valid/test",
+            train_tokens=40_000, eval_tokens=10_000, eval_batch_size=10, tune_samples=8,
+            notes="full vocabulary; the first 40k training tokens, 10k of valid/test",
         ),
         "paper": Profile(
             epochs=150, batch_size=32, bptt=35, model_kwargs=paper_model, holdout=0,

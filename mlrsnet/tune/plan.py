@@ -30,6 +30,7 @@ from mlrsnet.errors import UserError
 from mlrsnet.tasks import PROFILES, TASKS
 
 SEARCHERS = ("bayesopt", "bohb", "random", "grid")
+SEARCHER_TITLES = {"bayesopt": "BayesOpt", "bohb": "BOHB", "random": "random search", "grid": "grid search"}
 OBJECTIVES = ("val", "test")
 KINDS = ("image", "text")
 #: The paper's method per task kind: MultiStep at fixed epochs for images, the "Val"

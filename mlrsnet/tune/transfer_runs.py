@@ -14,7 +14,7 @@ import sys
 from mlrsnet.experiment import Cell, ExperimentSpec, resolved_profile
 from mlrsnet.store import Store
 from mlrsnet.tasks import get_task
-from mlrsnet.tune.plan import TunePlan
+from mlrsnet.tune.plan import SEARCHER_TITLES, TunePlan
 from mlrsnet.tune.results import summarize_searches
 
 
@@ -41,7 +41,7 @@ def transfer_cells(spec: ExperimentSpec, plan: TunePlan, store: Store, source: s
                 overrides=dict(spec.overrides),
                 tags={"transfer_from": source, "search": searcher, "source_run": best["best_run_id"],
                       "source_search_id": best["search_id"]},
-                label=f"MultiStep, {searcher} on {source}"))
+                label=f"MultiStep tuned by {SEARCHER_TITLES.get(searcher, searcher)}"))
     for m in spec.methods:
         for name in targets:
             cells.append(Cell(task=name, profile=spec.profile, method=m.name, hparams=dict(m.hparams),

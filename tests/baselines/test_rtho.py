@@ -278,6 +278,19 @@ def test_rtho_is_selectable_by_name_with_the_official_defaults():
         RealTimeHO(hyper_learning_rate=0.1)
 
 
+def test_rnns_run_without_cudnn_on_gpus_because_cudnn_rnns_have_no_double_backward():
+    from baselines.rtho import _run_rnns_without_cudnn
+
+    model = nn.Sequential(nn.LSTM(3, 4))
+    _run_rnns_without_cudnn(model)
+    seen_inside = []
+    model[0].register_forward_pre_hook(lambda *_: seen_inside.append(torch.backends.cudnn.enabled))
+    before = torch.backends.cudnn.enabled
+    model(torch.zeros(2, 1, 3))
+    assert seen_inside == [False]
+    assert torch.backends.cudnn.enabled == before
+
+
 # -- every task's smoke profile, through the real training loop ---------------------------
 
 #: One image and one text task run by default; the rest of the grid (seconds to tens of
