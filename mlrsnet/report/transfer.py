@@ -127,7 +127,7 @@ def to_markdown(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFra
     else:
         labels = _column_order(targets)
         lines += ["| setting | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-        for task, part in targets.groupby("task", sort=False):
+        for _task, part in targets.groupby("task", sort=False):
             by_label = {r["label"]: _cell(r) for _, r in part.iterrows()}
             lines.append(f"| {part['setting'].iloc[0]} | " + " | ".join(by_label.get(lb, "—") for lb in labels) + " |")
         lines += ["", "Accuracy in %, perplexity as is; the configuration is the searcher's best on "

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mlrsnet.errors import UserError
@@ -138,7 +138,7 @@ def record_skip(store: Store, spec: ExperimentSpec, task: Task, searcher: str, r
     """A ``skipped`` row in ``runs``, so the report lists the search and why it did not run."""
     cell = Cell(task=task.name, profile=spec.profile, method="(search)", experiment=spec.name,
                 tags={"search": searcher, "skipped": True})
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     store.write_run_row({"run_id": cell.run_id, "experiment": spec.name, "task": task.name,
                          "profile": spec.profile, "method": cell.method, "hparams": {},
                          "seed": spec.seeds[0], "tags": dict(cell.tags), "status": "skipped",

@@ -81,11 +81,11 @@ class SearchProgress(Callback):
             self._print(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(trials)
+        self._print(trials, ending=trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._emit(f"[{self.label}] trial {trial.trial_id} FAILED (see {trial.path or 'its trial folder'})")
-        self._print(trials)
+        self._print(trials, ending=trial)
 
     # -- formatting ----------------------------------------------------------------------------
     def best(self, trials: Sequence[Any]) -> tuple[float, dict[str, Any]] | None:
@@ -100,11 +100,14 @@ class SearchProgress(Callback):
         value, trial = (max if self.objective.mode == "max" else min)(pool, key=lambda vt: vt[0])
         return float(value), decode(trial.config, self.space)
 
-    def line(self, trials: Sequence[Any]) -> str:
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
+    def line(self, trials: Sequence[Any], ending: Any = None) -> str:
+        """``ending``: a trial Tune is finishing right now (its status is not updated yet)."""
+        ended = [t is ending or t.status in ("TERMINATED", "ERROR") for t in trials]
+        done = sum(ended)
+        running = sum(t.status == "RUNNING" and not e for t, e in zip(trials, ended, strict=True))
         elapsed = time.monotonic() - self._start
-        left = remaining_epochs(trials, self.total_trials, self.max_epochs)
+        left = remaining_epochs([t for t in trials if t is not ending], self.total_trials - (ending is not None),
+                                self.max_epochs)
         eta = 0.0 if left == 0 else (elapsed / self._epochs * left if self._epochs else None)
         parts = [f"[{self.label}] trials {done}/{self.total_trials} done, {running} running"]
         best = self.best(trials)
@@ -114,9 +117,9 @@ class SearchProgress(Callback):
         parts.append(f"elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}")
         return " | ".join(parts)
 
-    def _print(self, trials: Sequence[Any]) -> None:
+    def _print(self, trials: Sequence[Any], ending: Any = None) -> None:
         self._last_print = time.monotonic()
-        self._emit(self.line(trials))
+        self._emit(self.line(trials, ending))
 
     def _emit(self, text: str) -> None:
         if not self.quiet:

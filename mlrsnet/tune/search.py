@@ -21,7 +21,8 @@ import signal
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from functools import partial
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,13 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def trial_name(trial: Any) -> str:
+def trial_name(trial: Any, offset: int = 0) -> str:
     """``<running number>_<trial id>``: searcher-made trial ids carry no number, Tune's
-    experiment tag (``"3_lr=..."``) does; the trial reads it back as its ``trial`` tag."""
+    experiment tag (``"3_lr=..."``) does; the trial reads it back as its ``trial`` tag.
+    The basic variant generator counts from 0, searchers from 1: ``offset`` makes both
+    count from 1."""
     number = str(trial.experiment_tag).split("_", 1)[0]
-    return f"{number}_{trial.trial_id}" if number.isdigit() else str(trial.trial_id)
+    return f"{int(number) + offset}_{trial.trial_id}" if number.isdigit() else str(trial.trial_id)
 
 
 def _plan_record(req: SearchRequest) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def _plan_record(req: SearchRequest) -> dict[str, Any]:
 
 
 def _new_search_id(path: Path) -> str:
-    return f"{path.name}@{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{path.name}@{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) -> Any:
@@ -111,7 +114,7 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
             metric="objective", mode=req.setup.objective.mode, search_alg=search_alg,
             scheduler=scheduler, num_samples=1 if req.searcher == "grid" else req.samples,
             reuse_actors=True, trial_dirname_creator=trial_dirname,
-            trial_name_creator=trial_name),
+            trial_name_creator=partial(trial_name, offset=1 if req.searcher in ("random", "grid") else 0)),
         run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0,
                                   callbacks=[progress],
                                   failure_config=tune.FailureConfig(max_failures=0)),
@@ -227,7 +230,7 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str) -> in
         clean = {k: _clean(v) for k, v in row.items()}
         store.write_run_row({
             **clean, "status": "stopped", "epochs_done": epochs_done,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "error": f"stopped early by the scheduler after {epochs_done} epoch(s)",
         })
         checkpoint.unlink(missing_ok=True)
