@@ -24,7 +24,7 @@ from mlrsnet.tasks import Task, get_task
 from mlrsnet.tune.objective import Objective, objective_for
 from mlrsnet.tune.plan import TunePlan, parse_tune_block, with_cli_overrides
 from mlrsnet.tune.progress import format_duration, format_hparams, format_metric
-from mlrsnet.tune.search import SearchOutcome, SearchRequest, run_search
+from mlrsnet.tune.search import SearchOutcome, SearchRequest, is_complete, run_search
 from mlrsnet.tune.spaces import grid_candidates, grid_size, grid_subset, ray_space, resolve_space
 from mlrsnet.tune.trial import TrialSetup
 
@@ -213,15 +213,22 @@ def tune_command(args: argparse.Namespace) -> int:
     if not requests and not plan.transfer_to:
         return 0
 
-    started_ray = ensure_ray(args.address, quiet)
+    started_ray = False
+    ray_ready = False
     failed = 0
     try:
-        check_resources(runnable, args.address)
         t0 = time.monotonic()
         for k, req in enumerate(requests, 1):
-            _say(f"[{req.label}] {req.samples} trials, {req.setup.epochs} epochs each, "
-                 f"{req.setup.cpus:g} CPU / {req.gpus:g} GPU per trial, searcher seed "
-                 f"{req.setup.tags['searcher_seed']}", quiet)
+            if not is_complete(req) and not ray_ready:
+                started_ray = ensure_ray(args.address, quiet)
+                check_resources(runnable, args.address)
+                ray_ready = True
+            if is_complete(req):
+                _say(f"[{req.label}] already complete (--force runs it again)", quiet)
+            else:
+                _say(f"[{req.label}] {req.samples} trials, {req.setup.epochs} epochs each, "
+                     f"{req.setup.cpus:g} CPU / {req.gpus:g} GPU per trial, searcher seed "
+                     f"{req.setup.tags['searcher_seed']}", quiet)
             outcome = run_search(req)
             if outcome.interrupted:
                 _say(f"[{req.label}] interrupted; run the same command again to resume "
@@ -235,6 +242,8 @@ def tune_command(args: argparse.Namespace) -> int:
         if plan.transfer_to:
             from mlrsnet.tune.transfer_runs import run_transfer
 
+            if not ray_ready:
+                started_ray = ensure_ray(args.address, quiet)
             failed += run_transfer(spec, plan, store, source=runnable[0] if runnable else None,
                                    address=args.address, data_dir=data_dir, device=args.device,
                                    quiet=quiet, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial)

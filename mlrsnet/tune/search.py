@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ class SearchOutcome:
     errors: int = 0
     stopped: int = 0
     interrupted: bool = False
+    #: Already complete before this command: read from the store, not run.
+    resumed_complete: bool = False
     wall_s: float = 0.0
     best: dict[str, Any] | None = None
 
@@ -121,81 +124,109 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
     )
 
 
+def _check_plan(path: Path, saved: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    if saved["plan"] == record:
+        return
+    before = saved["plan"]
+    changed = sorted(k for k in record if before.get(k) != record[k])
+    was = ", ".join(f"{k}={before.get(k)}" for k in changed)
+    raise UserError(
+        f"the search in {path} was started with a different plan ({was}). "
+        "Run the same command as before to resume it, or add --force to start this "
+        "search again (its finished trials stay in the store).")
+
+
+def _write_record(path: Path, record: Mapping[str, Any]) -> None:
+    tmp = path / (PLAN_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path / PLAN_FILE)
+
+
+def _tune_catches_sigint() -> bool:
+    return (threading.current_thread() is threading.main_thread()
+            and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0"))
+
+
+def request_dir(req: SearchRequest) -> Path:
+    s = req.setup
+    return search_dir(Path(s.store_root), s.experiment, s.task, req.searcher, s.profile, s.objective.split)
+
+
+def is_complete(req: SearchRequest) -> bool:
+    """Whether the search already ran to its end (and is not being forced again)."""
+    plan = request_dir(req) / PLAN_FILE
+    return not req.force and plan.exists() and bool(json.loads(plan.read_text()).get("complete"))
+
+
 def run_search(req: SearchRequest) -> SearchOutcome:
-    """Run (or resume) one search to its end; returns what happened."""
+    """Run (or resume) one search to its end; returns what happened.
+
+    A search that ended is marked complete in its folder and never handed to Tune again:
+    running the command again only reads its results from the store."""
     import time
 
+    s = req.setup
+    path = request_dir(req)
+    record = _plan_record(req)
+    if req.force and path.exists():
+        shutil.rmtree(path)
+    saved = json.loads((path / PLAN_FILE).read_text()) if (path / PLAN_FILE).exists() else None
+    if saved is not None:
+        _check_plan(path, saved, record)
+    store = Store(s.store_root)
+    started = time.monotonic()
+    if saved is not None and saved.get("complete"):
+        outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=saved["search_id"],
+                                path=path, errors=int(saved.get("errors", 0)), resumed_complete=True)
+    else:
+        outcome = _fit(req, path, record, saved)
+        if not outcome.interrupted:
+            outcome.stopped = finalize_stopped_trials(store, s.experiment, outcome.search_id)
+            saved = json.loads((path / PLAN_FILE).read_text())
+            _write_record(path, {**saved, "complete": True, "errors": outcome.errors})
+    outcome.wall_s = time.monotonic() - started
+    from mlrsnet.tune.results import best_trial
+
+    outcome.best = best_trial(store.runs(s.experiment), store.read("epochs", s.experiment),
+                              outcome.search_id)
+    if outcome.best:
+        outcome.trials = int(outcome.best["trials"])
+    return outcome
+
+
+def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
+         saved: Mapping[str, Any] | None) -> SearchOutcome:
+    """Start or restore the Tune experiment and run it to its end (or to Ctrl-C)."""
     from ray import tune
 
     from mlrsnet.tune.trial import run_trial
 
     s = req.setup
-    path = search_dir(Path(s.store_root), s.experiment, s.task, req.searcher, s.profile,
-                      s.objective.split)
-    record = _plan_record(req)
-    if req.force and path.exists():
-        shutil.rmtree(path)
-    restore = tune.Tuner.can_restore(str(path)) and (path / PLAN_FILE).exists()
+    restore = saved is not None and tune.Tuner.can_restore(str(path))
     if restore:
-        saved = json.loads((path / PLAN_FILE).read_text())
-        if saved["plan"] != record:
-            before = saved["plan"]
-            changed = sorted(k for k in record if before.get(k) != record[k])
-            was = ", ".join(f"{k}={before.get(k)}" for k in changed)
-            raise UserError(
-                f"the search in {path} was started with a different plan ({was}). "
-                "Run the same command as before to resume it, or add --force to start this "
-                "search again (its finished trials stay in the store).")
         search_id = saved["search_id"]
     else:
         if path.exists():
             shutil.rmtree(path)  # a folder without Tune state: nothing to resume
         path.mkdir(parents=True)
         search_id = _new_search_id(path)
-        (path / PLAN_FILE).write_text(json.dumps({"search_id": search_id, "plan": record}, indent=1))
+        _write_record(path, {"search_id": search_id, "plan": record})
     setup = replace(s, tags={**dict(s.tags), "search_id": search_id})
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"cpu": s.cpus, "gpu": req.gpus})
-    started = time.monotonic()
-    sigint = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
     try:
         grid = _build_tuner(req, path, trainable, restore).fit()
+        # Tune's Ctrl-C handler ends the run gracefully and puts the previous handler back;
+        # after an uninterrupted run its own handler is still installed.
+        sigint_seen = _tune_catches_sigint() and signal.getsignal(signal.SIGINT) is before
     finally:
-        # Tune leaves its Ctrl-C handler installed after a run; put ours back so that a
-        # Ctrl-C between searches interrupts the command.
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, sigint)
-    outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
-                            trials=len(grid), errors=grid.num_errors)
-    outcome.interrupted = search_interrupted(path)
-    outcome.wall_s = time.monotonic() - started
-    store = Store(s.store_root)
-    if not outcome.interrupted:
-        outcome.stopped = finalize_stopped_trials(store, s.experiment, search_id)
-    from mlrsnet.tune.results import best_trial
-
-    outcome.best = best_trial(store.runs(s.experiment), store.read("epochs", s.experiment), search_id)
-    return outcome
-
-
-def search_interrupted(path: Path) -> bool:
-    """Whether the Tune experiment at ``path`` stopped with trials still to run.
-
-    The saved experiment state is read back: Tune writes it before it stops the trials of an
-    interrupted run, so their status there is still RUNNING/PENDING/PAUSED (the in-memory
-    result grid already calls them terminated)."""
-    import logging
-
-    from ray.tune import ExperimentAnalysis
-
-    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = log.level
-    log.setLevel(logging.ERROR)  # trials that never reported warn about missing results
-    try:
-        trials = ExperimentAnalysis(str(path)).trials
-    finally:
-        log.setLevel(level)
-    return not trials or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+            signal.signal(signal.SIGINT, before)  # so a later Ctrl-C interrupts the command
+    incomplete = grid.num_terminated + grid.num_errors < len(grid)
+    return SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
+                         trials=len(grid), errors=grid.num_errors,
+                         interrupted=sigint_seen or incomplete)
 
 
 def _clean(value: Any) -> Any:

@@ -71,6 +71,10 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, 
     assert list(kept["finished"]) == list(done_before["finished"])
     search_dir = next((results / "tunetest" / "tune").iterdir())
     assert len([p for p in search_dir.iterdir() if p.is_dir()]) == 2  # no extra trials sampled
+    # a complete search is not handed to Tune again: nothing is re-run, nothing changes
+    assert tune_command(args) == 0
+    assert _trial_rows(results).sort_values("run_id")["finished"].tolist() == \
+        after.sort_values("run_id")["finished"].tolist()
     # a different budget is refused rather than mixed into the finished search
     with pytest.raises(UserError, match="different plan"):
         tune_command(tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2", "--samples", "5"]))
