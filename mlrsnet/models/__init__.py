@@ -14,6 +14,7 @@ what is accepted, because these names come from benchmark specs a user edits.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -21,23 +22,18 @@ from typing import Any
 from torch import nn
 
 from mlrsnet.errors import UserError
-from mlrsnet.models.efficientnet import efficientnet_b0, efficientnet_b7
-from mlrsnet.models.lstm_lm import LSTMLanguageModel, lstm_lm
-from mlrsnet.models.mobilenetv2 import mobilenetv2
-from mlrsnet.models.nasnet import nasnet
-from mlrsnet.models.resnet import resnet18
-from mlrsnet.models.shufflenetv2 import shufflenetv2
-from mlrsnet.models.wide_resnet import wide_resnet, wrn28_10
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": resnet18,
-    "wrn28_10": wrn28_10,
-    "shufflenetv2": shufflenetv2,
-    "mobilenetv2": mobilenetv2,
-    "nasnet": nasnet,
-    "efficientnet_b0": efficientnet_b0,
-    "efficientnet_b7": efficientnet_b7,
-    "lstm_lm": lstm_lm,
+#: arch -> (module, builder).  Imported on first use: EfficientNet pulls in torchvision,
+#: which would otherwise add seconds to every process (and every Ray worker) start.
+_BUILDERS: dict[str, tuple[str, str]] = {
+    "resnet18": ("mlrsnet.models.resnet", "resnet18"),
+    "wrn28_10": ("mlrsnet.models.wide_resnet", "wrn28_10"),
+    "shufflenetv2": ("mlrsnet.models.shufflenetv2", "shufflenetv2"),
+    "mobilenetv2": ("mlrsnet.models.mobilenetv2", "mobilenetv2"),
+    "nasnet": ("mlrsnet.models.nasnet", "nasnet"),
+    "efficientnet_b0": ("mlrsnet.models.efficientnet", "efficientnet_b0"),
+    "efficientnet_b7": ("mlrsnet.models.efficientnet", "efficientnet_b7"),
+    "lstm_lm": ("mlrsnet.models.lstm_lm", "lstm_lm"),
 }
 
 #: Every name :func:`build_model` accepts.
@@ -82,14 +78,8 @@ def build_model(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
 def _builder(arch: str) -> Callable[..., nn.Module]:
     if not isinstance(arch, str) or arch not in _BUILDERS:
         raise UserError(f"unknown model {arch!r}; choose one of: {', '.join(ARCHS)}")
-    return _BUILDERS[arch]
+    module, name = _BUILDERS[arch]
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = [
-    "ARCHS",
-    "IMAGE_ARCHS",
-    "LSTMLanguageModel",
-    "build_model",
-    "model_kwargs",
-    "wide_resnet",
-]
+__all__ = ["ARCHS", "IMAGE_ARCHS", "build_model", "model_kwargs"]

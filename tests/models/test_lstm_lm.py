@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mlrsnet.errors import UserError
-from mlrsnet.models import LSTMLanguageModel, build_model
+from mlrsnet.models import build_model
+from mlrsnet.models.lstm_lm import LSTMLanguageModel
 
 VOCAB, EMB, HIDDEN, LAYERS = 50, 16, 16, 2
 

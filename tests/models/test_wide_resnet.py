@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mlrsnet.errors import UserError
-from mlrsnet.models import build_model, wide_resnet
+from mlrsnet.models import build_model
+from mlrsnet.models.wide_resnet import wide_resnet
 
 
 def test_paper_scale_wrn28_10_has_the_papers_parameter_count(param_count):
