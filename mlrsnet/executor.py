@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -182,7 +181,3 @@ def _forwarded_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}
-
-
-def clean_checkpoints(store: Store, experiment: str) -> None:
-    shutil.rmtree(store.root / experiment / "checkpoints", ignore_errors=True)
