@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
         p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
         p.add_argument("--force", action="store_true", help="re-run finished runs")
+        p.add_argument("--checkpoints", default=None, metavar="DIR",
+                       help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
+                            "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")
 
     p = sub.add_parser("list", help="list tasks or methods")
     p.add_argument("what", choices=["tasks", "methods"])
@@ -220,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "checkpoints", None):
+        os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
