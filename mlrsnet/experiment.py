@@ -18,6 +18,7 @@ Spec format::
     hparams = { lr = 0.1, gamma = 0.1 }
 
     [overrides]                       # optional profile fields, e.g. holdout = 2000
+    # or a sweep, one set of cells per entry:  overrides = [{holdout = 1000}, {holdout = 2000}]
 
     [tune]                            # optional tuning block, see mlrsnet.tune
 """
@@ -80,14 +81,17 @@ class ExperimentSpec:
     methods: tuple[MethodEntry, ...]
     overrides: Mapping[str, Any]
     tune: Mapping[str, Any] | None
+    #: Several override sets (a sweep); when given, ``overrides`` is the first of them.
+    override_sweep: tuple[Mapping[str, Any], ...] = ()
     source: Path | None = None
     description: str = ""
 
     def cells(self) -> list[Cell]:
+        sweep = self.override_sweep or (self.overrides,)
         return [
             Cell(task=t, profile=self.profile, method=m.name, hparams=dict(m.hparams), seed=s,
-                 experiment=self.name, overrides=dict(self.overrides), label=m.label)
-            for t in self.tasks for m in self.methods for s in self.seeds
+                 experiment=self.name, overrides=dict(o), label=m.label)
+            for o in sweep for t in self.tasks for m in self.methods for s in self.seeds
         ]
 
 
@@ -150,17 +154,21 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
                         f"method {m['name']!r} has no such hyper-parameter; allowed: "
                         f"{', '.join(sorted(registry[m['name']].defaults)) or '(none)'}")
         methods.append(MethodEntry(m["name"], hp, str(m.get("label", m["name"]))))
-    overrides = data.get("overrides", {})
-    if not isinstance(overrides, dict):
-        raise _fail(source, "overrides", "must be a table of profile fields")
-    for k in overrides:
-        if k not in OVERRIDABLE:
-            raise _fail(source, f"overrides.{k}", f"not a profile field; allowed: {', '.join(OVERRIDABLE)}")
+    raw_overrides = data.get("overrides", {})
+    sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]
+    if not sweep or not all(isinstance(o, dict) for o in sweep):
+        raise _fail(source, "overrides", "must be a table of profile fields or a non-empty list of them")
+    for o in sweep:
+        for k in o:
+            if k not in OVERRIDABLE:
+                raise _fail(source, f"overrides.{k}", f"not a profile field; allowed: {', '.join(OVERRIDABLE)}")
+    overrides = sweep[0]
     if tune is not None and not isinstance(tune, dict):
         raise _fail(source, "tune", "must be a table")
     return ExperimentSpec(
         name=name, profile=prof, seeds=tuple(seed_list), tasks=tuple(tasks),
         methods=tuple(methods), overrides=overrides, tune=tune,
+        override_sweep=tuple(sweep) if isinstance(raw_overrides, list) else (),
         source=Path(source) if source != "<spec>" else None,
         description=str(data.get("description", "")),
     )

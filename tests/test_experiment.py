@@ -64,3 +64,11 @@ def test_every_shipped_spec_validates() -> None:
     assert specs
     for path in specs:
         load_spec(path)
+
+
+def test_an_override_sweep_gives_one_set_of_cells_per_entry() -> None:
+    spec = parse_spec(_spec(seeds=[0], overrides=[{"holdout": 100}, {"holdout": 200}]))
+    cells = spec.cells()
+    assert len(cells) == 4
+    assert sorted({c.overrides["holdout"] for c in cells}) == [100, 200]
+    assert len({c.run_id for c in cells}) == 4
