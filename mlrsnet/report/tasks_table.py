@@ -23,7 +23,7 @@ def tasks_table(markdown: bool = True) -> str:
                      _profile_summary(name, "mini"), _profile_summary(name, "smoke")])
     if not markdown:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows])
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
