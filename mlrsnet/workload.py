@@ -12,7 +12,9 @@ same split.  Text: the corpus's validation split plays that role, as in the pape
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mlrsnet.data import (
+    DATA_ENV,
     NORMALIZATION,
     BatchAugment,
     batchify,
@@ -38,6 +41,18 @@ from mlrsnet.tasks import Profile, Task
 SPLIT_SEED = 1234
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_images(name: str, allow_mini: bool, data_dir: str | None, env_dir: str | None) -> Any:
+    """Datasets are read once per process: a search or a test session runs many cells on
+    the same data (``env_dir`` is part of the key so a changed $MLRSNET_DATA_DIR is seen)."""
+    return load_image_dataset(name, allow_mini=allow_mini, data_dir=data_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_corpus(name: str, data_dir: str | None, env_dir: str | None) -> Any:
+    return load_corpus(name, data_dir=data_dir)
+
+
 @dataclass
 class BatchStats:
     """Sums over one epoch's training batches."""
@@ -45,6 +60,10 @@ class BatchStats:
     loss_sum: float = 0.0
     correct: int = 0
     count: int = 0
+
+
+def _key(data_dir: str | os.PathLike[str] | None) -> str | None:
+    return None if data_dir is None else str(data_dir)
 
 
 def _detach(carry: Any) -> Any:
@@ -61,7 +80,7 @@ class ImageWorkload:
 
     def __init__(self, task: Task, profile: Profile, device: torch.device,
                  data_dir: str | None = None) -> None:
-        ds = load_image_dataset(task.dataset, allow_mini=profile.allow_mini_data, data_dir=data_dir)
+        ds = _cached_images(task.dataset, profile.allow_mini_data, _key(data_dir), os.environ.get(DATA_ENV))
         n = len(ds.y_train)
         holdout = profile.holdout
         if holdout >= n:
@@ -168,7 +187,7 @@ class TextWorkload:
 
     def __init__(self, task: Task, profile: Profile, device: torch.device,
                  data_dir: str | None = None) -> None:
-        corpus = load_corpus(task.dataset, data_dir=data_dir)
+        corpus = _cached_corpus(task.dataset, _key(data_dir), os.environ.get(DATA_ENV))
         self.num_outputs = len(corpus.vocab)
         self.device = device
         self.bptt = profile.bptt

@@ -13,7 +13,6 @@ from torch import nn
 from mlrsnet.errors import UserError
 from mlrsnet.gamma import TaskScale
 from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
-from mlrsnet.tasks import TASKS
 from mlrsnet.transfer import MLRSNetTransfer
 
 
@@ -116,14 +115,13 @@ def _train_or_skip(cell, **kwargs):  # noqa: ANN001, ANN202
         pytest.skip(f"{cell.task}: {exc}")
 
 
-#: One image and one text task run by default; the rest of the grid (tens of CPU-seconds
-#: each on a loaded 2-core machine) runs with ``-m slow`` (``make test-slow``).
-QUICK_SMOKE_TASKS = {"resnet18-cifar10", "lstm2-ptb"}
-SMOKE_TASKS = [t if t in QUICK_SMOKE_TASKS else pytest.param(t, marks=pytest.mark.slow) for t in sorted(TASKS)]
+#: One image and one text task; every method on every task is run by
+#: tests/test_every_method_on_every_task.py.
+SMOKE_TASKS = ["resnet18-cifar10", "lstm2-ptb"]
 
 
 @pytest.mark.parametrize("task", SMOKE_TASKS)
-def test_transfer_runs_on_every_task_smoke_profile(task: str, data_dir: Path, official_ckpts: Path) -> None:
+def test_transfer_runs_on_smoke_profiles_with_positive_lrs(task: str, data_dir: Path, official_ckpts: Path) -> None:
     from mlrsnet.experiment import Cell
 
     result = _train_or_skip(Cell(task=task, profile="smoke", method="mlrsnet-transfer",
@@ -134,7 +132,7 @@ def test_transfer_runs_on_every_task_smoke_profile(task: str, data_dir: Path, of
 
 
 @pytest.mark.parametrize("task", SMOKE_TASKS)
-def test_meta_training_runs_on_every_task_smoke_profile(task: str, data_dir: Path, tmp_path: Path) -> None:
+def test_meta_training_writes_a_checkpoint_per_epoch_and_a_manifest(task: str, data_dir: Path, tmp_path: Path) -> None:
     from mlrsnet.experiment import Cell
 
     result = _train_or_skip(Cell(task=task, profile="smoke", method="mlrsnet", seed=0),

@@ -9,7 +9,6 @@ after each step).  The method is driven through the contract in the loop's call 
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 import pytest
@@ -206,45 +205,14 @@ def test_both_variants_are_selectable_by_name_with_the_papers_defaults():
         L4Adam(adam_var_time=1.0)
 
 
-# -- every task's smoke profile, through the real training loop ---------------------------
-
-#: One image and one text task run by default; the rest of the grid (seconds to tens of
-#: CPU-seconds each) runs with ``-m slow`` (``make test-slow``).
-QUICK_SMOKE_TASKS = {"resnet18-cifar10", "lstm2-ptb"}
-
-
-def smoke_tasks() -> list:
-    from mlrsnet.tasks import TASKS
-
-    return [t if t in QUICK_SMOKE_TASKS else pytest.param(t, marks=pytest.mark.slow) for t in TASKS]
-
-
-def run_smoke(task_name: str, method: str, hparams: dict) -> list[float]:
-    """A few steps (one short epoch) of the task's smoke profile; returns the LR trace."""
-    from mlrsnet.data.locate import MissingDataError, find_image_file
-    from mlrsnet.experiment import Cell
-    from mlrsnet.tasks import TASKS
-    from mlrsnet.train import train_cell
-
-    task = TASKS[task_name]
-    if task.kind == "image":
-        try:
-            find_image_file(task.dataset, allow_mini=True)
-        except MissingDataError as missing:
-            pytest.skip(f"no {task.dataset} data here (no public subset exists): {missing}")
-        overrides = {"epochs": 1, "train_size": 64}  # 2 steps at batch 32
-    else:
-        overrides = {"epochs": 1, "train_tokens": 160}  # 4 BPTT steps
-    result = train_cell(Cell(task=task_name, profile="smoke", method=method, hparams=hparams,
-                             overrides=overrides))
-    lrs = result.steps["lr"]
-    assert result.status == "finished"
-    assert len(lrs) >= 2 and all(math.isfinite(lr) for lr in lrs)
-    return lrs
-
+# -- in the real training loop (every task: tests/test_every_method_on_every_task.py) ------
 
 @pytest.mark.parametrize("method", ["l4-mom", "l4-adam"])
-@pytest.mark.parametrize("task", smoke_tasks())
-def test_runs_a_few_steps_on_every_tasks_smoke_profile(task, method):
-    lrs = run_smoke(task, method, {})
-    assert all(lr > 0 for lr in lrs)
+@pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
+def test_in_the_training_loop_every_step_size_is_positive(task, method, data_dir):
+    from mlrsnet.experiment import Cell
+    from mlrsnet.train import train_cell
+
+    result = train_cell(Cell(task, "smoke", method, overrides={"epochs": 1}))
+    assert result.status == "finished"
+    assert all(lr > 0 for lr in result.steps["lr"])

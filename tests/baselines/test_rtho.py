@@ -291,45 +291,15 @@ def test_rnns_run_without_cudnn_on_gpus_because_cudnn_rnns_have_no_double_backwa
     assert torch.backends.cudnn.enabled == before
 
 
-# -- every task's smoke profile, through the real training loop ---------------------------
+# -- in the real training loop (every task: tests/test_every_method_on_every_task.py) ------
 
-#: One image and one text task run by default; the rest of the grid (seconds to tens of
-#: CPU-seconds each) runs with ``-m slow`` (``make test-slow``).
-QUICK_SMOKE_TASKS = {"resnet18-cifar10", "lstm2-ptb"}
-
-
-def smoke_tasks() -> list:
-    from mlrsnet.tasks import TASKS
-
-    return [t if t in QUICK_SMOKE_TASKS else pytest.param(t, marks=pytest.mark.slow) for t in TASKS]
-
-
-def run_smoke(task_name: str, method: str, hparams: dict) -> list[float]:
-    """A few steps (one short epoch) of the task's smoke profile; returns the LR trace."""
-    from mlrsnet.data.locate import MissingDataError, find_image_file
+@pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
+def test_in_the_training_loop_hyper_steps_on_held_out_data_move_the_lr(task, data_dir):
     from mlrsnet.experiment import Cell
-    from mlrsnet.tasks import TASKS
     from mlrsnet.train import train_cell
 
-    task = TASKS[task_name]
-    if task.kind == "image":
-        try:
-            find_image_file(task.dataset, allow_mini=True)
-        except MissingDataError as missing:
-            pytest.skip(f"no {task.dataset} data here (no public subset exists): {missing}")
-        overrides = {"epochs": 1, "train_size": 64}  # 2 steps at batch 32
-    else:
-        overrides = {"epochs": 1, "train_tokens": 160}  # 4 BPTT steps
-    result = train_cell(Cell(task=task_name, profile="smoke", method=method, hparams=hparams,
-                             overrides=overrides))
+    # a hyper-step after every step, so the held-out hypergradient path runs too
+    result = train_cell(Cell(task, "smoke", "rtho", {"update_every": 1}, overrides={"epochs": 1}))
     lrs = result.steps["lr"]
     assert result.status == "finished"
-    assert len(lrs) >= 2 and all(math.isfinite(lr) for lr in lrs)
-    return lrs
-
-
-@pytest.mark.parametrize("task", smoke_tasks())
-def test_runs_a_few_steps_on_every_tasks_smoke_profile(task):
-    # a hyper-step after every step, so the held-out hypergradient path runs too
-    lrs = run_smoke(task, "rtho", {"update_every": 1})
     assert lrs[0] == RealTimeHO.defaults["initial_lr"] and lrs[1] != lrs[0]
