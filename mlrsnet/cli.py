@@ -101,10 +101,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlrsnet.store import Store
     from mlrsnet.tasks import get_task
 
+    from mlrsnet.experiment import OVERRIDABLE, resolved_profile
+
     get_task(args.task).profile(args.profile)
     get_method(args.method)(**_parse_hparams(args.hparam))  # validates the names
+    overrides = _parse_hparams(args.override)
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise UserError(f"--override {bad[0]!r} is not a profile field; allowed: {', '.join(OVERRIDABLE)}")
     cell = Cell(task=args.task, profile=args.profile, method=args.method,
-                hparams=_parse_hparams(args.hparam), seed=args.seed, experiment=args.experiment)
+                hparams=_parse_hparams(args.hparam), seed=args.seed, experiment=args.experiment,
+                overrides=overrides)
+    resolved_profile(cell)
+    if not args.quiet:
+        print(f"run {cell.run_id}: artifacts in {Path(args.results) / cell.experiment / 'artifacts' / cell.run_id}",
+              file=sys.stderr)
     outcomes = run_local([cell], Store(args.results), data_dir=args.data_dir, device=args.device,
                          quiet=args.quiet, force=args.force)
     return 1 if "failed" in outcomes.values() else 0
@@ -180,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="mini", choices=["smoke", "mini", "paper"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                   help='profile field, e.g. epochs=6 or model_kwargs=\'{"width": 0.25}\'')
     p.add_argument("--experiment", default="adhoc")
     common(p)
     p.set_defaults(func=cmd_train)
