@@ -96,12 +96,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlrsnet.executor import run_local
-    from mlrsnet.experiment import Cell
+    from mlrsnet.experiment import OVERRIDABLE, Cell, resolved_profile
     from mlrsnet.methods import get_method
     from mlrsnet.store import Store
     from mlrsnet.tasks import get_task
-
-    from mlrsnet.experiment import OVERRIDABLE, resolved_profile
 
     get_task(args.task).profile(args.profile)
     get_method(args.method)(**_parse_hparams(args.hparam))  # validates the names
