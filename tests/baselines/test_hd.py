@@ -12,83 +12,20 @@ import io
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from support.least_squares import (
+    ContractDriver,
+    flat,
+    initial_theta,
+    least_squares_batches,
+    lsq_gradient,
+    make_model,
+)
 
 from baselines.hd import HypergradientDescent
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+from mlrsnet.methods import OptimSettings, get_method
 
 STEPS = 6
-
-
-def least_squares_batches(steps: int = STEPS, size: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(7)
-    truth = np.array([1.5, -2.0])
-    batches = []
-    for _ in range(steps):
-        x = rng.normal(size=(size, 2))
-        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
-    return batches
-
-
-def initial_theta() -> np.ndarray:
-    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
-
-
-def make_model() -> nn.Linear:
-    model = nn.Linear(2, 1).double()
-    theta = initial_theta()
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
-        model.bias.copy_(torch.tensor(theta[2:]))
-    return model
-
-
-def flat(model: nn.Module) -> np.ndarray:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
-
-
-def lsq_loss(model: nn.Module, batch: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
-    x, y = (torch.tensor(a) for a in batch)
-    return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean()
-
-
-def lsq_gradient(theta: np.ndarray, batch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    x, y = batch
-    a = np.hstack([x, np.ones((len(x), 1))])
-    return a.T @ (a @ theta - y) / len(y)
-
-
-class ContractDriver:
-    """The loop's call order, nothing more: build_optimizer, bind, then per step
-    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
-
-    def __init__(self, method, model: nn.Module, optim: OptimSettings) -> None:
-        self.method, self.model, self.optim = method, model, optim
-        self.params = list(model.parameters())
-        self.optimizer = method.build_optimizer(self.params, optim)
-        method.bind(RunContext(
-            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
-            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
-            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
-            param_names=[n for n, _ in model.named_parameters()],
-        ))
-        self.step_index = 0
-
-    def step(self, batch) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = lsq_loss(self.model, batch)
-        self.method.backward(loss, self.params)
-        if self.optim.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
-        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
-        lr = self.method.lr(info)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.method.after_step(info)
-        self.step_index += 1
-        return lr
 
 
 def reference_hd(batches, alpha0, beta, weight_decay, momentum, nesterov, clamp=False):
@@ -115,7 +52,7 @@ def reference_hd(batches, alpha0, beta, weight_decay, momentum, nesterov, clamp=
 
 def run_method(hparams, optim, batches):
     model = make_model()
-    driver = ContractDriver(HypergradientDescent(**hparams), model, optim)
+    driver = ContractDriver(HypergradientDescent(**hparams), model, optim, steps_per_epoch=STEPS)
     lrs, thetas = [], []
     for batch in batches:
         lrs.append(driver.step(batch))
@@ -129,7 +66,7 @@ def run_method(hparams, optim, batches):
     ids=["sgd-hd", "sgdm-hd", "sgdn-hd"],
 )
 def test_first_lrs_and_weights_follow_the_hypergradient_equations(momentum, nesterov):
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     optim = OptimSettings(momentum=momentum, weight_decay=1e-2, nesterov=nesterov)
     hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
     lrs, thetas = run_method(hparams, optim, batches)
@@ -166,7 +103,7 @@ def test_the_opt_in_clamp_keeps_the_lr_at_or_above_zero():
 
 
 def test_hparams_override_the_tasks_momentum():
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02, "momentum": 0.9, "nesterov": True}
     lrs, thetas = run_method(hparams, OptimSettings(momentum=0.0), batches)
     ref_lrs, ref_thetas = reference_hd(batches, 0.05, 0.02, 0.0, 0.9, True)
@@ -175,13 +112,13 @@ def test_hparams_override_the_tasks_momentum():
 
 
 def test_a_resumed_run_continues_exactly():
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     optim = OptimSettings(momentum=0.9, weight_decay=1e-2, nesterov=True)
     hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
     straight_lrs, straight_thetas = run_method(hparams, optim, batches)
 
     model = make_model()
-    first = ContractDriver(HypergradientDescent(**hparams), model, optim)
+    first = ContractDriver(HypergradientDescent(**hparams), model, optim, steps_per_epoch=STEPS)
     for batch in batches[:3]:
         first.step(batch)
     buffer = io.BytesIO()
@@ -193,7 +130,7 @@ def test_a_resumed_run_continues_exactly():
     resumed_model.load_state_dict(saved["model"])
     resumed_method = HypergradientDescent(**hparams)
     resumed_method.load_state_dict(saved["method"])
-    second = ContractDriver(resumed_method, resumed_model, optim)
+    second = ContractDriver(resumed_method, resumed_model, optim, steps_per_epoch=STEPS)
     lrs = [second.step(batch) for batch in batches[3:]]
     np.testing.assert_array_equal(lrs, straight_lrs[3:])
     np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])

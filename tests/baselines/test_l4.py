@@ -13,45 +13,19 @@ import io
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from support.least_squares import (
+    ContractDriver,
+    flat,
+    initial_theta,
+    least_squares_batches,
+    make_model,
+)
 
 from baselines.l4 import L4Adam, L4Mom
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+from mlrsnet.methods import OptimSettings, get_method
 
 STEPS = 8
-
-
-def least_squares_batches(steps: int = STEPS, size: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(7)
-    truth = np.array([1.5, -2.0])
-    batches = []
-    for _ in range(steps):
-        x = rng.normal(size=(size, 2))
-        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
-    return batches
-
-
-def initial_theta() -> np.ndarray:
-    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
-
-
-def make_model() -> nn.Linear:
-    model = nn.Linear(2, 1).double()
-    theta = initial_theta()
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
-        model.bias.copy_(torch.tensor(theta[2:]))
-    return model
-
-
-def flat(model: nn.Module) -> np.ndarray:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
-
-
-def lsq_loss(model: nn.Module, batch: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
-    x, y = (torch.tensor(a) for a in batch)
-    return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean()
 
 
 def lsq_value_and_gradient(theta: np.ndarray, batch: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:
@@ -59,38 +33,6 @@ def lsq_value_and_gradient(theta: np.ndarray, batch: tuple[np.ndarray, np.ndarra
     a = np.hstack([x, np.ones((len(x), 1))])
     residual = a @ theta - y
     return 0.5 * float(np.mean(residual**2)), a.T @ residual / len(y)
-
-
-class ContractDriver:
-    """The loop's call order: build_optimizer, bind, then per step
-    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
-
-    def __init__(self, method, model: nn.Module, optim: OptimSettings) -> None:
-        self.method, self.model, self.optim = method, model, optim
-        self.params = list(model.parameters())
-        self.optimizer = method.build_optimizer(self.params, optim)
-        method.bind(RunContext(
-            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
-            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
-            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
-            param_names=[n for n, _ in model.named_parameters()],
-        ))
-        self.step_index = 0
-
-    def step(self, batch) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = lsq_loss(self.model, batch)
-        self.method.backward(loss, self.params)
-        if self.optim.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
-        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
-        lr = self.method.lr(info)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.method.after_step(info)
-        self.step_index += 1
-        return lr
 
 
 def reference_l4(batches, adam: bool, weight_decay: float, fraction=0.15, gamma=0.9, init=0.75,
@@ -122,7 +64,7 @@ def reference_l4(batches, adam: bool, weight_decay: float, fraction=0.15, gamma=
 
 def run_method(cls, optim, batches, **hparams):
     model = make_model()
-    driver = ContractDriver(cls(**hparams), model, optim)
+    driver = ContractDriver(cls(**hparams), model, optim, steps_per_epoch=STEPS)
     lrs, thetas = [], []
     for batch in batches:
         lrs.append(driver.step(batch))
@@ -132,7 +74,7 @@ def run_method(cls, optim, batches, **hparams):
 
 @pytest.mark.parametrize(("cls", "adam"), [(L4Mom, False), (L4Adam, True)], ids=["l4-mom", "l4-adam"])
 def test_first_step_sizes_and_weights_follow_the_l4_equations(cls, adam):
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     optim = OptimSettings(weight_decay=1e-2)
     lrs, thetas = run_method(cls, optim, batches)
     ref_lrs, ref_thetas, replaced = reference_l4(batches, adam, 1e-2)
@@ -152,14 +94,14 @@ def test_the_first_step_size_uses_l_min_at_three_quarters_of_the_first_loss():
 
 
 def test_the_tasks_momentum_is_ignored_because_l4_brings_its_own():
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     plain, _ = run_method(L4Mom, OptimSettings(), batches)
     with_momentum, _ = run_method(L4Mom, OptimSettings(momentum=0.9, nesterov=True), batches)
     np.testing.assert_array_equal(plain, with_momentum)
 
 
 def test_nondefault_alpha_gamma_and_tau_enter_the_equations():
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     hparams = {"fraction": 0.25, "minloss_factor": 0.8, "minloss_forget_time": 5.0}
     lrs, thetas = run_method(L4Adam, OptimSettings(), batches, **hparams)
     ref_lrs, ref_thetas, _ = reference_l4(batches, True, 0.0, fraction=0.25, gamma=0.8, tau=5.0)
@@ -169,12 +111,12 @@ def test_nondefault_alpha_gamma_and_tau_enter_the_equations():
 
 @pytest.mark.parametrize("cls", [L4Mom, L4Adam], ids=["l4-mom", "l4-adam"])
 def test_a_resumed_run_continues_exactly(cls):
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     optim = OptimSettings(weight_decay=1e-2)
     straight_lrs, straight_thetas = run_method(cls, optim, batches)
 
     model = make_model()
-    first = ContractDriver(cls(), model, optim)
+    first = ContractDriver(cls(), model, optim, steps_per_epoch=STEPS)
     for batch in batches[:4]:
         first.step(batch)
     buffer = io.BytesIO()
@@ -186,7 +128,7 @@ def test_a_resumed_run_continues_exactly(cls):
     resumed_model.load_state_dict(saved["model"])
     resumed = cls()
     resumed.load_state_dict(saved["method"])
-    second = ContractDriver(resumed, resumed_model, optim)
+    second = ContractDriver(resumed, resumed_model, optim, steps_per_epoch=STEPS)
     lrs = [second.step(batch) for batch in batches[4:]]
     np.testing.assert_array_equal(lrs, straight_lrs[4:])
     np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])

@@ -11,64 +11,30 @@ contract in the loop's call order, with held-out batches served like the loop se
 from __future__ import annotations
 
 import io
-import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
+from support.least_squares import (
+    ContractDriver,
+    design,
+    flat,
+    initial_theta,
+    least_squares_batches,
+    lsq_gradient,
+    make_model,
+)
 from torch import nn
-from torch.func import functional_call
 
 from baselines.rtho import RealTimeHO
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+from mlrsnet.methods import OptimSettings, get_method
 
 STEPS = 8
 
 
-def least_squares_batches(steps: int = STEPS, size: int = 4, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    truth = np.array([1.5, -2.0])
-    batches = []
-    for _ in range(steps):
-        x = rng.normal(size=(size, 2))
-        batches.append((x, x @ truth + 0.3 + 0.1 * rng.normal(size=size)))
-    return batches
-
-
 HELD_OUT = least_squares_batches(2, size=6, seed=11)
-
-
-def initial_theta() -> np.ndarray:
-    return np.array([0.4, -0.3, 0.2])  # (w1, w2, bias)
-
-
-def make_model() -> nn.Linear:
-    model = nn.Linear(2, 1).double()
-    theta = initial_theta()
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor(theta[:2]).view(1, 2))
-        model.bias.copy_(torch.tensor(theta[2:]))
-    return model
-
-
-def flat(model: nn.Module) -> np.ndarray:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
-
-
-def lsq_loss_of_output(output: torch.Tensor, batch) -> torch.Tensor:
-    return 0.5 * ((output.squeeze(1) - torch.tensor(batch[1])) ** 2).mean()
-
-
-def design(batch) -> np.ndarray:
-    x = batch[0]
-    return np.hstack([x, np.ones((len(x), 1))])
-
-
-def lsq_gradient(theta: np.ndarray, batch) -> np.ndarray:
-    a = design(batch)
-    return a.T @ (a @ theta - batch[1]) / len(batch[1])
 
 
 def lsq_value(theta: np.ndarray, batch) -> float:
@@ -79,53 +45,6 @@ def lsq_value(theta: np.ndarray, batch) -> float:
 def lsq_hessian(batch) -> np.ndarray:
     a = design(batch)
     return a.T @ a / len(batch[1])
-
-
-class ContractDriver:
-    """The loop's call order: build_optimizer, bind, then per step
-    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step."""
-
-    def __init__(self, method, model: nn.Module, optim: OptimSettings, held_out=HELD_OUT,
-                 held_out_start: int = 0) -> None:
-        self.method, self.model, self.optim = method, model, optim
-        self.params = list(model.parameters())
-        self.optimizer = method.build_optimizer(self.params, optim)
-        served = itertools.islice(itertools.cycle(held_out), held_out_start, None)
-        self.held_out_served = 0
-
-        def meta_batches():
-            for batch in served:
-                self.held_out_served += 1
-                yield batch
-
-        def meta_loss(params, batch):
-            output = functional_call(model, dict(params), (torch.tensor(batch[0]),))
-            return lsq_loss_of_output(output, batch)
-
-        method.bind(RunContext(
-            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=STEPS,
-            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
-            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
-            meta_batches=meta_batches() if held_out else None,
-            meta_loss=meta_loss if held_out else None,
-            param_names=[n for n, _ in model.named_parameters()],
-        ))
-        self.step_index = 0
-
-    def step(self, batch) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = lsq_loss_of_output(self.model(torch.tensor(batch[0])), batch)
-        self.method.backward(loss, self.params)
-        if self.optim.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
-        info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
-        lr = self.method.lr(info)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.method.after_step(info)
-        self.step_index += 1
-        return lr
 
 
 def reference_rtho(batches, eta0, hyper_lr, update_every, val_batches, optim: OptimSettings,
@@ -179,7 +98,7 @@ def reference_rtho(batches, eta0, hyper_lr, update_every, val_batches, optim: Op
 
 def run_method(optim, batches, **hparams):
     model = make_model()
-    driver = ContractDriver(RealTimeHO(**hparams), model, optim)
+    driver = ContractDriver(RealTimeHO(**hparams), model, optim, steps_per_epoch=STEPS, held_out=HELD_OUT)
     lrs, thetas = [], []
     for batch in batches:
         lrs.append(driver.step(batch))
@@ -198,7 +117,7 @@ SETTINGS = {
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_first_lrs_and_weights_follow_the_forward_mode_equations(setting):
     optim = SETTINGS[setting]
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2, "val_batches": 2}
     lrs, thetas, driver = run_method(optim, batches, **hparams)
     ref_lrs, ref_thetas, ref_zs = reference_rtho(batches, 0.1, 0.01, 2, 2, optim)
@@ -214,7 +133,7 @@ def test_first_lrs_and_weights_follow_the_forward_mode_equations(setting):
 def test_the_tangent_is_the_derivative_of_the_weights_with_respect_to_the_lr(setting):
     """Independent of the recursion: central finite differences of the whole trajectory."""
     optim = SETTINGS[setting]
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     eta, delta = 0.1, 1e-6
     _, _, driver = run_method(optim, batches, initial_lr=eta, hyper_lr=0.0, update_every=1000)
     z = torch.cat([t.reshape(-1) for t in driver.method.state_dict()["z"]]).numpy()
@@ -240,12 +159,12 @@ def test_a_negative_lr_is_projected_to_zero_only_when_positivity_is_on():
 
 def test_a_resumed_run_continues_exactly():
     optim = SETTINGS["nesterov"]
-    batches = least_squares_batches()
+    batches = least_squares_batches(STEPS)
     hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2}
     straight_lrs, straight_thetas, _ = run_method(optim, batches, **hparams)
 
     model = make_model()
-    first = ContractDriver(RealTimeHO(**hparams), model, optim)
+    first = ContractDriver(RealTimeHO(**hparams), model, optim, steps_per_epoch=STEPS, held_out=HELD_OUT)
     for batch in batches[:3]:  # stop between two hyper-steps
         first.step(batch)
     buffer = io.BytesIO()
@@ -257,7 +176,8 @@ def test_a_resumed_run_continues_exactly():
     resumed_model.load_state_dict(saved["model"])
     resumed = RealTimeHO(**hparams)
     resumed.load_state_dict(saved["method"])
-    second = ContractDriver(resumed, resumed_model, optim, held_out_start=first.held_out_served)
+    second = ContractDriver(resumed, resumed_model, optim, steps_per_epoch=STEPS, held_out=HELD_OUT,
+                            held_out_start=first.held_out_served)
     lrs = [second.step(batch) for batch in batches[3:]]
     np.testing.assert_array_equal(lrs, straight_lrs[3:])
     np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
@@ -265,7 +185,7 @@ def test_a_resumed_run_continues_exactly():
 
 def test_without_held_out_data_binding_fails_with_a_readable_error():
     with pytest.raises(UserError, match="held-out"):
-        ContractDriver(RealTimeHO(), make_model(), OptimSettings(), held_out=[])
+        ContractDriver(RealTimeHO(), make_model(), OptimSettings(), steps_per_epoch=STEPS, held_out=[])
 
 
 def test_rtho_is_selectable_by_name_with_the_official_defaults():
