@@ -7,15 +7,13 @@ The method is driven through the contract in the loop's call order.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-import torch
 from support.least_squares import (
     ContractDriver,
     flat,
     initial_theta,
+    interrupt_and_resume,
     least_squares_batches,
     lsq_gradient,
     make_model,
@@ -117,23 +115,11 @@ def test_a_resumed_run_continues_exactly():
     hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
     straight_lrs, straight_thetas = run_method(hparams, optim, batches)
 
-    model = make_model()
-    first = ContractDriver(HypergradientDescent(**hparams), model, optim, steps_per_epoch=STEPS)
-    for batch in batches[:3]:
-        first.step(batch)
-    buffer = io.BytesIO()
-    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
-
-    resumed_model = make_model()
-    resumed_model.load_state_dict(saved["model"])
-    resumed_method = HypergradientDescent(**hparams)
-    resumed_method.load_state_dict(saved["method"])
-    second = ContractDriver(resumed_method, resumed_model, optim, steps_per_epoch=STEPS)
+    second = interrupt_and_resume(lambda: HypergradientDescent(**hparams), optim, batches, 3,
+                                  steps_per_epoch=STEPS)
     lrs = [second.step(batch) for batch in batches[3:]]
     np.testing.assert_array_equal(lrs, straight_lrs[3:])
-    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+    np.testing.assert_array_equal(flat(second.model), straight_thetas[-1])
 
 
 def test_hd_is_selectable_by_name_and_rejects_unknown_settings():

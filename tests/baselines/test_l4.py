@@ -8,15 +8,13 @@ after each step).  The method is driven through the contract in the loop's call 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-import torch
 from support.least_squares import (
     ContractDriver,
     flat,
     initial_theta,
+    interrupt_and_resume,
     least_squares_batches,
     make_model,
 )
@@ -115,23 +113,10 @@ def test_a_resumed_run_continues_exactly(cls):
     optim = OptimSettings(weight_decay=1e-2)
     straight_lrs, straight_thetas = run_method(cls, optim, batches)
 
-    model = make_model()
-    first = ContractDriver(cls(), model, optim, steps_per_epoch=STEPS)
-    for batch in batches[:4]:
-        first.step(batch)
-    buffer = io.BytesIO()
-    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
-
-    resumed_model = make_model()
-    resumed_model.load_state_dict(saved["model"])
-    resumed = cls()
-    resumed.load_state_dict(saved["method"])
-    second = ContractDriver(resumed, resumed_model, optim, steps_per_epoch=STEPS)
+    second = interrupt_and_resume(cls, optim, batches, 4, steps_per_epoch=STEPS)
     lrs = [second.step(batch) for batch in batches[4:]]
     np.testing.assert_array_equal(lrs, straight_lrs[4:])
-    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+    np.testing.assert_array_equal(flat(second.model), straight_thetas[-1])
 
 
 def test_both_variants_are_selectable_by_name_with_the_papers_defaults():

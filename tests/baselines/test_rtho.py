@@ -10,7 +10,6 @@ contract in the loop's call order, with held-out batches served like the loop se
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -21,6 +20,7 @@ from support.least_squares import (
     design,
     flat,
     initial_theta,
+    interrupt_and_resume,
     least_squares_batches,
     lsq_gradient,
     make_model,
@@ -163,24 +163,12 @@ def test_a_resumed_run_continues_exactly():
     hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2}
     straight_lrs, straight_thetas, _ = run_method(optim, batches, **hparams)
 
-    model = make_model()
-    first = ContractDriver(RealTimeHO(**hparams), model, optim, steps_per_epoch=STEPS, held_out=HELD_OUT)
-    for batch in batches[:3]:  # stop between two hyper-steps
-        first.step(batch)
-    buffer = io.BytesIO()
-    torch.save({"method": first.method.state_dict(), "model": model.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer)
-
-    resumed_model = make_model()
-    resumed_model.load_state_dict(saved["model"])
-    resumed = RealTimeHO(**hparams)
-    resumed.load_state_dict(saved["method"])
-    second = ContractDriver(resumed, resumed_model, optim, steps_per_epoch=STEPS, held_out=HELD_OUT,
-                            held_out_start=first.held_out_served)
+    # stop after step 3, between two hyper-steps
+    second = interrupt_and_resume(lambda: RealTimeHO(**hparams), optim, batches, 3, steps_per_epoch=STEPS,
+                                  held_out=HELD_OUT)
     lrs = [second.step(batch) for batch in batches[3:]]
     np.testing.assert_array_equal(lrs, straight_lrs[3:])
-    np.testing.assert_array_equal(flat(resumed_model), straight_thetas[-1])
+    np.testing.assert_array_equal(flat(second.model), straight_thetas[-1])
 
 
 def test_without_held_out_data_binding_fails_with_a_readable_error():

@@ -7,8 +7,9 @@ method from its paper's equations, independently of the method's code.
 
 from __future__ import annotations
 
+import io
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -114,3 +115,24 @@ class ContractDriver:
         self.method.after_step(info)
         self.step_index += 1
         return lr
+
+
+def interrupt_and_resume(make_method: Callable[[], Method], optim: OptimSettings, batches: list[Batch],
+                         stop: int, *, steps_per_epoch: int,
+                         held_out: list[Batch] | None = None) -> ContractDriver:
+    """Run ``batches[:stop]``, save method and model state through ``torch.save``, and
+    return a driver on fresh objects restored from it (meta batches continue where they
+    stopped), ready for ``batches[stop:]``."""
+    first = ContractDriver(make_method(), make_model(), optim, steps_per_epoch=steps_per_epoch,
+                           held_out=held_out)
+    for batch in batches[:stop]:
+        first.step(batch)
+    buffer = io.BytesIO()
+    torch.save({"method": first.method.state_dict(), "model": first.model.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    model, method = make_model(), make_method()
+    model.load_state_dict(saved["model"])
+    method.load_state_dict(saved["method"])
+    return ContractDriver(method, model, optim, steps_per_epoch=steps_per_epoch, held_out=held_out,
+                          held_out_start=first.held_out_served)
