@@ -22,8 +22,11 @@ tasks = ["resnet18-cifar10"]
 [tune]
 searchers = ["random"]
 [tune.profiles.smoke]
-samples = 2
+samples = 4
 """
+#: Trials in the search.  The interrupt lands once one trial is finished; on a fast machine
+#: another may finish before Tune stops, so the test asks only that the search was cut short.
+SAMPLES = 4
 
 
 def _trial_rows(results):
@@ -59,18 +62,18 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, 
     assert first == 130
     before = _trial_rows(results)
     done_before = before[before["status"] == "finished"]
-    assert len(done_before) == 1
+    assert 1 <= len(done_before) < SAMPLES
 
     assert tune_command(args) == 0
     after = _trial_rows(results)
-    assert len(after) == 2 and set(after["status"]) == {"finished"}
+    assert len(after) == SAMPLES and set(after["status"]) == {"finished"}
     assert after["tags"].map(lambda t: t["search_id"]).nunique() == 1  # the same search, resumed
     kept = after.set_index("run_id").loc[done_before["run_id"]]
     # finished trials were not trained again: their rows are byte-for-byte the old ones
     assert list(kept["started"]) == list(done_before["started"])
     assert list(kept["finished"]) == list(done_before["finished"])
     search_dir = next((results / "tunetest" / "tune").iterdir())
-    assert len([p for p in search_dir.iterdir() if p.is_dir()]) == 2  # no extra trials sampled
+    assert len([p for p in search_dir.iterdir() if p.is_dir()]) == SAMPLES  # no extra trials sampled
     # a complete search is not handed to Tune again: nothing is re-run, nothing changes
     assert tune_command(args) == 0
     assert _trial_rows(results).sort_values("run_id")["finished"].tolist() == \
