@@ -5,7 +5,7 @@ A pure function of (step, epoch) needs no state, so resuming is exact for free.
 
 from __future__ import annotations
 
-from mlrsnet.methods import Method, StepInfo
+from mlrsnet.harness.contract import Method, StepInfo
 
 #: The paper's search ranges for MultiStep-like schedules (PAPER_FACTS.md, supplement Sec. 2):
 #: log-uniform alpha0 and decay factor.

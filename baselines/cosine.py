@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from baselines._schedule import IMAGE_LR, ProgressSchedule
-from mlrsnet.methods import StepInfo
+from mlrsnet.harness.contract import StepInfo
 
 
 def cosine_factor(t: float, floor: float) -> float:

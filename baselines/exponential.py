@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from baselines._schedule import IMAGE_LR, ProgressSchedule
-from mlrsnet.methods import StepInfo
+from mlrsnet.harness.contract import StepInfo
 
 
 class Exponential(ProgressSchedule):

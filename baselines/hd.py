@@ -44,7 +44,7 @@ from baselines._direction import (
     stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.methods import Method, OptimSettings, RunContext, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo
 
 
 class HypergradientDescent(Method):

@@ -52,7 +52,7 @@ from baselines._direction import (
     stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.methods import Method, OptimSettings, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, SearchDim, StepInfo
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "fraction": 0.15,

@@ -2,7 +2,7 @@
 
 The LR of step ``t`` is its own parameter ``alpha_k`` with ``k = t // interval``
 (``interval=1``: ``alpha_1..alpha_T``, T the run's total steps).  It is trained with exactly
-MLR-SNet's machinery (:class:`mlrsnet.meta.LookaheadMetaMethod`): every ``t_val`` steps,
+MLR-SNet's machinery (:class:`baselines._lookahead.LookaheadMetaMethod`): every ``t_val`` steps,
 the LR in use gets one Adam step (same lr and weight decay) on the held-out meta loss at
 the look-ahead weights ``w - alpha_k * d``.  The number of meta-parameters therefore grows
 with the length of training, where MLR-SNet's stays at 11,776; ``extra_info`` records it.
@@ -24,25 +24,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from baselines._lookahead import LookaheadMetaMethod
 from mlrsnet.errors import UserError
-from mlrsnet.meta import LookaheadMetaMethod
-from mlrsnet.methods import RunContext, StepInfo
+from mlrsnet.harness.contract import RunContext, StepInfo
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-#: Initial LR when neither ``init_lr`` nor the task registry gives one.
-FALLBACK_INIT_LR = 0.1
-
-
-def _task_base_lr(task_name: str) -> float:
-    try:
-        from mlrsnet.tasks import get_task
-
-        return float(get_task(task_name).base_lr)
-    except (ImportError, UserError, KeyError):
-        return FALLBACK_INIT_LR
-
-
 class MetaSGD(LookaheadMetaMethod):
     """Hyper-parameters: ``init_lr`` (None: the task's base LR), ``interval`` (steps that
     share one alpha), and the shared ``t_val``, ``meta_lr``, ``meta_weight_decay``."""
@@ -69,7 +56,7 @@ class MetaSGD(LookaheadMetaMethod):
         total = run.steps_per_epoch * run.epochs
         count = max(1, math.ceil(total / self.interval))
         init = self.hparams["init_lr"]
-        self.init_lr = float(init) if init is not None else _task_base_lr(run.task_name)
+        self.init_lr = float(init) if init is not None else float(run.base_lr)
         self.alphas = torch.zeros(count, dtype=torch.float64)
         self._m = torch.zeros(count, dtype=torch.float64)
         self._v = torch.zeros(count, dtype=torch.float64)

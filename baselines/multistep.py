@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from baselines._schedule import DECAY, IMAGE_LR, ProgressSchedule
-from mlrsnet.methods import StepInfo
+from mlrsnet.harness.contract import StepInfo
 
 
 class MultiStep(ProgressSchedule):

@@ -65,7 +65,7 @@ from baselines._direction import (
     stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.methods import Method, OptimSettings, RunContext, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo
 
 _HYPER_BETA1 = 0.9
 _HYPER_BETA2 = 0.999

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from baselines._schedule import IMAGE_LR, ProgressSchedule
 from baselines.cosine import cosine_factor
-from mlrsnet.methods import StepInfo
+from mlrsnet.harness.contract import StepInfo
 
 
 class SGDR(ProgressSchedule):

@@ -9,7 +9,7 @@ the package; ``"official"`` uses the authors' release (``--checkpoints``/``$MLRS
 import torch
 import torch.nn.functional as F
 
-from mlrsnet.schedule import MLRSNetScheduler
+from mlrsnet.snet.scheduler import MLRSNetScheduler
 
 torch.manual_seed(0)
 x = torch.randn(1024, 20)

@@ -11,11 +11,11 @@ import math
 
 import pytest
 
-from mlrsnet.data.locate import MissingDataError
-from mlrsnet.experiment import Cell
-from mlrsnet.methods import discover
-from mlrsnet.tasks import TASKS
-from mlrsnet.train import train_cell
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.loop import train
+from mlrsnet.harness.registry import discover
+from mlrsnet.paper.data.locate import MissingDataError
+from mlrsnet.paper.tasks import TASKS
 
 METHODS = sorted(discover())
 #: Two steps per run: images 64 examples at batch 32, text 2 BPTT windows of 10 x 4 tokens.
@@ -32,7 +32,7 @@ def _official_checkpoints(monkeypatch: pytest.MonkeyPatch, official_ckpts) -> No
 def test_the_method_runs_a_few_steps_on_the_tasks_smoke_profile(method: str, task: str, data_dir) -> None:
     cell = Cell(task, "smoke", method, overrides=SHORT[TASKS[task].kind])
     try:
-        result = train_cell(cell)
+        result = train(cell)
     except MissingDataError as missing:  # SVHN: no public subset exists (see SOURCES.md)
         pytest.skip(f"no {TASKS[task].dataset} data here: {missing}")
     assert result.status == "finished", result.diverged_step

@@ -26,12 +26,13 @@ from typing import Any
 
 import torch
 
-from mlrsnet.experiment import Cell, resolved_profile
-from mlrsnet.methods import Method, RunContext, StepInfo, get_method
-from mlrsnet.models import build_model
-from mlrsnet.tasks import get_task
-from mlrsnet.train import pick_device
-from mlrsnet.workload import BatchStats, make_workload
+from mlrsnet.harness.contract import Method, RunContext, StepInfo
+from mlrsnet.harness.experiment import Cell, resolved_profile
+from mlrsnet.harness.loop import pick_device
+from mlrsnet.harness.registry import get_method
+from mlrsnet.paper.models import build_model
+from mlrsnet.paper.tasks import get_task
+from mlrsnet.paper.workloads import BatchStats, make_workload
 
 #: (label, method name, hparams, target ratio to ``fixed``)
 VARIANTS: list[tuple[str, str, dict[str, Any], float | None]] = [

@@ -1,6 +1,6 @@
 """Loop overhead and augmentation throughput, measured side by side in one process.
 
-1. Time per training step of the harness loop (``mlrsnet.train.train`` with the ``fixed``
+1. Time per training step of the harness loop (``mlrsnet.harness.loop.train`` with the ``fixed``
    method) vs a minimal hand-written PyTorch loop on the same model, the same batches and
    the same device.  Target: ratio <= 1.03.
 2. Images/s of the batched tensor augmentation (``BatchAugment``: crop with 4-px padding,
@@ -19,12 +19,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mlrsnet.data import NORMALIZATION, BatchAugment
-from mlrsnet.experiment import Cell, resolved_profile
-from mlrsnet.models import build_model
-from mlrsnet.tasks import get_task
-from mlrsnet.train import pick_device, train
-from mlrsnet.workload import make_workload
+from mlrsnet.harness.experiment import Cell, resolved_profile
+from mlrsnet.harness.loop import pick_device, train
+from mlrsnet.paper.data import NORMALIZATION, BatchAugment
+from mlrsnet.paper.models import build_model
+from mlrsnet.paper.tasks import get_task
+from mlrsnet.paper.workloads import make_workload
 
 NO_EVAL = {"holdout": 0, "test_size": 0}
 
@@ -66,7 +66,7 @@ def augmentation_throughput(dataset: str, n: int = 2048) -> tuple[float, float]:
     from PIL import Image
     from torchvision import transforms
 
-    from mlrsnet.data import load_image_dataset
+    from mlrsnet.paper.data import load_image_dataset
 
     ds = load_image_dataset(dataset, allow_mini=True)
     x = ds.x_train[:n]

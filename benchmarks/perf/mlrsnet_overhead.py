@@ -16,7 +16,7 @@ times, ratios are reported as the median over blocks of (variant block time / fi
 time of the same round), which a loaded shared machine disturbs far less; the end-to-end
 figure of part 3 is that paired median plus the measured meta-update time spread over the
 steps (the one block that holds the meta update is otherwise an outlier the median drops).  The step body
-is the training loop's (``mlrsnet.train``): forward, backward, clip, ``method.lr``, SGD step.
+is the training loop's (``mlrsnet.harness.loop``): forward, backward, clip, ``method.lr``, SGD step.
 
 Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/perf/mlrsnet_overhead.py \
           [--task resnet18-cifar10] [--profile mini] [--device cpu] [--steps 383] \
@@ -37,12 +37,13 @@ from typing import Any
 
 import torch
 
-from mlrsnet.experiment import Cell, resolved_profile
-from mlrsnet.methods import Method, RunContext, StepInfo, get_method
-from mlrsnet.models import build_model
-from mlrsnet.tasks import get_task
-from mlrsnet.train import pick_device
-from mlrsnet.workload import BatchStats, make_workload
+from mlrsnet.harness.contract import Method, RunContext, StepInfo
+from mlrsnet.harness.experiment import Cell, resolved_profile
+from mlrsnet.harness.loop import pick_device
+from mlrsnet.harness.registry import get_method
+from mlrsnet.paper.models import build_model
+from mlrsnet.paper.tasks import get_task
+from mlrsnet.paper.workloads import BatchStats, make_workload
 
 PAPER_STEPS_PER_EPOCH = 383
 

@@ -35,7 +35,7 @@ def spec_text(task: str, profile: str, trials: int, epochs: int | None) -> str:
 
 
 def timed_search(spec: Path, results: Path, cpus_per_trial: float) -> dict:
-    cmd = [sys.executable, "-m", "mlrsnet.cli", "tune", str(spec), "--results", str(results),
+    cmd = [sys.executable, "-m", "mlrsnet.harness.cli", "tune", str(spec), "--results", str(results),
            "--device", "cpu", "--quiet", "--cpus-per-trial", str(cpus_per_trial)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True)

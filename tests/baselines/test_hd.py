@@ -21,7 +21,8 @@ from support.least_squares import (
 
 from baselines.hd import HypergradientDescent
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, get_method
+from mlrsnet.harness.contract import OptimSettings
+from mlrsnet.harness.registry import get_method
 
 STEPS = 6
 
@@ -140,9 +141,9 @@ def test_defaults_are_the_papers_sgd_settings():
 
 @pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
 def test_in_the_training_loop_the_first_lr_is_the_initial_lr(task, data_dir):
-    from mlrsnet.experiment import Cell
-    from mlrsnet.train import train_cell
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.harness.loop import train
 
-    result = train_cell(Cell(task, "smoke", "hd", overrides={"epochs": 1}))
+    result = train(Cell(task, "smoke", "hd", overrides={"epochs": 1}))
     assert result.status == "finished"
     assert result.steps["lr"][0] == HypergradientDescent.defaults["initial_lr"]

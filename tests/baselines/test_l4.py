@@ -21,7 +21,8 @@ from support.least_squares import (
 
 from baselines.l4 import L4Adam, L4Mom
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, get_method
+from mlrsnet.harness.contract import OptimSettings
+from mlrsnet.harness.registry import get_method
 
 STEPS = 8
 
@@ -137,9 +138,9 @@ def test_both_variants_are_selectable_by_name_with_the_papers_defaults():
 @pytest.mark.parametrize("method", ["l4-mom", "l4-adam"])
 @pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
 def test_in_the_training_loop_every_step_size_is_positive(task, method, data_dir):
-    from mlrsnet.experiment import Cell
-    from mlrsnet.train import train_cell
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.harness.loop import train
 
-    result = train_cell(Cell(task, "smoke", method, overrides={"epochs": 1}))
+    result = train(Cell(task, "smoke", method, overrides={"epochs": 1}))
     assert result.status == "finished"
     assert all(lr > 0 for lr in result.steps["lr"])

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from baselines._lookahead import LookaheadMetaMethod, sgd_directions
 from baselines.meta_sgd import MetaSGD
-from mlrsnet.meta import LookaheadMetaMethod, sgd_directions
-from mlrsnet.methods import OptimSettings, RunContext, StepInfo, get_method
+from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.registry import get_method
 
 
 def batches(n: int, seed: int) -> list[tuple[Tensor, Tensor]]:
@@ -144,10 +145,10 @@ def test_a_restored_state_continues_identically() -> None:
 
 @pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
 def test_it_runs_in_the_training_loop_on_smoke_profiles(task: str, data_dir: os.PathLike) -> None:
-    from mlrsnet.experiment import Cell
-    from mlrsnet.train import train_cell
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.harness.loop import train
 
-    result = train_cell(Cell(task=task, profile="smoke", method="meta-sgd", seed=0))
+    result = train(Cell(task=task, profile="smoke", method="meta-sgd", seed=0))
     assert result.status == "finished"
     steps = len(result.steps["lr"])
     assert result.method_info["meta_parameters"] == steps

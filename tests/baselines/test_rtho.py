@@ -29,7 +29,8 @@ from torch import nn
 
 from baselines.rtho import RealTimeHO
 from mlrsnet.errors import UserError
-from mlrsnet.methods import OptimSettings, get_method
+from mlrsnet.harness.contract import OptimSettings
+from mlrsnet.harness.registry import get_method
 
 STEPS = 8
 
@@ -203,11 +204,11 @@ def test_rnns_run_without_cudnn_on_gpus_because_cudnn_rnns_have_no_double_backwa
 
 @pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
 def test_in_the_training_loop_hyper_steps_on_held_out_data_move_the_lr(task, data_dir):
-    from mlrsnet.experiment import Cell
-    from mlrsnet.train import train_cell
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.harness.loop import train
 
     # a hyper-step after every step, so the held-out hypergradient path runs too
-    result = train_cell(Cell(task, "smoke", "rtho", {"update_every": 1}, overrides={"epochs": 1}))
+    result = train(Cell(task, "smoke", "rtho", {"update_every": 1}, overrides={"epochs": 1}))
     lrs = result.steps["lr"]
     assert result.status == "finished"
     assert lrs[0] == RealTimeHO.defaults["initial_lr"] and lrs[1] != lrs[0]

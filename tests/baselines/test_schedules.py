@@ -12,7 +12,7 @@ from baselines.exponential import Exponential
 from baselines.fixed import Fixed
 from baselines.multistep import MultiStep, MultiStepVal
 from baselines.sgdr import SGDR
-from mlrsnet.methods import Method, OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, StepInfo
 
 
 def bound(method: Method, epochs: int = 200, steps_per_epoch: int = 10, base_lr: float = 0.1) -> Method:

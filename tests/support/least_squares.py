@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mlrsnet.methods import Method, OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, StepInfo
 
 Batch = tuple[np.ndarray, np.ndarray]
 

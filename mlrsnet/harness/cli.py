@@ -1,0 +1,174 @@
+"""mlrsnet-bench: run experiments and train single cells; plug-ins add the rest.
+
+The harness owns ``run`` and ``train``; the ``mlrsnet.commands`` entry-point group adds the
+others (the paper's apparatus adds ``list``, ``tune``, ``report`` and ``data``,
+:mod:`mlrsnet.paper.cli`).
+
+User mistakes (a typo in a spec, a missing dataset) end with one readable paragraph and
+exit code 2, never a traceback; Ctrl-C ends with exit code 130 and a note that re-running
+the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.registry import command_registrars, profile_names
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_hparams(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--hparam expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = text.split("-")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects e.g. 0,1,2 or 0-4, got {text!r}") from None
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.executor import run_local, run_ray
+    from mlrsnet.harness.experiment import load_spec
+    from mlrsnet.harness.store import Store
+
+    spec = load_spec(args.spec, profile=args.profile, seeds=_parse_seeds(args.seeds))
+    cells = spec.cells()
+    store = Store(args.results)
+    quiet = args.quiet
+    if not quiet:
+        print(f"experiment {spec.name}: {len(cells)} runs ({spec.profile} profile) -> "
+              f"{store.root / spec.name}", file=sys.stderr)
+    if args.executor == "ray":
+        outcomes = run_ray(cells, store, address=args.address, data_dir=args.data_dir,
+                           device=args.device, quiet=quiet, force=args.force)
+    else:
+        if args.address:
+            raise UserError("--address needs --executor ray")
+        outcomes = run_local(cells, store, data_dir=args.data_dir, device=args.device,
+                             quiet=quiet, force=args.force)
+    failed = [r for r, o in outcomes.items() if o == "failed"]
+    if not quiet:
+        counts = {o: list(outcomes.values()).count(o) for o in sorted(set(outcomes.values()))}
+        print("done: " + ", ".join(f"{n} {o}" for o, n in counts.items()), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.executor import run_local
+    from mlrsnet.harness.experiment import Cell, overridable, resolved_profile
+    from mlrsnet.harness.registry import get_method, get_task
+    from mlrsnet.harness.store import Store
+
+    get_task(args.task).profile(args.profile)
+    get_method(args.method)(**_parse_hparams(args.hparam))  # validates the names
+    overrides = _parse_hparams(args.override)
+    allowed = overridable(args.task, args.profile)
+    bad = sorted(set(overrides) - set(allowed))
+    if bad:
+        raise UserError(f"--override {bad[0]!r} is not a profile field; allowed: {', '.join(allowed)}")
+    cell = Cell(task=args.task, profile=args.profile, method=args.method,
+                hparams=_parse_hparams(args.hparam), seed=args.seed, experiment=args.experiment,
+                overrides=overrides)
+    resolved_profile(cell)
+    if not args.quiet:
+        print(f"run {cell.run_id}: artifacts in {Path(args.results) / cell.experiment / 'artifacts' / cell.run_id}",
+              file=sys.stderr)
+    outcomes = run_local([cell], Store(args.results), data_dir=args.data_dir, device=args.device,
+                         quiet=args.quiet, force=args.force)
+    return 1 if "failed" in outcomes.values() else 0
+
+
+# ---------------------------------------------------------------------------------------
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options every training command takes (data, results, device, progress, resume)."""
+    p.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
+    p.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"),
+                   help="results folder (Parquet tables); default ./results")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    p.add_argument("--force", action="store_true", help="re-run finished runs")
+    p.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
+                        "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlrsnet-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = add_common_options
+    profiles = list(profile_names())
+
+    p = sub.add_parser("run", help="run an experiment spec (benchmarks/*.toml)")
+    p.add_argument("spec")
+    p.add_argument("--profile", choices=profiles, default=None)
+    p.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-4 (overrides the spec)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train one task with one method")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--profile", default="mini", choices=profiles)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                   help='profile field, e.g. epochs=6 or model_kwargs=\'{"width": 0.25}\'')
+    p.add_argument("--experiment", default="adhoc")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    for register in command_registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Before torch starts its OpenMP pool: busy-waiting threads slow 2-core CPUs badly.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "checkpoints", None):
+        os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"mlrsnet-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nmlrsnet-bench: interrupted; run the same command again to resume "
+              "(finished runs are kept, the current one restarts from its last epoch).",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The method contract and the discovery of methods.
+
+A *method* is anything that decides the learning rate during training: a hand-designed
+schedule, MLR-SNet (meta-trained or transferred), HD, L4, RTHO, Meta-SGD.  The one
+training loop (:mod:`mlrsnet.harness.loop`) talks to every method through :class:`Method` only,
+so adding a method never touches the loop.
+
+Call order per run::
+
+    method = MethodClass(**hparams)
+    optimizer = method.build_optimizer(params, run.task_optim)    # default: the task's SGD
+    method.bind(run)                                              # once
+    for each step:
+        loss = forward(batch)
+        method.backward(loss, params)                             # default: loss.backward()
+        (the loop clips gradients if the task says so)
+        lr = method.lr(step)                                      # may read p.grad, optimizer state
+        for group in optimizer.param_groups: group["lr"] = lr
+        optimizer.step()
+        method.after_step(step)                                   # optional bookkeeping
+    end of every epoch: method.end_epoch(epoch, metrics)
+
+How methods are found (``baselines/`` and the ``mlrsnet.methods`` entry-point group) is
+:mod:`mlrsnet.harness.registry`'s job; this file only says what a method is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from mlrsnet.errors import UserError
+
+#: A search-space entry: ``("loguniform", low, high)``, ``("uniform", low, high)``,
+#: ``("choice", [values...])`` or ``("grid", [values...])``.
+SearchDim = tuple
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The task's optimiser settings (paper values at the ``paper`` profile)."""
+
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    clip_grad_norm: float | None = None
+
+
+@dataclass
+class RunContext:
+    """What a method may see of the run it is bound to."""
+
+    model: nn.Module
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    epochs: int
+    task_name: str
+    profile: str
+    kind: str  # "image" or "text"
+    num_classes: int | None  # images
+    vocab_size: int | None  # language models
+    optim: OptimSettings
+    seed: int
+    device: torch.device
+    #: The task's usual initial LR (0.1 for images, 20 for language models): the default
+    #: of schedules whose ``lr`` hyper-parameter is left as ``None``.
+    base_lr: float = 0.1
+    #: Endless iterator over held-out batches of the training split (the meta/validation
+    #: data; never the test split).  ``None`` when the profile holds nothing out.
+    meta_batches: Iterator[Any] | None = None
+    #: ``meta_loss(params, batch)``: the loss of ``batch`` evaluated with the model's
+    #: parameters replaced by ``params`` (a name -> tensor mapping, as from
+    #: ``model.named_parameters()``), differentiable w.r.t. those tensors.  Uses
+    #: ``torch.func.functional_call``: the model is neither rebuilt nor copied.
+    meta_loss: Callable[[Mapping[str, Tensor], Any], Tensor] | None = None
+    #: Names of ``params`` in ``model.named_parameters()`` order.
+    param_names: list[str] = field(default_factory=list)
+    #: Where a method may write artefacts (e.g. MLR-SNet checkpoints per epoch).
+    artifact_dir: str | None = None
+
+
+@dataclass
+class StepInfo:
+    """One training step as a method sees it."""
+
+    step: int  # global step index, 0-based
+    epoch: int  # 0-based
+    index_in_epoch: int
+    loss: Tensor  # the mini-batch training loss (its graph is kept when the method asks)
+
+
+class Method:
+    """Base class: a fixed learning rate ``lr``.  Subclass and override what you need.
+
+    ``name``            the name used in experiment specs and on the command line.
+    ``defaults``        default hyper-parameters (keyword arguments of ``__init__``).
+    ``search_space``    tunable hyper-parameters for Ray Tune (:data:`SearchDim` values).
+    ``keep_graph``      ``True`` if :meth:`lr` needs ``step.loss`` with its autograd graph
+                        (the loop then calls :meth:`backward` with ``retain_graph``).
+    ``needs_validation`` ``True`` if :meth:`end_epoch` needs validation metrics.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    search_space: ClassVar[dict[str, SearchDim]] = {}
+    keep_graph: ClassVar[bool] = False
+    needs_validation: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, **hparams: Any) -> None:
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            raise UserError(
+                f"method {self.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                f"it takes: {', '.join(sorted(self.defaults)) or '(none)'}"
+            )
+        self.hparams: dict[str, Any] = {**self.defaults, **hparams}
+        self.run: RunContext | None = None
+
+    @classmethod
+    def space(cls, kind: str) -> dict[str, SearchDim]:
+        """The search space for a task kind ("image"/"text"); default: :attr:`search_space`."""
+        return dict(cls.search_space)
+
+    # -- hooks the loop calls ------------------------------------------------------------
+    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
+                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
+        """The optimiser whose LR this method drives (default: the task's SGD)."""
+        return torch.optim.SGD(
+            params,
+            lr=initial_lr,
+            momentum=optim.momentum,
+            weight_decay=optim.weight_decay,
+            nesterov=optim.nesterov and optim.momentum > 0,
+        )
+
+    def bind(self, run: RunContext) -> None:
+        self.run = run
+
+    def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
+        loss.backward(retain_graph=self.keep_graph)
+
+    def lr(self, step: StepInfo) -> float:
+        return self.initial_lr()
+
+    def initial_lr(self) -> float:
+        """``hparams["lr"]``, or the task's base LR when it is ``None`` or absent."""
+        value = self.hparams.get("lr")
+        if value is None:
+            return self.run.base_lr if self.run is not None else 0.1
+        return float(value)
+
+    def after_step(self, step: StepInfo) -> None:
+        """Called after ``optimizer.step()``."""
+
+    def end_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Called once per epoch with that epoch's metrics (``"val/loss"``, ``"test/acc"``...)."""
+
+    def extra_info(self) -> dict[str, Any]:
+        """Facts recorded in the ``runs`` table (e.g. the MLR-SNet cell convention)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state:
+            raise ValueError(f"method {self.name!r} keeps no state but was given some")
+
+
+# ---------------------------------------------------------------------------------------
+# What a task provides (the paper's settings live in mlrsnet.paper.tasks)
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class BatchStats:
+    """Sums over one epoch's training batches (the loop's running train metrics)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    count: int = 0
+
+
+#: The splits a workload evaluates: ``"val"`` is the held-out part of the training data (or
+#: the corpus's validation split), never the test split.
+SPLITS = ("val", "test")
+
+
+@runtime_checkable
+class Workload(Protocol):
+    """What a modality provides to the loop: batches, the loss, evaluation, meta data.
+
+    The loop calls only these; image classification and language modelling differ only
+    behind them (:mod:`mlrsnet.paper.workloads`).
+    """
+
+    kind: str  # "image" | "text"
+    metric: str  # headline metric: "acc" | "ppl"
+    num_outputs: int  # classes or vocabulary size
+    steps_per_epoch: int
+    data_source: str
+    sizes: dict[str, int]  # examples (images) or tokens (text) per split
+
+    def start_epoch(self, model: nn.Module) -> Any:
+        """The state carried across an epoch's batches (the LSTM hidden state, or None)."""
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Any]:
+        """One epoch of training batches, drawn with ``generator``."""
+
+    def loss(self, model: nn.Module, batch: Any, carry: Any, stats: BatchStats) -> tuple[Tensor, Any]:
+        """The mini-batch loss (with its graph) and the next carry; adds to ``stats``."""
+
+    def summarize(self, stats: BatchStats) -> dict[str, float]:
+        """The epoch's training metrics from ``stats``."""
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Metrics of ``split`` (one of :data:`SPLITS`; anything else is an error)."""
+
+    def meta_batches(self, generator: torch.Generator) -> Iterator[Any] | None:
+        """Endless held-out batches for methods that learn from held-out data."""
+
+    def meta_loss(self, model: nn.Module) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
+        """``loss_at(params, batch)``: a batch's loss with the model's parameters replaced."""
+
+
+@runtime_checkable
+class TaskSetting(Protocol):
+    """A task setting as the harness sees it ("ResNet-18 on CIFAR-10"), with named profiles."""
+
+    name: str
+    kind: str
+    optim: OptimSettings
+    base_lr: float
+    profiles: Mapping[str, Any]  # profile name -> a frozen dataclass with at least ``epochs``
+
+    def profile(self, name: str) -> Any:
+        """The named profile; a :class:`~mlrsnet.errors.UserError` if there is none."""
+
+    def build(self, profile: Any, device: torch.device, data_dir: str | None) -> tuple[Workload, nn.Module]:
+        """The workload and a freshly initialised model (from torch's global RNG) for ``profile``."""
+
+
+def check_split(split: str) -> str:
+    """``split`` if it is one of :data:`SPLITS`, else a :class:`UserError` (a typo is not "val")."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    return split

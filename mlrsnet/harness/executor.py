@@ -1,0 +1,183 @@
+"""Executors: run an experiment's cells in-process or as Ray tasks, into the store.
+
+Both executors call the same :func:`run_cell`, so a cell produces the same rows wherever it
+runs.  A finished (or diverged) ``run_id`` is never run again unless forced; an interrupted
+one resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.loop import RunResult, pick_device, train
+from mlrsnet.harness.store import Store
+
+VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
+             "hpbandster", "ConfigSpace", "hyperopt")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        out["mlrsnet"] = metadata.version("mlrsnet")
+    except metadata.PackageNotFoundError:
+        pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: str | None = None,
+             quiet: bool = True, force: bool = False, artifact_dir: str | Path | None = None,
+             on_epoch: Any = None) -> RunResult | None:
+    """Run one cell into the store; ``None`` if it was already done (and not forced)."""
+    run_id = cell.run_id
+    if not force and store.is_done(cell.experiment, run_id):
+        return None
+    dev = pick_device(device)
+    exp_dir = store.root / cell.experiment
+    checkpoint = exp_dir / "checkpoints" / f"{run_id}.pt"
+    if force:
+        checkpoint.unlink(missing_ok=True)
+    artifacts = Path(artifact_dir) if artifact_dir else exp_dir / "artifacts" / run_id
+    row: dict[str, Any] = {
+        "run_id": run_id, "experiment": cell.experiment, "task": cell.task, "profile": cell.profile,
+        "method": cell.method, "hparams": dict(cell.hparams), "seed": cell.seed,
+        "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
+        "overrides": dict(cell.overrides), "status": "running", "started": _now(),
+        "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
+    }
+    store.write_run_row(row)
+    try:
+        result = train(cell, data_dir=data_dir, device=dev, quiet=quiet, checkpoint_path=checkpoint,
+                       artifact_dir=artifacts, on_epoch=on_epoch)
+    except UserError as exc:
+        store.write_run_row({**row, "status": "failed", "error": str(exc), "finished": _now()})
+        raise
+    except Exception as exc:  # a crash ends this run, not the experiment
+        store.write_run_row({**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                             "finished": _now()})
+        raise
+    store.write_curves(cell.experiment, run_id, result.epochs, result.steps)
+    epochs_done = max((r["epoch"] for r in result.epochs), default=0)
+    store.write_run_row({**row, "status": result.status, "diverged_step": result.diverged_step,
+                         "finished": _now(), "wall_time_s": result.wall_time_s,
+                         "method_info": result.method_info, "epochs_done": epochs_done})
+    checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def _print(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_local(cells: Sequence[Cell], store: Store, *, data_dir: str | None = None,
+              device: str | None = None, quiet: bool = False, force: bool = False,
+              keep_going: bool = True) -> dict[str, str]:
+    """Run cells one after another in this process; returns run_id -> outcome."""
+    outcomes: dict[str, str] = {}
+    for k, cell in enumerate(cells, 1):
+        tag = f"[{k}/{len(cells)}] {cell.task} {cell.profile} {cell.method} seed={cell.seed}"
+        try:
+            result = run_cell(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force)
+        except UserError:
+            raise
+        except Exception as exc:
+            outcomes[cell.run_id] = "failed"
+            _print(f"{tag}: FAILED ({type(exc).__name__}: {exc})", quiet)
+            if not keep_going:
+                raise
+            continue
+        if result is None:
+            outcomes[cell.run_id] = "skipped"
+            _print(f"{tag}: already done, skipped", quiet)
+        else:
+            outcomes[cell.run_id] = result.status
+            _print(f"{tag}: {_summary(result)}", quiet)
+    return outcomes
+
+
+def _summary(result: RunResult) -> str:
+    parts = [result.status, f"{result.wall_time_s:.1f}s"]
+    for split, metric in (("test", "acc"), ("test", "ppl")):
+        v = result.final(split, metric)
+        if v is not None:
+            parts.append(f"{split} {metric} {v * 100:.2f}%" if metric == "acc" else f"{split} {metric} {v:.1f}")
+    return ", ".join(parts)
+
+
+def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
+            data_dir: str | None = None, device: str | None = None, quiet: bool = False,
+            force: bool = False, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0) -> dict[str, str]:
+    """Run each cell as a Ray task (local Ray instance, or the cluster at ``address``)."""
+    import ray
+
+    pending = [c for c in cells if force or not store.is_done(c.experiment, c.run_id)]
+    outcomes = {c.run_id: "skipped" for c in cells if c not in pending}
+    if not pending:
+        return outcomes
+    root = str(store.root.resolve())
+    data = str(Path(data_dir).resolve()) if data_dir else None
+    env = {"env_vars": {k: v for k, v in _forwarded_env().items()}}
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=not quiet, runtime_env=env,
+             include_dashboard=False)
+
+    @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
+    def remote(cell_json: str) -> str:
+        cell = Cell(**json.loads(cell_json))
+        res = run_cell(cell, Store(root), data_dir=data, device=device, quiet=True, force=force)
+        return "skipped" if res is None else res.status
+
+    refs = {remote.remote(json.dumps(_cell_dict(c))): c for c in pending}
+    remaining = list(refs)
+    while remaining:
+        done, remaining = ray.wait(remaining, num_returns=1)
+        cell = refs[done[0]]
+        try:
+            outcomes[cell.run_id] = ray.get(done[0])
+        except Exception as exc:  # a failed cell is recorded by run_cell itself
+            outcomes[cell.run_id] = "failed"
+            _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({exc})", quiet)
+            continue
+        _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
+               f"{outcomes[cell.run_id]}", quiet)
+    return outcomes
+
+
+def _cell_dict(cell: Cell) -> dict[str, Any]:
+    return {"task": cell.task, "profile": cell.profile, "method": cell.method,
+            "hparams": dict(cell.hparams), "seed": cell.seed, "experiment": cell.experiment,
+            "overrides": dict(cell.overrides), "tags": dict(cell.tags), "label": cell.label}
+
+
+def _forwarded_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}

@@ -1,0 +1,202 @@
+"""Experiment specs (``benchmarks/*.toml``) and their expansion into cells.
+
+A *cell* is one training run: (task, profile, method, method hyper-parameters, seed), plus
+optional profile overrides (e.g. the held-out size of the RTHO sweep) and tags (e.g. the
+search a trial belongs to).  Its ``run_id`` is a stable hash of all of that, so the store
+can tell a finished cell from a new one across restarts and machines.
+
+Spec format::
+
+    name = "demo"                     # experiment name (results/<name>/)
+    profile = "mini"                  # smoke | mini | paper
+    seeds = [0]
+    tasks = ["resnet18-cifar10"]
+
+    [[methods]]
+    name = "multistep"                # any name from `mlrsnet-bench list methods`
+    label = "MultiStep"               # optional, for plots
+    hparams = { lr = 0.1, gamma = 0.1 }
+
+    [overrides]                       # optional profile fields, e.g. holdout = 2000
+    # or a sweep, one set of cells per entry:  overrides = [{holdout = 1000}, {holdout = 2000}]
+
+    [tune]                            # optional tuning block, see mlrsnet.paper.tune
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.registry import get_task, profile_names, tasks
+
+#: Profile fields that describe rather than configure (never overridden).
+NOT_OVERRIDABLE = ("notes",)
+
+
+def overridable(task: str, profile: str) -> tuple[str, ...]:
+    """The fields of ``task``'s ``profile`` that a spec or ``--override`` may set."""
+    return tuple(f.name for f in fields(get_task(task).profile(profile)) if f.name not in NOT_OVERRIDABLE)
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    profile: str
+    method: str
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    experiment: str = "adhoc"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        key = {
+            "task": self.task, "profile": self.profile, "method": self.method,
+            "hparams": dict(self.hparams), "seed": self.seed,
+            "overrides": dict(self.overrides), "tags": dict(self.tags),
+        }
+        blob = json.dumps(key, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_(self, **changes: Any) -> Cell:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    hparams: Mapping[str, Any]
+    label: str
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    profile: str
+    seeds: tuple[int, ...]
+    tasks: tuple[str, ...]
+    methods: tuple[MethodEntry, ...]
+    overrides: Mapping[str, Any]
+    tune: Mapping[str, Any] | None
+    #: Several override sets (a sweep); when given, ``overrides`` is the first of them.
+    override_sweep: tuple[Mapping[str, Any], ...] = ()
+    source: Path | None = None
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        sweep = self.override_sweep or (self.overrides,)
+        return [
+            Cell(task=t, profile=self.profile, method=m.name, hparams=dict(m.hparams), seed=s,
+                 experiment=self.name, overrides=dict(o), label=m.label)
+            for o in sweep for t in self.tasks for m in self.methods for s in self.seeds
+        ]
+
+
+class SpecError(UserError):
+    """A spec that does not validate; the message names the file and the key."""
+
+
+def _fail(source: str, key: str, problem: str) -> SpecError:
+    return SpecError(f"{source}: key {key!r}: {problem}")
+
+
+TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "tune"}
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
+               profile: str | None = None, seeds: list[int] | None = None) -> ExperimentSpec:
+    """Validate a loaded TOML mapping; ``profile``/``seeds`` override the file's values."""
+    from mlrsnet.harness.registry import discover
+
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise _fail(source, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+    name = data.get("name") or (Path(source).stem if source != "<spec>" else "")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise _fail(source, "name", "must be a non-empty string without '/'")
+    prof = profile or data.get("profile", "mini")
+    if prof not in profile_names():
+        raise _fail(source, "profile", f"{prof!r} is not a profile; allowed: {', '.join(profile_names())}")
+    seed_list = seeds if seeds is not None else data.get("seeds", [0])
+    if not isinstance(seed_list, list) or not seed_list or not all(isinstance(s, int) for s in seed_list):
+        raise _fail(source, "seeds", "must be a non-empty list of integers, e.g. [0, 1, 2]")
+    task_names = data.get("tasks")
+    if not isinstance(task_names, list) or not task_names or not all(isinstance(t, str) for t in task_names):
+        raise _fail(source, "tasks", f"must be a non-empty list of task names; allowed: {', '.join(tasks())}")
+    for t in task_names:
+        if t not in tasks():
+            raise _fail(source, "tasks", f"{t!r} is not a task; allowed: {', '.join(tasks())}")
+    registry = discover()
+    raw_methods = data.get("methods", [])
+    tune = data.get("tune")
+    if not isinstance(raw_methods, list) or (not raw_methods and tune is None):
+        raise _fail(source, "methods", "must be a non-empty list of [[methods]] tables")
+    methods = []
+    for i, m in enumerate(raw_methods):
+        where = f"methods[{i}]"
+        if not isinstance(m, dict) or "name" not in m:
+            raise _fail(source, where, "each [[methods]] table needs a 'name'")
+        extra = sorted(set(m) - {"name", "hparams", "label"})
+        if extra:
+            raise _fail(source, f"{where}.{extra[0]}", "unknown key; allowed: name, hparams, label")
+        if m["name"] not in registry:
+            raise _fail(source, f"{where}.name",
+                        f"{m['name']!r} is not a method; allowed: {', '.join(sorted(registry))}")
+        hp = m.get("hparams", {})
+        if not isinstance(hp, dict):
+            raise _fail(source, f"{where}.hparams", "must be a table, e.g. { lr = 0.1 }")
+        bad = sorted(set(hp) - set(registry[m["name"]].defaults))
+        if bad:
+            raise _fail(source, f"{where}.hparams.{bad[0]}",
+                        f"method {m['name']!r} has no such hyper-parameter; allowed: "
+                        f"{', '.join(sorted(registry[m['name']].defaults)) or '(none)'}")
+        methods.append(MethodEntry(m["name"], hp, str(m.get("label", m["name"]))))
+    raw_overrides = data.get("overrides", {})
+    sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]
+    if not sweep or not all(isinstance(o, dict) for o in sweep):
+        raise _fail(source, "overrides", "must be a table of profile fields or a non-empty list of them")
+    allowed = overridable(task_names[0], prof)
+    for o in sweep:
+        for k in o:
+            if k not in allowed:
+                raise _fail(source, f"overrides.{k}", f"not a profile field; allowed: {', '.join(allowed)}")
+    overrides = sweep[0]
+    if tune is not None and not isinstance(tune, dict):
+        raise _fail(source, "tune", "must be a table")
+    return ExperimentSpec(
+        name=name, profile=prof, seeds=tuple(seed_list), tasks=tuple(task_names),
+        methods=tuple(methods), overrides=overrides, tune=tune,
+        override_sweep=tuple(sweep) if isinstance(raw_overrides, list) else (),
+        source=Path(source) if source != "<spec>" else None,
+        description=str(data.get("description", "")),
+    )
+
+
+def load_spec(path: str | Path, *, profile: str | None = None,
+              seeds: list[int] | None = None) -> ExperimentSpec:
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"experiment spec {str(p)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{p}: not valid TOML: {exc}") from None
+    return parse_spec(data, str(p), profile=profile, seeds=seeds)
+
+
+def resolved_profile(cell: Cell) -> Any:
+    """The cell's profile with its overrides applied."""
+    base = get_task(cell.task).profile(cell.profile)
+    try:
+        return replace(base, **dict(cell.overrides))
+    except TypeError as exc:
+        raise UserError(f"bad profile override {dict(cell.overrides)}: {exc}") from None

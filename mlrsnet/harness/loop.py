@@ -1,0 +1,177 @@
+"""The one training loop.
+
+Every method (schedules, MLR-SNet, HD, L4, RTHO, Meta-SGD) runs through :func:`train`;
+the loop only calls the :class:`~mlrsnet.harness.contract.Method` hooks, and the workload hides
+the modality.  The loop checkpoints itself at each epoch end (model, optimiser, method
+state, RNG states and the rows so far), so an interrupted run resumes to the same result
+it would have produced uninterrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import BatchStats, Method, RunContext, StepInfo
+from mlrsnet.harness.experiment import Cell, resolved_profile
+from mlrsnet.harness.registry import get_method, get_task
+
+
+@dataclass
+class RunResult:
+    status: str  # finished | diverged
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # rows: epoch, split, metric, value
+    steps: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "epoch": [], "lr": [], "loss": []})
+    diverged_step: int | None = None
+    method_info: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+
+    def final(self, split: str, metric: str) -> float | None:
+        vals = [r["value"] for r in self.epochs if r["split"] == split and r["metric"] == metric]
+        return vals[-1] if vals else None
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was requested but no CUDA GPU is available")
+    return dev
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _progress(total: int, desc: str, quiet: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                disable=quiet or not sys.stderr.isatty())
+
+
+def train(
+    cell: Cell,
+    *,
+    data_dir: str | None = None,
+    device: str | torch.device | None = None,
+    quiet: bool = True,
+    checkpoint_path: Path | None = None,
+    artifact_dir: str | Path | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train one cell; returns its curves.  ``on_epoch`` sees each epoch's metrics (Ray Tune
+    reports through it)."""
+    started = time.perf_counter()
+    task = get_task(cell.task)
+    profile = resolved_profile(cell)
+    method: Method = get_method(cell.method)(**dict(cell.hparams))
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+
+    torch.manual_seed(cell.seed)
+    generator = torch.Generator().manual_seed(cell.seed)
+    meta_generator = torch.Generator().manual_seed(cell.seed + 1)
+    workload, model = task.build(profile, dev, data_dir)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    optimizer = method.build_optimizer(params, task.optim)
+    run = RunContext(
+        model=model, params=params, optimizer=optimizer, steps_per_epoch=workload.steps_per_epoch,
+        epochs=profile.epochs, task_name=task.name, profile=cell.profile, kind=task.kind,
+        num_classes=workload.num_outputs if task.kind == "image" else None,
+        vocab_size=workload.num_outputs if task.kind == "text" else None,
+        optim=task.optim, seed=cell.seed, device=dev, base_lr=task.base_lr,
+        meta_batches=workload.meta_batches(meta_generator),
+        meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
+        artifact_dir=str(artifact_dir) if artifact_dir else None,
+    )
+    method.bind(run)
+
+    result = RunResult(status="finished", device=str(dev))
+    start_epoch = 0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        ck = torch.load(checkpoint_path, map_location=dev, weights_only=False)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        method.load_state_dict(ck["method"])
+        torch.set_rng_state(ck["torch_rng"])
+        generator.set_state(ck["generator"])
+        result.epochs, result.steps = ck["epochs"], ck["steps"]
+        meta_generator.set_state(ck["meta_rng"])
+        start_epoch = ck["epoch"] + 1
+
+    clip = task.optim.clip_grad_norm
+    step = start_epoch * workload.steps_per_epoch
+    bar = _progress(profile.epochs * workload.steps_per_epoch, f"{cell.task}/{cell.method}", quiet)
+    bar.update(step)
+    try:
+        for epoch in range(start_epoch, profile.epochs):
+            model.train()
+            carry = workload.start_epoch(model)
+            stats = BatchStats()
+            for i, batch in enumerate(workload.train_batches(generator)):
+                loss, carry = workload.loss(model, batch, carry, stats)
+                loss_value = float(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                info = StepInfo(step=step, epoch=epoch, index_in_epoch=i, loss=loss)
+                lr = float("nan")
+                if math.isfinite(loss_value):
+                    method.backward(loss, params)
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(params, clip)
+                    lr = float(method.lr(info))
+                for key, val in (("step", step), ("epoch", epoch), ("lr", lr), ("loss", loss_value)):
+                    result.steps[key].append(val)
+                if not (math.isfinite(loss_value) and math.isfinite(lr)):
+                    result.status, result.diverged_step = "diverged", step
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
+                method.after_step(info)
+                step += 1
+                if i % 10 == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", refresh=False)
+                bar.update(1)
+            if result.status == "diverged":
+                break
+            metrics = {f"train/{k}": v for k, v in workload.summarize(stats).items()}
+            for split in ("val", "test"):
+                metrics.update({f"{split}/{k}": v for k, v in workload.evaluate(model, split).items()})
+            for key, value in metrics.items():
+                split, metric = key.split("/")
+                result.epochs.append({"epoch": epoch + 1, "split": split, "metric": metric, "value": float(value)})
+            method.end_epoch(epoch, metrics)
+            if checkpoint_path is not None and epoch + 1 < profile.epochs:
+                _save_atomic({
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "method": method.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
+                    "meta_rng": meta_generator.get_state(),
+                }, Path(checkpoint_path))
+            if on_epoch is not None:  # after the checkpoint: a callback may stop the run
+                on_epoch(epoch + 1, metrics)
+    finally:
+        bar.close()
+    result.method_info = {**method.extra_info(), "steps_per_epoch": workload.steps_per_epoch,
+                          "data": workload.data_source, "sizes": workload.sizes,
+                          "params": sum(p.numel() for p in params)}
+    result.wall_time_s = time.perf_counter() - started
+    return result

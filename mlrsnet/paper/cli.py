@@ -1,0 +1,109 @@
+"""The paper's ``mlrsnet-bench`` sub-commands: ``list``, ``tune``, ``report`` and ``data``.
+
+Registered through the ``mlrsnet.commands`` entry-point group (see
+:mod:`mlrsnet.harness.registry`), so the harness's command line never imports this layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.harness.cli import add_common_options
+from mlrsnet.harness.registry import discover, profile_names
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from mlrsnet.paper.report.tasks_table import tasks_table
+
+        print(tasks_table())
+        return 0
+    registry = discover()
+    width = max(len(n) for n in registry)
+    for name in sorted(registry):
+        cls = registry[name]
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        print(f"{name:<{width}}  {cls.description or ''}".rstrip())
+        if defaults:
+            print(f"{'':<{width}}  defaults: {defaults}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from mlrsnet.paper.tune import tune_command
+
+    return tune_command(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mlrsnet.paper.report import render
+
+    for path in render(args.what, results=Path(args.results), out=Path(args.out),
+                       experiment=args.experiment):
+        print(path)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mlrsnet.paper import data
+
+    if args.action == "prepare":
+        path = data.prepare(args.name, data_dir=args.data_dir,
+                            source=Path(args.source) if args.source else None,
+                            verify=not args.no_verify)
+        print(f"prepared {args.name}: {path}")
+        return 0
+    rows = data.check(data_dir=args.data_dir)
+    for r in rows:
+        if r.get("present"):
+            verified = {True: "verified", False: "CHECKSUM MISMATCH", None: ""}[r.get("verified")]
+            print(f"{r['name']:<14} {r.get('kind', ''):<5} {r.get('bytes', 0):>12,d} B  "
+                  f"sha256 {str(r.get('sha256', ''))[:16]}  {verified:<8} {r.get('path')}")
+        else:
+            print(f"{r['name']:<14} missing (prepare with: mlrsnet-bench data prepare {r['name']})")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the paper's sub-commands to ``mlrsnet-bench``'s sub-parsers."""
+    from mlrsnet.paper.report import REPORTS
+    from mlrsnet.paper.tune.plan import SEARCHERS
+
+    p = sub.add_parser("list", help="list tasks or methods")
+    p.add_argument("what", choices=["tasks", "methods"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("tune", help="run the [tune] block of a spec through Ray Tune")
+    p.add_argument("spec")
+    p.add_argument("--profile", choices=list(profile_names()), default=None)
+    p.add_argument("--searchers", default=None, help=f"comma list: {','.join(SEARCHERS)}")
+    p.add_argument("--tasks", default=None, help="comma list of tasks (default: the spec's)")
+    p.add_argument("--samples", type=int, default=None, help="trials per searcher (default: profile's)")
+    p.add_argument("--objective", choices=["val", "test"], default=None)
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    p.add_argument("--cpus-per-trial", type=float, default=None)
+    p.add_argument("--gpus-per-trial", type=float, default=None)
+    add_common_options(p)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("report", help="render tables/figures from the Parquet results")
+    p.add_argument("what", choices=list(REPORTS), help="which report to render")
+    p.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"))
+    p.add_argument("--out", default="reports")
+    p.add_argument("--experiment", default=None)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("data", help="prepare or check datasets")
+    dsub = p.add_subparsers(dest="action", required=True)
+    dp = dsub.add_parser("prepare", help="build <name>.npz (or the text folder) from the official release")
+    dp.add_argument("name")
+    dp.add_argument("--source", default=None, help="folder holding the official files, when offline")
+    dp.add_argument("--data-dir", default=None)
+    dp.add_argument("--no-verify", action="store_true",
+                    help="skip checksum verification (only for files you trust)")
+    dc = dsub.add_parser("check", help="which datasets are present, sizes and hashes")
+    dc.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_data)

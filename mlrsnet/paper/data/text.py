@@ -1,0 +1,94 @@
+"""Word-level corpora (PTB, WikiText-2) and the batching recipe of PyTorch's word LM example.
+
+Tokenisation is the one every published PTB/WikiText-2 number uses: whitespace-split
+words plus an ``<eos>`` per line, vocabulary indexed in order of first appearance.
+The whole file is split at once (not line by line) so WikiText-2 loads in about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mlrsnet.paper.data.locate import CORPUS_SPLITS, PathLike, find_corpus_dir
+
+EOS = "<eos>"
+
+
+@dataclass
+class Corpus:
+    """A tokenised corpus: ``vocab[i]`` is the word with id ``i``; splits are 1-d int64."""
+
+    name: str
+    vocab: list[str]
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    source: Path | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+
+def read_tokens(path: Path) -> list[str]:
+    """Words of every line followed by ``<eos>``, exactly as ``line.split() + ['<eos>']``."""
+    text = path.read_text(encoding="utf-8")  # text mode: \r\n and \r become \n
+    if text and not text.endswith("\n"):
+        text += "\n"  # a last line without newline still ends a sentence
+    return text.replace("\n", f" {EOS} ").split()
+
+
+def load_corpus(name: str, data_dir: PathLike | None = None) -> Corpus:
+    """Load ``<data dir>/<name>/{train,valid,test}.txt``.
+
+    The vocabulary is built from train in order of first appearance.  Words that occur
+    only in valid or test (none do in PTB or WikiText-2) are appended after, as the
+    reference Dictionary does, so ids never collide.
+    """
+    folder = find_corpus_dir(name, data_dir)
+    word_ids: dict[str, int] = {}
+    splits: dict[str, Tensor] = {}
+    for split in CORPUS_SPLITS:
+        tokens = read_tokens(folder / f"{split}.txt")
+        for word in dict.fromkeys(tokens):  # unique words in order of first appearance
+            word_ids.setdefault(word, len(word_ids))
+        ids = np.fromiter(map(word_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        splits[split] = torch.from_numpy(ids)
+    return Corpus(name=name, vocab=list(word_ids), train=splits["train"],
+                  valid=splits["valid"], test=splits["test"], source=folder)
+
+
+def batchify(tokens: Tensor, batch_size: int) -> Tensor:
+    """Cut a 1-d token stream into ``batch_size`` contiguous columns, shape (T, B).
+
+    Trailing tokens that do not fill a whole row are dropped; column ``b`` continues
+    where column ``b-1`` stops, so hidden state can be carried down each column.
+    """
+    if tokens.dim() != 1:
+        raise ValueError(f"expected a 1-d token tensor, got shape {tuple(tokens.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rows = tokens.numel() // batch_size
+    if rows == 0:
+        raise ValueError(f"{tokens.numel()} tokens cannot fill one row of {batch_size} columns")
+    return tokens[: rows * batch_size].view(batch_size, rows).t().contiguous()
+
+
+def bptt_batches(data: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Consecutive windows of a batchified (T, B) stream: inputs and next-word targets.
+
+    ``x`` is rows ``i .. i+t-1`` and ``y`` rows ``i+1 .. i+t``, both (t, B) with ``t <=
+    bptt``; the last window is shorter when ``T-1`` is not a multiple of ``bptt``.
+    """
+    if bptt < 1:
+        raise ValueError(f"bptt must be >= 1, got {bptt}")
+    length = data.size(0) - 1
+    for start in range(0, length, bptt):
+        t = min(bptt, length - start)
+        yield data[start:start + t], data[start + 1:start + 1 + t]

@@ -1,0 +1,147 @@
+"""The twelve task settings of the MLR-SNet supplement, each with smoke/mini/paper profiles.
+
+Paper settings come from PAPER_FACTS.md (the supplement and the authors' code): images use
+SGD with momentum 0, weight decay 5e-4, batch 128, 200 epochs and a held-out meta set of
+1,000 training images; language models use batch 32, BPTT 35, 150 epochs, gradient
+clipping 0.25, dropout 0.5, weight decay 5e-6; EfficientNet uses Nesterov momentum 0.9,
+weight decay 1e-5, batch 256.  Where the supplement is silent (EfficientNet's and
+WikiText-2's epoch counts) the choice is stated in the profile's ``notes``.
+
+``mini`` profiles run on the real subsets in ``shared/data`` (5,000 training images of
+which 1,000 are held out; the full PTB/WikiText-2 vocabularies over a prefix of the
+corpus) with narrower models, sized for about a minute per run on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlrsnet.harness.contract import OptimSettings
+from mlrsnet.paper.tasks.spec import Profile, Task
+
+IMAGE_SGD = OptimSettings(momentum=0.0, weight_decay=5e-4)
+EFFICIENTNET_SGD = OptimSettings(momentum=0.9, weight_decay=1e-5, nesterov=True)
+TEXT_SGD = OptimSettings(momentum=0.0, weight_decay=5e-6, clip_grad_norm=0.25)
+
+R18_MINI = {"width": 0.125}
+R18_SMOKE = {"width": 0.0625, "blocks_per_stage": (1, 1, 1, 1)}
+NASNET_SMOKE = {"width": 0.0625, "normal_repeats": 1, "reduction_cells": 1}
+
+
+def _image_profiles(
+    mini_model: dict[str, Any],
+    smoke_model: dict[str, Any],
+    *,
+    paper_batch: int = 128,
+    paper_epochs: int = 200,
+    mini_epochs: int = 5,
+    mini_holdout: int = 1000,
+    mini_train: int | None = None,
+    paper_notes: str = "",
+    mini_notes: str = "",
+) -> dict[str, Profile]:
+    return {
+        "smoke": Profile(
+            epochs=2, batch_size=32, model_kwargs=smoke_model, train_size=128, holdout=64,
+            test_size=64, eval_batch_size=64, tune_samples=2,
+            notes="seconds; for tests",
+        ),
+        "mini": Profile(
+            epochs=mini_epochs, batch_size=128, model_kwargs=mini_model, train_size=mini_train,
+            holdout=mini_holdout, test_size=None, eval_batch_size=500, tune_samples=8,
+            notes=mini_notes,
+        ),
+        "paper": Profile(
+            epochs=paper_epochs, batch_size=paper_batch, model_kwargs={}, train_size=None,
+            holdout=1000, test_size=None, eval_batch_size=500, allow_mini_data=False,
+            tune_samples=30, cpus_per_trial=4, gpus_per_trial=1.0, notes=paper_notes,
+        ),
+    }
+
+
+def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
+                   smoke_model: dict[str, Any], *, paper_notes: str = "") -> dict[str, Profile]:
+    return {
+        "smoke": Profile(
+            epochs=2, batch_size=4, bptt=10, model_kwargs=smoke_model, holdout=0,
+            train_tokens=1_200, eval_tokens=400, eval_batch_size=10, tune_samples=2, notes="seconds; for tests",
+        ),
+        "mini": Profile(
+            epochs=4, batch_size=32, bptt=35, model_kwargs=mini_model, holdout=0,
+            train_tokens=40_000, eval_tokens=10_000, eval_batch_size=10, tune_samples=8,
+            notes="full vocabulary; the first 40k training tokens, 10k of valid/test",
+        ),
+        "paper": Profile(
+            epochs=150, batch_size=32, bptt=35, model_kwargs=paper_model, holdout=0,
+            eval_batch_size=10, allow_mini_data=False, tune_samples=30, cpus_per_trial=4,
+            gpus_per_trial=1.0, notes=paper_notes,
+        ),
+    }
+
+
+def _lstm(emb: int, hidden: int, layers: int, dropout: float, tie: bool = False) -> dict[str, Any]:
+    return {"emb_size": emb, "hidden_size": hidden, "num_layers": layers, "dropout": dropout,
+            "tie_weights": tie}
+
+
+def build_catalog() -> dict[str, Task]:
+    tasks = [
+        Task("resnet18-cifar10", "ResNet-18 on CIFAR-10", "image", "resnet18", "cifar10",
+             IMAGE_SGD, _image_profiles(R18_MINI, R18_SMOKE),
+             num_classes=10, paper_params=11_173_962, table1=True),
+        Task("wrn28_10-cifar100", "WideResNet-28-10 on CIFAR-100", "image", "wrn28_10",
+             "cifar100", IMAGE_SGD,
+             _image_profiles({"depth": 10, "widen_factor": 1, "width": 0.5},
+                             {"depth": 10, "widen_factor": 1, "width": 0.25}),
+             num_classes=100, paper_params=36_536_884, table1=True),
+        Task("lstm2-ptb", "2-layer LSTM on Penn Treebank", "text", "lstm_lm", "ptb", TEXT_SGD,
+             _text_profiles(_lstm(512, 512, 2, 0.5), _lstm(128, 128, 2, 0.5),
+                            _lstm(16, 16, 2, 0.5)),
+             table1=True, base_lr=20.0),
+        Task("lstm3-ptb", "3-layer LSTM on Penn Treebank", "text", "lstm_lm", "ptb", TEXT_SGD,
+             _text_profiles(_lstm(512, 512, 3, 0.5), _lstm(128, 128, 3, 0.5),
+                            _lstm(16, 16, 3, 0.5)),
+             table1=True, transfer_target=True, base_lr=20.0),
+        Task("shufflenetv2-cifar10", "ShuffleNetV2 on CIFAR-10", "image", "shufflenetv2",
+             "cifar10", IMAGE_SGD,
+             _image_profiles({"width": 0.25, "depth": 0.34}, {"width": 0.1, "depth": 0.1}),
+             num_classes=10, paper_params=1_268_646, table1=True, transfer_target=True),
+        Task("mobilenetv2-cifar10", "MobileNetV2 on CIFAR-10", "image", "mobilenetv2",
+             "cifar10", IMAGE_SGD,
+             _image_profiles({"width": 0.25, "depth": 0.34}, {"width": 0.1, "depth": 0.2}),
+             num_classes=10, paper_params=2_254_090, table1=True, transfer_target=True),
+        Task("nasnet-cifar10", "NASNet-A on CIFAR-10", "image", "nasnet", "cifar10", IMAGE_SGD,
+             _image_profiles({"width": 0.0625, "normal_repeats": 1}, NASNET_SMOKE, mini_epochs=3,
+                             mini_train=1500,
+                             mini_notes="depthwise convs are slow on CPU: 1,500 train images, 3 epochs"),
+             num_classes=10, paper_params=5_126_494, table1=True, transfer_target=True),
+        Task("resnet18-svhn", "ResNet-18 on SVHN", "image", "resnet18", "svhn", IMAGE_SGD,
+             _image_profiles(R18_MINI, R18_SMOKE),
+             num_classes=10, augment=False, paper_params=11_173_962, table1=True,
+             transfer_target=True),
+        Task("resnet18-tinyimagenet", "ResNet-18 on TinyImageNet", "image", "resnet18",
+             "tinyimagenet", IMAGE_SGD,
+             _image_profiles(R18_MINI, R18_SMOKE, mini_holdout=1000,
+                             mini_notes="64x64 inputs; 3,000 train / 1,000 held out"),
+             num_classes=200, table1=True, transfer_target=True),
+        Task("efficientnet_b0-cifar100", "EfficientNet-B0 on CIFAR-100", "image",
+             "efficientnet_b0", "cifar100", EFFICIENTNET_SGD,
+             _image_profiles({"width": 0.25, "depth": 0.34, "stem_stride": 2},
+                             {"width": 0.1, "depth": 0.1, "stem_stride": 2}, paper_batch=256,
+                             paper_notes="epochs not given by the supplement: 200 assumed"),
+             num_classes=100, paper_params=4_135_648, transfer_target=True),
+        Task("efficientnet_b7-cifar100", "EfficientNet-B7 on CIFAR-100", "image",
+             "efficientnet_b7", "cifar100", EFFICIENTNET_SGD,
+             _image_profiles({"width": 0.125, "depth": 0.2, "stem_stride": 2},
+                             {"width": 0.05, "depth": 0.05, "stem_stride": 2}, paper_batch=256,
+                             paper_notes="epochs not given by the supplement: 200 assumed"),
+             num_classes=100, paper_params=64_043_060, transfer_target=True),
+        Task("lstm-wikitext2", "Tied 650-unit LSTM on WikiText-2", "text", "lstm_lm",
+             "wikitext-2", TEXT_SGD,
+             _text_profiles(_lstm(650, 650, 2, 0.5, tie=True), _lstm(128, 128, 2, 0.5, tie=True),
+                            _lstm(16, 16, 2, 0.5, tie=True),
+                            paper_notes="epochs/batch as PTB (150, 32): the supplement gives "
+                                        "only the model"),
+             transfer_target=True, base_lr=20.0),
+    ]
+    return {t.name: t for t in tasks}

@@ -1,0 +1,88 @@
+"""What a task setting is: a model, a dataset, the optimiser facts, and its profiles.
+
+A task is the paper's unit of comparison ("ResNet-18 on CIFAR-10").  Profiles scale the
+same task from seconds (``smoke``) through a CPU reproduction on real subsets (``mini``)
+to the paper's exact settings (``paper``); methods and schedules see only the profile's
+epoch count, so epoch-based schedules scale with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import OptimSettings, Workload
+
+PROFILES = ("smoke", "mini", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One scale of a task.  Sizes are counts of examples (images) or tokens (text)."""
+
+    epochs: int
+    batch_size: int
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Training examples used after the held-out part is removed (None: all the rest).
+    train_size: int | None = None
+    #: Held-out training examples (the meta/validation set of MLR-SNet, RTHO and tuning).
+    #: Text tasks hold out nothing from train: their validation split plays this role.
+    holdout: int = 1000
+    #: Test examples evaluated each epoch (None: the whole test split).
+    test_size: int | None = None
+    eval_batch_size: int = 500
+    #: A ``<dataset>-mini.npz`` subset may serve this profile.
+    allow_mini_data: bool = True
+    # -- text only
+    bptt: int = 35
+    train_tokens: int | None = None
+    eval_tokens: int | None = None
+    #: Ray Tune: samples per searcher, and resources per trial.
+    tune_samples: int = 8
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    kind: str  # "image" | "text"
+    arch: str
+    dataset: str
+    optim: OptimSettings
+    profiles: dict[str, Profile]
+    num_classes: int | None = None  # text: the vocabulary size comes from the corpus
+    augment: bool = True
+    paper_params: int | None = None
+    #: Part of the supplement's Table 1 (MultiStep tuned by BayesOpt/BOHB).
+    table1: bool = False
+    #: Meta-test setting of Fig. 2/5 (MLR-SNet transferred from CIFAR-10).
+    transfer_target: bool = False
+    #: Default initial LR for a fixed schedule when a spec does not give one.
+    base_lr: float = 0.1
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise UserError(
+                f"task {self.name!r} has no profile {name!r}; profiles: {', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+    def model_kwargs(self, profile: str) -> dict[str, Any]:
+        return dict(self.profile(profile).model_kwargs)
+
+    def build(self, profile: Profile, device: torch.device,
+              data_dir: str | None = None) -> tuple[Workload, nn.Module]:
+        """The workload, then the model (drawn from torch's global RNG, on ``device``)."""
+        from mlrsnet.paper.models import build_model
+        from mlrsnet.paper.workloads import make_workload
+
+        workload = make_workload(self, profile, device, data_dir)
+        model = build_model(self.arch, num_classes=workload.num_outputs, **profile.model_kwargs)
+        return workload, model.to(device)

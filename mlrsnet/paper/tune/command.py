@@ -1,0 +1,256 @@
+"""``mlrsnet-bench tune SPEC``: every (task, searcher) search of a spec's ``[tune]`` block.
+
+Searches run one after another; inside a search, trials run concurrently on the Ray
+instance (all local cores, or the cluster at ``--address``) with the task profile's
+resources per trial.  Tasks whose data are missing are skipped with the reason recorded
+in the store, so Table 1 lists them.  Exit codes: 0 all trials ended (finished, diverged
+or stopped early), 1 some trial failed, 130 interrupted (running the command again resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.experiment import Cell, ExperimentSpec, load_spec, resolved_profile
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.tasks import Task, get_task
+from mlrsnet.paper.tune.objective import Objective, objective_for
+from mlrsnet.paper.tune.plan import TunePlan, parse_tune_block, with_cli_overrides
+from mlrsnet.paper.tune.progress import format_duration, format_hparams, format_metric
+from mlrsnet.paper.tune.search import SearchOutcome, SearchRequest, is_complete, run_search
+from mlrsnet.paper.tune.spaces import grid_candidates, grid_size, grid_subset, ray_space, resolve_space
+from mlrsnet.paper.tune.trial import TrialSetup
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    task: Task
+    method: str
+    space: dict[str, tuple]
+    objective: Objective
+    epochs: int
+    cpus: float
+    gpus: float
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def data_missing(task: Task, profile: str, data_dir: str | None) -> str | None:
+    """``None`` if the task's dataset is on disk, else a one-line reason."""
+    from mlrsnet.paper.data import find_corpus_dir, find_image_file
+    from mlrsnet.paper.data.locate import prepare_command
+
+    try:
+        if task.kind == "image":
+            find_image_file(task.dataset, allow_mini=task.profile(profile).allow_mini_data,
+                            data_dir=data_dir)
+        else:
+            find_corpus_dir(task.dataset, data_dir=data_dir)
+    except UserError:
+        return f"no data: {task.dataset} is not prepared (`{prepare_command(task.dataset)}`)"
+    return None
+
+
+def vocabulary_size(task: Task, data_dir: str | None) -> int:
+    from mlrsnet.paper.data import load_corpus
+
+    return load_corpus(task.dataset, data_dir).vocab_size
+
+
+def task_plan(task: Task, spec: ExperimentSpec, plan: TunePlan, data_dir: str | None,
+              args: argparse.Namespace) -> TaskPlan:
+    from mlrsnet.harness.registry import get_method
+
+    method = plan.method_for(task.kind)
+    cls = get_method(method)
+    space = resolve_space(cls.space(task.kind), plan.space, list(cls.defaults))
+    vocab = vocabulary_size(task, data_dir) if task.kind == "text" else None
+    probe = Cell(task=task.name, profile=spec.profile, method=method, overrides=dict(spec.overrides))
+    prof = resolved_profile(probe)
+    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else prof.cpus_per_trial
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else prof.gpus_per_trial
+    if cpus <= 0 or gpus < 0:
+        raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    return TaskPlan(task, method, space, objective_for(task.kind, plan.objective, vocab),
+                    prof.epochs, float(cpus), float(gpus))
+
+
+def budget(plan: TunePlan, tp: TaskPlan, profile: str, searcher: str, cli_samples: int | None) -> int:
+    """Trials for one search: ``--samples``, else the spec's per-profile samples, else the
+    task profile's ``tune_samples``; grid search is capped at its number of points."""
+    n = cli_samples if cli_samples is not None else plan.samples_for(
+        profile, searcher, tp.task.profile(profile).tune_samples)
+    if n < 1:
+        raise UserError(f"--samples must be at least 1, got {n}")
+    if searcher == "grid":
+        points = grid_subset(grid_candidates(tp.space, plan.grid), n)
+        return grid_size(points)
+    return n
+
+
+def ensure_ray(address: str | None, quiet: bool) -> bool:
+    """Connect to ``address`` or start a local instance; ``True`` if we started it."""
+    import logging
+
+    import ray
+
+    # Tune's own console tables are replaced by mlrsnet.paper.tune.progress.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return False
+    env = {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
+                 logging_level=logging.WARNING, runtime_env={"env_vars": env})
+    except ConnectionError as exc:
+        raise UserError(f"could not connect to the Ray cluster at {address!r}: {exc}") from None
+    return True
+
+
+def check_resources(plans: list[TaskPlan], address: str | None) -> None:
+    """Refuse a search whose trials could never be scheduled (Tune would wait forever)."""
+    import ray
+
+    have = ray.cluster_resources()
+    for tp in plans:
+        if tp.gpus > have.get("GPU", 0.0):
+            raise UserError(
+                f"task {tp.task.name}: each trial asks for {tp.gpus:g} GPU(s) but the Ray "
+                f"{'cluster' if address else 'instance'} has {have.get('GPU', 0.0):g}; "
+                "pass --gpus-per-trial 0 (and a smaller --profile) or --address of a GPU cluster")
+        if tp.cpus > have.get("CPU", 0.0):
+            raise UserError(
+                f"task {tp.task.name}: each trial asks for {tp.cpus:g} CPUs but only "
+                f"{have.get('CPU', 0.0):g} are available; pass --cpus-per-trial")
+
+
+def record_skip(store: Store, spec: ExperimentSpec, task: Task, searcher: str, reason: str) -> None:
+    """A ``skipped`` row in ``runs``, so the report lists the search and why it did not run."""
+    cell = Cell(task=task.name, profile=spec.profile, method="(search)", experiment=spec.name,
+                tags={"search": searcher, "skipped": True})
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    store.write_run_row({"run_id": cell.run_id, "experiment": spec.name, "task": task.name,
+                         "profile": spec.profile, "method": cell.method, "hparams": {},
+                         "seed": spec.seeds[0], "tags": dict(cell.tags), "status": "skipped",
+                         "error": reason, "started": now, "finished": now})
+
+
+def describe(outcome: SearchOutcome, objective: Objective) -> str:
+    best = outcome.best or {}
+    parts = [f"{outcome.trials} trials"]
+    for key in ("stopped", "diverged", "failed"):
+        if best.get(key):
+            parts.append(f"{best[key]} {'stopped early' if key == 'stopped' else key}")
+    text = ", ".join(parts)
+    if best.get("best_hparams"):
+        text += (f"; best {objective.split} {objective.metric} "
+                 f"{format_metric(objective, best['best_value'])} ({format_hparams(best['best_hparams'])})")
+    return text + f" in {format_duration(outcome.wall_s)}"
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, profile=args.profile)
+    source = str(spec.source or args.spec)
+    plan = with_cli_overrides(parse_tune_block(spec.tune, source), searchers=args.searchers,
+                              objective=args.objective)
+    if len(spec.seeds) != 1:
+        raise UserError(f"{source}: a tuning spec runs its trials with one seed; got seeds {list(spec.seeds)}")
+    names = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(spec.tasks)
+    tasks = [get_task(n) for n in names if n]
+    if plan.transfer_to and len(tasks) != 1:
+        raise UserError(f"{source}: tune.transfer_to needs exactly one tuned (source) task; got {names}")
+    quiet = bool(args.quiet)
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    if data_dir is None and os.environ.get("MLRSNET_DATA_DIR"):
+        data_dir = str(Path(os.environ["MLRSNET_DATA_DIR"]).resolve())
+    store = Store(Path(args.results).resolve())
+
+    runnable: list[TaskPlan] = []
+    for task in tasks:
+        reason = data_missing(task, spec.profile, data_dir)
+        if reason:
+            _say(f"skipping {task.name}: {reason}", quiet)
+            for searcher in plan.searchers:
+                record_skip(store, spec, task, searcher, reason)
+            continue
+        runnable.append(task_plan(task, spec, plan, data_dir, args))
+
+    requests = []
+    for tp in runnable:
+        for searcher in plan.searchers:
+            n = budget(plan, tp, spec.profile, searcher, args.samples)
+            opts = plan.options_for(spec.profile, searcher)
+            space = ray_space(tp.space, searcher, budget=n, grid=plan.grid)
+            tags = {"search": searcher, "searcher_seed": plan.seed_for(spec.profile, searcher),
+                    "objective": tp.objective.key}
+            if opts:
+                tags["searcher_options"] = opts
+            setup = TrialSetup(
+                experiment=spec.name, task=tp.task.name, profile=spec.profile, method=tp.method,
+                seed=spec.seeds[0], epochs=tp.epochs, objective=tp.objective, space=tp.space,
+                store_root=str(store.root), data_dir=data_dir,
+                device=None if args.device in (None, "auto") else args.device, cpus=tp.cpus,
+                overrides=dict(spec.overrides), tags=tags)
+            requests.append(SearchRequest(setup=setup, searcher=searcher, samples=n, param_space=space,
+                                          options=opts, gpus=tp.gpus, quiet=quiet,
+                                          force=bool(args.force)))
+    total = len(requests)
+    requests = [SearchRequest(**{**r.__dict__, "label": f"{k}/{total} {r.setup.task} {r.searcher}"})
+                for k, r in enumerate(requests, 1)]
+    _say(f"tuning {spec.name} ({spec.profile} profile): {total} searches, "
+         f"{sum(r.samples for r in requests)} trials, objective {plan.objective} -> "
+         f"{store.root / spec.name}", quiet)
+    if not requests and not plan.transfer_to:
+        return 0
+
+    started_ray = False
+    ray_ready = False
+    failed = 0
+    try:
+        t0 = time.monotonic()
+        for k, req in enumerate(requests, 1):
+            if not is_complete(req) and not ray_ready:
+                started_ray = ensure_ray(args.address, quiet)
+                check_resources(runnable, args.address)
+                ray_ready = True
+            if is_complete(req):
+                _say(f"[{req.label}] already complete (--force runs it again)", quiet)
+            else:
+                _say(f"[{req.label}] {req.samples} trials, {req.setup.epochs} epochs each, "
+                     f"{req.setup.cpus:g} CPU / {req.gpus:g} GPU per trial, searcher seed "
+                     f"{req.setup.tags['searcher_seed']}", quiet)
+            outcome = run_search(req)
+            if outcome.interrupted:
+                _say(f"[{req.label}] interrupted; run the same command again to resume "
+                     f"(finished trials are kept)", quiet)
+                return 130
+            failed += outcome.errors
+            elapsed = time.monotonic() - t0
+            eta = elapsed / k * (total - k)
+            _say(f"[{req.label}] done: {describe(outcome, req.setup.objective)} | all searches "
+                 f"{k}/{total}, elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}", quiet)
+        if plan.transfer_to:
+            from mlrsnet.paper.tune.transfer_runs import run_transfer
+
+            if not ray_ready:
+                started_ray = ensure_ray(args.address, quiet)
+            failed += run_transfer(spec, plan, store, source=runnable[0] if runnable else None,
+                                   address=args.address, data_dir=data_dir, device=args.device,
+                                   quiet=quiet, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return 1 if failed else 0
+

@@ -1,0 +1,242 @@
+"""The ``[tune]`` block of an experiment spec, validated into a :class:`TunePlan`.
+
+The block says *what* to search (which method per task kind, which searchers, which
+objective) and *how much* (samples per searcher and per profile).  It is validated here,
+once, so that a typo fails before Ray starts, with the file and key in the message::
+
+    [tune]
+    searchers = ["bayesopt", "bohb"]          # any of bayesopt, bohb, random, grid
+    objective = "val"                         # "val" (held-out split) or "test"
+    method = { image = "multistep", text = "multistep-val" }
+    space = { lr = ["loguniform", 1e-2, 5e-1] }   # optional: replaces the method's entry
+    grid = { lr = [0.01, 0.1] }               # optional: grid candidates per hyper-parameter
+    transfer_to = ["shufflenetv2-cifar10"]    # optional: apply each searcher's best there
+
+    [tune.profiles.mini]
+    samples = 4                               # or { default = 4, grid = 9 }
+    bayesopt = { random_search_steps = 2 }    # keyword arguments for that searcher
+
+A profile without an entry tunes with the task profile's ``tune_samples`` and the
+searchers' own defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.paper.tasks import PROFILES, TASKS
+
+SEARCHERS = ("bayesopt", "bohb", "random", "grid")
+SEARCHER_TITLES = {"bayesopt": "BayesOpt", "bohb": "BOHB", "random": "random search", "grid": "grid search"}
+OBJECTIVES = ("val", "test")
+KINDS = ("image", "text")
+#: The paper's method per task kind: MultiStep at fixed epochs for images, the "Val"
+#: strategy (decay on a validation plateau) for language models.
+DEFAULT_METHODS = {"image": "multistep", "text": "multistep-val"}
+
+#: Keyword arguments a spec may pass to each searcher (names as the libraries spell them;
+#: ``reduction_factor`` goes to BOHB's HyperBand scheduler).
+SEARCHER_OPTIONS: dict[str, frozenset[str]] = {
+    "bayesopt": frozenset({"random_state", "random_search_steps", "utility_kwargs", "patience",
+                           "skip_duplicate"}),
+    "bohb": frozenset({"seed", "bohb_config", "reduction_factor"}),
+    "random": frozenset({"random_state"}),
+    "grid": frozenset(),
+}
+#: The option that seeds each searcher, and its value when the spec leaves it out (the
+#: library's own default: BayesOptSearch fixes 42, the others are unseeded).
+SEED_OPTION = {"bayesopt": "random_state", "bohb": "seed", "random": "random_state", "grid": None}
+LIBRARY_DEFAULT_SEED: dict[str, int | None] = {"bayesopt": 42, "bohb": None, "random": None,
+                                                "grid": None}
+
+TUNE_KEYS = {"searchers", "objective", "method", "space", "grid", "transfer_to", "profiles"}
+PROFILE_KEYS = {"samples", *SEARCHERS}
+SPACE_KINDS = ("loguniform", "uniform")
+
+
+@dataclass(frozen=True)
+class TunePlan:
+    searchers: tuple[str, ...]
+    objective: str
+    methods: Mapping[str, str]
+    space: Mapping[str, tuple[str, float, float]] = field(default_factory=dict)
+    grid: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    transfer_to: tuple[str, ...] = ()
+    #: profile -> {"default"/searcher: samples}
+    samples: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: profile -> searcher -> keyword arguments
+    options: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def method_for(self, kind: str) -> str:
+        return self.methods[kind]
+
+    def samples_for(self, profile: str, searcher: str, fallback: int) -> int:
+        """Trials for one searcher at one profile; ``fallback`` is the task profile's
+        ``tune_samples`` (used when the spec does not say)."""
+        table = self.samples.get(profile, {})
+        return int(table.get(searcher, table.get("default", fallback)))
+
+    def options_for(self, profile: str, searcher: str) -> dict[str, Any]:
+        return dict(self.options.get(profile, {}).get(searcher, {}))
+
+    def seed_for(self, profile: str, searcher: str) -> int | None:
+        """The seed the searcher runs with: the spec's, else the library's default."""
+        key = SEED_OPTION[searcher]
+        opts = self.options_for(profile, searcher)
+        if key is not None and key in opts:
+            return opts[key]
+        return LIBRARY_DEFAULT_SEED[searcher]
+
+
+def _fail(source: str, key: str, problem: str) -> UserError:
+    return UserError(f"{source}: key {key!r}: {problem}")
+
+
+def _names(value: Any, source: str, key: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _fail(source, key, f"must be a non-empty list; allowed: {', '.join(allowed)}")
+    for v in value:
+        if v not in allowed:
+            raise _fail(source, key, f"{v!r} is not allowed; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _parse_methods(value: Any, source: str) -> dict[str, str]:
+    from mlrsnet.harness.registry import discover
+
+    registry = discover()
+    if value is None:
+        methods = dict(DEFAULT_METHODS)
+    elif isinstance(value, str):
+        methods = dict.fromkeys(KINDS, value)
+    elif isinstance(value, dict):
+        bad = sorted(set(value) - set(KINDS))
+        if bad:
+            raise _fail(source, f"tune.method.{bad[0]}", f"not a task kind; allowed: {', '.join(KINDS)}")
+        methods = {**DEFAULT_METHODS, **value}
+    else:
+        raise _fail(source, "tune.method", "must be a method name or { image = ..., text = ... }")
+    for kind, name in methods.items():
+        if name not in registry:
+            raise _fail(source, f"tune.method.{kind}",
+                        f"{name!r} is not a method; allowed: {', '.join(sorted(registry))}")
+        if not registry[name].space(kind):
+            raise _fail(source, f"tune.method.{kind}",
+                        f"method {name!r} declares no search space; pick a tunable method")
+    return methods
+
+
+def _parse_space(value: Any, source: str) -> dict[str, tuple[str, float, float]]:
+    if not isinstance(value, dict):
+        raise _fail(source, "tune.space", 'must be a table, e.g. { lr = ["loguniform", 1e-2, 0.5] }')
+    out = {}
+    for name, dim in value.items():
+        key = f"tune.space.{name}"
+        if (not isinstance(dim, list) or len(dim) != 3 or dim[0] not in SPACE_KINDS
+                or not all(isinstance(x, int | float) for x in dim[1:])):
+            raise _fail(source, key, f'must be [KIND, low, high] with KIND one of {", ".join(SPACE_KINDS)}')
+        lo, hi = float(dim[1]), float(dim[2])
+        if not lo < hi or (dim[0] == "loguniform" and lo <= 0):
+            raise _fail(source, key, "needs 0 < low < high (low > 0 for loguniform)")
+        out[name] = (dim[0], lo, hi)
+    return out
+
+
+def _parse_grid(value: Any, source: str) -> dict[str, tuple[float, ...]]:
+    if not isinstance(value, dict):
+        raise _fail(source, "tune.grid", "must be a table of candidate lists, e.g. { lr = [0.01, 0.1] }")
+    out = {}
+    for name, values in value.items():
+        if (not isinstance(values, list) or not values
+                or not all(isinstance(x, int | float) for x in values)):
+            raise _fail(source, f"tune.grid.{name}", "must be a non-empty list of numbers")
+        out[name] = tuple(float(x) for x in values)
+    return out
+
+
+def _parse_samples(value: Any, source: str, key: str) -> dict[str, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"default": value}
+    if not isinstance(value, dict):
+        raise _fail(source, key, "must be an integer or { default = N, grid = M, ... }")
+    out = {}
+    for name, n in value.items():
+        if name != "default" and name not in SEARCHERS:
+            raise _fail(source, f"{key}.{name}", f"allowed: default, {', '.join(SEARCHERS)}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _fail(source, f"{key}.{name}", "must be a positive integer")
+        out[name] = n
+    return out
+
+
+def _parse_profiles(value: Any, source: str) -> tuple[dict, dict]:
+    if not isinstance(value, dict):
+        raise _fail(source, "tune.profiles", f"must be a table keyed by profile ({', '.join(PROFILES)})")
+    samples: dict[str, dict[str, int]] = {}
+    options: dict[str, dict[str, dict[str, Any]]] = {}
+    for prof, table in value.items():
+        where = f"tune.profiles.{prof}"
+        if prof not in PROFILES:
+            raise _fail(source, where, f"not a profile; allowed: {', '.join(PROFILES)}")
+        if not isinstance(table, dict):
+            raise _fail(source, where, "must be a table")
+        bad = sorted(set(table) - PROFILE_KEYS)
+        if bad:
+            raise _fail(source, f"{where}.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(PROFILE_KEYS))}")
+        if "samples" in table:
+            samples[prof] = _parse_samples(table["samples"], source, f"{where}.samples")
+        for searcher in SEARCHERS:
+            if searcher not in table:
+                continue
+            opts = table[searcher]
+            if not isinstance(opts, dict):
+                raise _fail(source, f"{where}.{searcher}", "must be a table of keyword arguments")
+            unknown = sorted(set(opts) - SEARCHER_OPTIONS[searcher])
+            if unknown:
+                allowed = ", ".join(sorted(SEARCHER_OPTIONS[searcher])) or "(none)"
+                raise _fail(source, f"{where}.{searcher}.{unknown[0]}", f"unknown option; allowed: {allowed}")
+            options.setdefault(prof, {})[searcher] = dict(opts)
+    return samples, options
+
+
+def parse_tune_block(block: Mapping[str, Any] | None, source: str = "<spec>") -> TunePlan:
+    """Validate a spec's ``[tune]`` table (``source`` names the file in messages)."""
+    if block is None:
+        raise UserError(f"{source}: has no [tune] block; `mlrsnet-bench tune` needs one "
+                        "(see benchmarks/table1.toml)")
+    unknown = sorted(set(block) - TUNE_KEYS)
+    if unknown:
+        raise _fail(source, f"tune.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(TUNE_KEYS))}")
+    searchers = _names(block.get("searchers", ["bayesopt", "bohb"]), source, "tune.searchers", SEARCHERS)
+    objective = block.get("objective", "val")
+    if objective not in OBJECTIVES:
+        raise _fail(source, "tune.objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    transfer = block.get("transfer_to", [])
+    if transfer:
+        transfer = _names(transfer, source, "tune.transfer_to", tuple(TASKS))
+    samples, options = _parse_profiles(block.get("profiles", {}), source)
+    return TunePlan(
+        searchers=searchers, objective=objective, methods=_parse_methods(block.get("method"), source),
+        space=_parse_space(block.get("space", {}), source), grid=_parse_grid(block.get("grid", {}), source),
+        transfer_to=tuple(transfer), samples=samples, options=options,
+    )
+
+
+def with_cli_overrides(plan: TunePlan, *, searchers: str | None = None, objective: str | None = None,
+                       source: str = "command line") -> TunePlan:
+    """The plan with ``--searchers`` / ``--objective`` applied."""
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if searchers:
+        changes["searchers"] = _names(searchers, source, "--searchers", SEARCHERS)
+    if objective:
+        if objective not in OBJECTIVES:
+            raise _fail(source, "--objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
+        changes["objective"] = objective
+    return replace(plan, **changes)

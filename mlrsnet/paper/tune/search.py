@@ -1,0 +1,268 @@
+"""One search: one searcher on one task, as one Ray Tune experiment that can be resumed.
+
+The Tune experiment lives in ``<results>/<experiment>/tune/<task>--<searcher>--<profile>--<objective>``
+next to the Parquet tables.  Running the same command again restores it with
+``Tuner.restore``: finished trials are kept (never re-run), unfinished ones start again
+and continue from their last epoch checkpoint (the store's), and the searcher's state
+(GP observations, BOHB's KDEs, the random generator) comes back with it.  A search
+folder records the plan it was started with; a different budget or space is refused
+rather than silently mixed into the old search (``--force`` starts a new one).
+
+Every search gets a ``search_id`` (folder name and start time) in its trials' tags, so
+the renderers can tell a restarted search from the one it replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.tune.trial import TrialSetup
+
+PLAN_FILE = "mlrsnet-search.json"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    setup: TrialSetup
+    searcher: str
+    #: Trials to run (grid: the number of grid points after :func:`~mlrsnet.paper.tune.spaces.grid_subset`).
+    samples: int
+    param_space: Mapping[str, Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    gpus: float = 0.0
+    label: str = ""
+    quiet: bool = False
+    force: bool = False
+
+
+@dataclass
+class SearchOutcome:
+    task: str
+    searcher: str
+    search_id: str
+    path: Path
+    trials: int = 0
+    errors: int = 0
+    stopped: int = 0
+    interrupted: bool = False
+    #: Already complete before this command: read from the store, not run.
+    resumed_complete: bool = False
+    wall_s: float = 0.0
+    best: dict[str, Any] | None = None
+
+
+def search_dir(store_root: Path, experiment: str, task: str, searcher: str, profile: str,
+               objective: str) -> Path:
+    return Path(store_root) / experiment / "tune" / f"{task}--{searcher}--{profile}--{objective}"
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Tune's default puts the whole config in the name)."""
+    return str(trial.trial_id)
+
+
+def trial_name(trial: Any, offset: int = 0) -> str:
+    """``<running number>_<trial id>``: searcher-made trial ids carry no number, Tune's
+    experiment tag (``"3_lr=..."``) does; the trial reads it back as its ``trial`` tag.
+    The basic variant generator counts from 0, searchers from 1: ``offset`` makes both
+    count from 1."""
+    number = str(trial.experiment_tag).split("_", 1)[0]
+    return f"{int(number) + offset}_{trial.trial_id}" if number.isdigit() else str(trial.trial_id)
+
+
+def _plan_record(req: SearchRequest) -> dict[str, Any]:
+    s = req.setup
+    return json.loads(json.dumps({
+        "task": s.task, "profile": s.profile, "method": s.method, "seed": s.seed,
+        "epochs": s.epochs, "objective": s.objective.key, "searcher": req.searcher,
+        "samples": req.samples, "options": dict(req.options), "space": dict(s.space),
+        "overrides": dict(s.overrides),
+    }, default=str))
+
+
+def _new_search_id(path: Path) -> str:
+    return f"{path.name}@{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) -> Any:
+    from ray import tune
+
+    from mlrsnet.paper.tune.progress import SearchProgress
+    from mlrsnet.paper.tune.searchers import build_searcher
+
+    if restore:
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                  restart_errored=True, param_space=dict(req.param_space))
+    search_alg, scheduler = build_searcher(req.searcher, max_epochs=req.setup.epochs,
+                                           options=req.options)
+    progress = SearchProgress(req.label or path.name, req.samples, req.setup.epochs,
+                              req.setup.objective, req.setup.space, quiet=req.quiet)
+    return tune.Tuner(
+        trainable,
+        param_space=dict(req.param_space),
+        tune_config=tune.TuneConfig(
+            metric="objective", mode=req.setup.objective.mode, search_alg=search_alg,
+            scheduler=scheduler, num_samples=1 if req.searcher == "grid" else req.samples,
+            reuse_actors=True, trial_dirname_creator=trial_dirname,
+            trial_name_creator=partial(trial_name, offset=1 if req.searcher in ("random", "grid") else 0)),
+        run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0,
+                                  callbacks=[progress],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+
+
+def _check_plan(path: Path, saved: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    if saved["plan"] == record:
+        return
+    before = saved["plan"]
+    changed = sorted(k for k in record if before.get(k) != record[k])
+    was = ", ".join(f"{k}={before.get(k)}" for k in changed)
+    raise UserError(
+        f"the search in {path} was started with a different plan ({was}). "
+        "Run the same command as before to resume it, or add --force to start this "
+        "search again (its finished trials stay in the store).")
+
+
+def _write_record(path: Path, record: Mapping[str, Any]) -> None:
+    tmp = path / (PLAN_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path / PLAN_FILE)
+
+
+def _tune_catches_sigint() -> bool:
+    return (threading.current_thread() is threading.main_thread()
+            and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0"))
+
+
+def request_dir(req: SearchRequest) -> Path:
+    s = req.setup
+    return search_dir(Path(s.store_root), s.experiment, s.task, req.searcher, s.profile, s.objective.split)
+
+
+def is_complete(req: SearchRequest) -> bool:
+    """Whether the search already ran to its end (and is not being forced again)."""
+    plan = request_dir(req) / PLAN_FILE
+    return not req.force and plan.exists() and bool(json.loads(plan.read_text()).get("complete"))
+
+
+def run_search(req: SearchRequest) -> SearchOutcome:
+    """Run (or resume) one search to its end; returns what happened.
+
+    A search that ended is marked complete in its folder and never handed to Tune again:
+    running the command again only reads its results from the store."""
+    import time
+
+    s = req.setup
+    path = request_dir(req)
+    record = _plan_record(req)
+    if req.force and path.exists():
+        shutil.rmtree(path)
+    saved = json.loads((path / PLAN_FILE).read_text()) if (path / PLAN_FILE).exists() else None
+    if saved is not None:
+        _check_plan(path, saved, record)
+    store = Store(s.store_root)
+    started = time.monotonic()
+    if saved is not None and saved.get("complete"):
+        outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=saved["search_id"],
+                                path=path, errors=int(saved.get("errors", 0)), resumed_complete=True)
+    else:
+        outcome = _fit(req, path, record, saved)
+        if not outcome.interrupted:
+            outcome.stopped = finalize_stopped_trials(store, s.experiment, outcome.search_id)
+            saved = json.loads((path / PLAN_FILE).read_text())
+            _write_record(path, {**saved, "complete": True, "errors": outcome.errors})
+    outcome.wall_s = time.monotonic() - started
+    from mlrsnet.paper.tune.results import best_trial
+
+    outcome.best = best_trial(store.runs(s.experiment), store.read("epochs", s.experiment),
+                              outcome.search_id)
+    if outcome.best:
+        outcome.trials = int(outcome.best["trials"])
+    return outcome
+
+
+def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
+         saved: Mapping[str, Any] | None) -> SearchOutcome:
+    """Start or restore the Tune experiment and run it to its end (or to Ctrl-C)."""
+    from ray import tune
+
+    from mlrsnet.paper.tune.trial import run_trial
+
+    s = req.setup
+    restore = saved is not None and tune.Tuner.can_restore(str(path))
+    if restore:
+        search_id = saved["search_id"]
+    else:
+        if path.exists():
+            shutil.rmtree(path)  # a folder without Tune state: nothing to resume
+        path.mkdir(parents=True)
+        search_id = _new_search_id(path)
+        _write_record(path, {"search_id": search_id, "plan": record})
+    setup = replace(s, tags={**dict(s.tags), "search_id": search_id})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
+                                    {"cpu": s.cpus, "gpu": req.gpus})
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        grid = _build_tuner(req, path, trainable, restore).fit()
+        # Tune's Ctrl-C handler ends the run gracefully and puts the previous handler back;
+        # after an uninterrupted run its own handler is still installed.
+        sigint_seen = _tune_catches_sigint() and signal.getsignal(signal.SIGINT) is before
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)  # so a later Ctrl-C interrupts the command
+    incomplete = grid.num_terminated + grid.num_errors < len(grid)
+    return SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
+                         trials=len(grid), errors=grid.num_errors,
+                         interrupted=sigint_seen or incomplete)
+
+
+def _clean(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def finalize_stopped_trials(store: Store, experiment: str, search_id: str) -> int:
+    """Record trials the scheduler ended early (BOHB): their curve so far, status ``stopped``.
+
+    Tune ends such a trial's process after an epoch report, so ``run_cell`` never writes its
+    rows; the loop's epoch checkpoint holds them.  Called only once the search is over, when
+    no trial of it can still be running."""
+    import torch
+
+    runs = store.runs(experiment)
+    if runs.empty:
+        return 0
+    mine = runs[(runs["status"] == "running")
+                & runs["tags"].map(lambda t: t.get("search_id") == search_id)]
+    for row in mine.to_dict("records"):
+        run_id = row["run_id"]
+        checkpoint = store.root / experiment / "checkpoints" / f"{run_id}.pt"
+        epochs_done = 0
+        if checkpoint.exists():
+            ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            store.write_curves(experiment, run_id, ck["epochs"], ck["steps"])
+            epochs_done = int(ck["epoch"]) + 1
+        clean = {k: _clean(v) for k, v in row.items()}
+        store.write_run_row({
+            **clean, "status": "stopped", "epochs_done": epochs_done,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "error": f"stopped early by the scheduler after {epochs_done} epoch(s)",
+        })
+        checkpoint.unlink(missing_ok=True)
+    return len(mine)

@@ -1,0 +1,112 @@
+"""The Ray Tune trainable: one trial is one cell run through :func:`run_cell`.
+
+Running through ``run_cell`` gives every trial the same Parquet rows as any other run (its
+full curve, tagged with its search) and the same resume: the loop checkpoints each epoch
+*before* ``on_epoch`` reports to Tune, so a trial that Tune pauses (BOHB) or an
+interrupted search continues from its last epoch when the trial starts again.
+
+The last epoch is reported only after ``run_cell`` has written the run's rows: Tune may end
+the trial's process as soon as it sees the final result, and the store must be complete
+by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlrsnet.paper.tune.objective import Objective, diverged_report, epoch_report
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a trial needs besides its sampled config (shipped to Ray workers)."""
+
+    experiment: str
+    task: str
+    profile: str
+    method: str
+    seed: int
+    epochs: int
+    objective: Objective
+    space: Mapping[str, tuple]
+    store_root: str
+    data_dir: str | None
+    device: str | None
+    cpus: float
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: Tags shared by every trial of the search (search, search_id, searcher_seed, ...).
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    fixed_hparams: Mapping[str, Any] = field(default_factory=dict)
+
+
+def trial_number(trial_name: str | None) -> int | None:
+    """The running number in a trial name made by :func:`~mlrsnet.paper.tune.search.trial_name`
+    (``"3_ab12cd34"`` -> 3)."""
+    head = str(trial_name or "").split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def trial_cell(setup: TrialSetup, config: Mapping[str, Any], trial_id: str,
+               trial_name: str | None = None):
+    """The cell a trial runs: its hyper-parameters decoded, tagged with its search."""
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.paper.tune.spaces import decode
+
+    hparams = {**dict(setup.fixed_hparams), **decode(config, setup.space)}
+    tags = {**dict(setup.tags), "trial_id": trial_id, "trial": trial_number(trial_name)}
+    return Cell(task=setup.task, profile=setup.profile, method=setup.method, hparams=hparams,
+                seed=setup.seed, experiment=setup.experiment, overrides=dict(setup.overrides),
+                tags=tags)
+
+
+def stored_final_report(setup: TrialSetup, run_id: str) -> dict[str, Any]:
+    """The final report of a run the store already holds (a trial that finished before
+    Tune recorded it, e.g. interrupted between the two): replayed, not re-trained."""
+    import pandas as pd
+
+    from mlrsnet.harness.store import Store
+
+    store = Store(setup.store_root)
+    status = store.status(setup.experiment, run_id)
+    path = store.path(setup.experiment, "epochs", run_id)
+    epochs = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["epoch"])
+    last = int(epochs["epoch"].max()) if len(epochs) else 0
+    if status == "diverged":
+        return diverged_report(last + 1, setup.objective, run_id)
+    rows = epochs[epochs["epoch"] == last]
+    metrics = {f"{r.split}/{r.metric}": float(r.value) for r in rows.itertuples()}
+    return epoch_report(last, metrics, setup.objective, run_id)
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """The function trainable (bound to ``setup`` with ``tune.with_parameters``)."""
+    import torch
+    from ray import tune
+
+    from mlrsnet.harness.executor import run_cell
+    from mlrsnet.harness.store import Store
+
+    torch.set_num_threads(max(1, int(setup.cpus)))
+    context = tune.get_context()
+    cell = trial_cell(setup, config, context.get_trial_id() or "local", context.get_trial_name())
+    final: dict[str, Any] = {}
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        report = epoch_report(epoch, metrics, setup.objective, cell.run_id)
+        if epoch < setup.epochs:
+            tune.report(report)
+        else:
+            final.update(report)
+
+    store = Store(setup.store_root)
+    result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
+                      on_epoch=on_epoch)
+    if result is None:
+        final = stored_final_report(setup, cell.run_id)
+    elif result.status == "diverged":
+        done = max((r["epoch"] for r in result.epochs), default=0)
+        final = diverged_report(done + 1, setup.objective, cell.run_id)
+    tune.report(final)
+

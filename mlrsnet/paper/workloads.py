@@ -1,0 +1,260 @@
+"""Workloads: what differs between image classification and language modelling.
+
+The training loop is the same for both; everything that depends on the modality (how a
+batch is drawn, what the loss is, what state is carried between batches, how a split is
+evaluated, what the held-out meta data are) lives behind this small interface, so the loop
+needs neither a modality branch nor a method branch.
+
+Images: the held-out (meta/validation) set is a fixed part of the training split, chosen
+by a permutation seeded independently of the run seed so every method and seed sees the
+same split.  Text: the corpus's validation split plays that role, as in the paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import BatchStats, check_split
+from mlrsnet.paper.data import (
+    DATA_ENV,
+    NORMALIZATION,
+    BatchAugment,
+    batchify,
+    bptt_batches,
+    load_corpus,
+    load_image_dataset,
+    to_float,
+)
+from mlrsnet.paper.tasks import Profile, Task
+
+#: Seed of the train/held-out split (fixed: the split is part of the task, not the run).
+SPLIT_SEED = 1234
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_images(name: str, allow_mini: bool, data_dir: str | None, env_dir: str | None) -> Any:
+    """Datasets are read once per process: a search or a test session runs many cells on
+    the same data (``env_dir`` is part of the key so a changed $MLRSNET_DATA_DIR is seen)."""
+    return load_image_dataset(name, allow_mini=allow_mini, data_dir=data_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_corpus(name: str, data_dir: str | None, env_dir: str | None) -> Any:
+    return load_corpus(name, data_dir=data_dir)
+
+
+def _key(data_dir: str | os.PathLike[str] | None) -> str | None:
+    return None if data_dir is None else str(data_dir)
+
+
+def _detach(carry: Any) -> Any:
+    if carry is None:
+        return None
+    if isinstance(carry, Tensor):
+        return carry.detach()
+    return tuple(_detach(c) for c in carry)
+
+
+class ImageWorkload:
+    kind = "image"
+    metric = "acc"
+
+    def __init__(self, task: Task, profile: Profile, device: torch.device,
+                 data_dir: str | None = None) -> None:
+        ds = _cached_images(task.dataset, profile.allow_mini_data, _key(data_dir), os.environ.get(DATA_ENV))
+        n = len(ds.y_train)
+        holdout = profile.holdout
+        if holdout >= n:
+            raise UserError(f"task {task.name}: held-out size {holdout} is not smaller than the "
+                            f"{n} training images of {ds.source}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        held, rest = order[:holdout], order[holdout:]
+        if profile.train_size is not None:
+            rest = rest[: profile.train_size]
+        self.num_outputs = task.num_classes or len(ds.classes)
+        self.device = device
+        self.mean, self.std = NORMALIZATION[task.dataset]
+        self.x_train = ds.x_train[rest].to(device)
+        self.y_train = ds.y_train[rest].to(device)
+        self.x_held = ds.x_train[held].to(device)
+        self.y_held = ds.y_train[held].to(device)
+        test_n = len(ds.y_test) if profile.test_size is None else min(profile.test_size, len(ds.y_test))
+        self.x_test = ds.x_test[:test_n].to(device)
+        self.y_test = ds.y_test[:test_n].to(device)
+        self.augment = BatchAugment(self.mean, self.std) if task.augment else None
+        self.batch_size = profile.batch_size
+        self.eval_batch_size = profile.eval_batch_size
+        n_train = len(self.y_train)
+        self.steps_per_epoch = n_train // self.batch_size + (1 if n_train % self.batch_size > 1 else 0)
+        self.data_source = str(ds.source)
+        self.sizes = {"train": n_train, "val": holdout, "test": test_n}
+
+    # -- training ---------------------------------------------------------------------------
+    def start_epoch(self, model: nn.Module) -> Any:
+        return None
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.y_train)
+        perm = torch.randperm(n, generator=generator).to(self.device)
+        for k in range(self.steps_per_epoch):
+            idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
+            x = self.x_train[idx]
+            if self.augment is not None:
+                xf = self.augment(x, generator)
+            else:
+                xf = to_float(x, self.mean, self.std)
+            yield xf, self.y_train[idx]
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], carry: Any,
+             stats: BatchStats) -> tuple[Tensor, Any]:
+        x, y = batch
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        with torch.no_grad():
+            stats.loss_sum += float(loss.detach()) * len(y)
+            stats.correct += int((logits.argmax(1) == y).sum())
+            stats.count += len(y)
+        return loss, carry
+
+    def summarize(self, stats: BatchStats) -> dict[str, float]:
+        return {"loss": stats.loss_sum / max(stats.count, 1), "acc": stats.correct / max(stats.count, 1)}
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        x_all, y_all = (self.x_test, self.y_test) if check_split(split) == "test" else (self.x_held, self.y_held)
+        if len(y_all) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        loss_sum, correct = 0.0, 0
+        for k in range(0, len(y_all), self.eval_batch_size):
+            x = to_float(x_all[k:k + self.eval_batch_size], self.mean, self.std)
+            y = y_all[k:k + self.eval_batch_size]
+            logits = model(x)
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        model.train(was_training)
+        return {"loss": loss_sum / len(y_all), "acc": correct / len(y_all)}
+
+    # -- held-out meta data -----------------------------------------------------------------
+    def meta_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]] | None:
+        if len(self.y_held) == 0:
+            return None
+
+        def endless() -> Iterator[tuple[Tensor, Tensor]]:
+            # Each draw depends only on the generator's state, so a checkpointed state
+            # resumes the exact sequence of meta batches.
+            n = len(self.y_held)
+            while True:
+                idx = torch.randperm(n, generator=generator)[: self.batch_size].to(self.device)
+                yield to_float(self.x_held[idx], self.mean, self.std), self.y_held[idx]
+
+        return endless()
+
+    def meta_loss(self, model: nn.Module) -> Any:
+        def loss_at(params: Mapping[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
+            x, y = batch
+            # Buffers are cloned so a look-ahead forward never moves the BN running stats.
+            state = {**{n: b.clone() for n, b in model.named_buffers()}, **params}
+            return F.cross_entropy(functional_call(model, state, (x,)), y)
+
+        return loss_at
+
+
+class TextWorkload:
+    kind = "text"
+    metric = "ppl"
+
+    def __init__(self, task: Task, profile: Profile, device: torch.device,
+                 data_dir: str | None = None) -> None:
+        corpus = _cached_corpus(task.dataset, _key(data_dir), os.environ.get(DATA_ENV))
+        self.num_outputs = len(corpus.vocab)
+        self.device = device
+        self.bptt = profile.bptt
+        self.batch_size = profile.batch_size
+        train = corpus.train if profile.train_tokens is None else corpus.train[: profile.train_tokens]
+        cut = (lambda t: t) if profile.eval_tokens is None else (lambda t: t[: profile.eval_tokens])
+        self.train_data = batchify(train, profile.batch_size).to(device)
+        self.val_eval = batchify(cut(corpus.valid), profile.eval_batch_size).to(device)
+        self.test_eval = batchify(cut(corpus.test), profile.eval_batch_size).to(device)
+        self.val_meta = batchify(cut(corpus.valid), profile.batch_size).to(device)
+        if len(self.train_data) < 2:
+            raise UserError(f"task {task.name}: too few training tokens for batch size {profile.batch_size}")
+        self.steps_per_epoch = math.ceil((len(self.train_data) - 1) / self.bptt)
+        self.data_source = f"{task.dataset} corpus"
+        self.sizes = {"train": int(train.numel()), "val": int(self.val_eval.numel()),
+                      "test": int(self.test_eval.numel())}
+
+    def start_epoch(self, model: nn.Module) -> Any:
+        return model.init_hidden(self.batch_size, device=self.device)
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        return bptt_batches(self.train_data, self.bptt)
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], carry: Any,
+             stats: BatchStats) -> tuple[Tensor, Any]:
+        x, y = batch
+        logits, hidden = model(x, _detach(carry))
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        with torch.no_grad():
+            stats.loss_sum += float(loss.detach()) * y.numel()
+            stats.count += y.numel()
+        return loss, hidden
+
+    def summarize(self, stats: BatchStats) -> dict[str, float]:
+        loss = stats.loss_sum / max(stats.count, 1)
+        return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        data = self.test_eval if check_split(split) == "test" else self.val_eval
+        was_training = model.training
+        model.eval()
+        hidden = model.init_hidden(data.size(1), device=self.device)
+        loss_sum, count = 0.0, 0
+        for x, y in bptt_batches(data, self.bptt):
+            logits, hidden = model(x, hidden)
+            loss_sum += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                              reduction="sum"))
+            count += y.numel()
+        model.train(was_training)
+        loss = loss_sum / max(count, 1)
+        return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+
+    def meta_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]] | None:
+        starts = range(0, len(self.val_meta) - 1, self.bptt)
+
+        def endless() -> Iterator[tuple[Tensor, Tensor]]:
+            # A random BPTT window per draw: stateless given the generator (exact resume).
+            while True:
+                i = starts[int(torch.randint(len(starts), (1,), generator=generator))]
+                t = min(self.bptt, len(self.val_meta) - 1 - i)
+                yield self.val_meta[i:i + t], self.val_meta[i + 1:i + 1 + t]
+
+        return endless()
+
+    def meta_loss(self, model: nn.Module) -> Any:
+        def loss_at(params: Mapping[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
+            x, y = batch
+            hidden = model.init_hidden(x.size(1), device=self.device)
+            logits, _ = functional_call(model, dict(params), (x, hidden), strict=False)
+            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+        return loss_at
+
+
+def make_workload(task: Task, profile: Profile, device: torch.device,
+                  data_dir: str | None = None) -> ImageWorkload | TextWorkload:
+    cls = {"image": ImageWorkload, "text": TextWorkload}[task.kind]
+    return cls(task, profile, device, data_dir)

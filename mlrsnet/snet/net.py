@@ -1,0 +1,157 @@
+"""The MLR-SNet network: a one-layer LSTM-style cell and a sigmoid head that map the
+current training loss to a learning-rate multiplier in (0, 1).
+
+The module layout (names and shapes of every parameter) is the one the authors' released
+checkpoints use, so ``mlr_snet_{1,100,200}.pth`` load with ``load_state_dict`` and a
+state dict saved here loads into the official class.  The module itself is *stateless*:
+:meth:`MLRSNet.forward` takes the LSTM state and returns the next one.  Whoever drives it
+across training steps (the scheduler, the meta-training method) owns that state, so it
+can be checkpointed with the run without touching the released parameter layout.
+
+Two gate conventions exist in the official code and a checkpoint loads silently into
+either; they give very different schedules, so the convention is chosen by name and every
+result records it:
+
+``"meta-train"`` (default: the one that wrote the released checkpoints)
+    gate blocks in the order input, forget, output, candidate; forget = sigmoid(pre - 1).
+``"meta-test-script"`` (the released meta-test script)
+    gate blocks in the order input, forget, candidate, output; forget = sigmoid(pre).
+"""
+
+from __future__ import annotations
+
+import math
+from os import PathLike
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mlrsnet.errors import UserError
+
+CELL_META_TRAIN = "meta-train"
+CELL_META_TEST_SCRIPT = "meta-test-script"
+CELL_CONVENTIONS = (CELL_META_TRAIN, CELL_META_TEST_SCRIPT)
+DEFAULT_CELL = CELL_META_TRAIN
+
+#: Hidden size of the released checkpoints.
+HIDDEN_SIZE = 50
+#: Range of the uniform initialisation of the weight matrices (the official ``init_weights``).
+INIT_RANGE = 0.1
+
+
+def check_cell(cell: str) -> str:
+    """Return ``cell`` if it names a gate convention, else raise a :class:`UserError`."""
+    if cell not in CELL_CONVENTIONS:
+        raise UserError(f"unknown MLR-SNet cell convention {cell!r}; use one of: "
+                        + ", ".join(CELL_CONVENTIONS))
+    return cell
+
+
+class LSTMState(NamedTuple):
+    """Hidden and cell state, each of shape (1, hidden_size)."""
+
+    h: Tensor
+    c: Tensor
+
+    def detach(self) -> LSTMState:
+        return LSTMState(self.h.detach(), self.c.detach())
+
+
+def _bottleneck(in_features: int, hidden_size: int) -> nn.Sequential:
+    # Index 0 and 2 are the two Linear layers: the checkpoint keys are fc_*.0.* and fc_*.2.*.
+    mid = hidden_size // 2
+    return nn.Sequential(nn.Linear(in_features, mid), nn.ReLU(), nn.Linear(mid, 4 * hidden_size))
+
+
+class MLRSNetCell(nn.Module):
+    """LSTM-style cell whose input-to-hidden and hidden-to-hidden maps are two-layer MLPs."""
+
+    def __init__(self, input_size: int = 1, hidden_size: int = HIDDEN_SIZE,
+                 cell: str = DEFAULT_CELL) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.cell = check_cell(cell)
+        self.fc_i2h = _bottleneck(input_size, hidden_size)
+        self.fc_h2h = _bottleneck(hidden_size, hidden_size)
+
+    def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
+        pre = self.fc_i2h(x) + self.fc_h2h(state.h)
+        a, b, c, d = pre.split(self.hidden_size, dim=-1)
+        if self.cell == CELL_META_TRAIN:
+            in_gate, forget_gate = torch.sigmoid(a), torch.sigmoid(b - 1.0)
+            out_gate, candidate = torch.sigmoid(c), torch.tanh(d)
+        else:
+            in_gate, forget_gate = torch.sigmoid(a), torch.sigmoid(b)
+            candidate, out_gate = torch.tanh(c), torch.sigmoid(d)
+        c_new = forget_gate * state.c + in_gate * candidate
+        return LSTMState(out_gate * torch.tanh(c_new), c_new)
+
+
+class MLRSNet(nn.Module):
+    """Loss in, LR multiplier in (0, 1) out; ``gamma`` (see :mod:`mlrsnet.snet.gamma`) scales it."""
+
+    def __init__(self, hidden_size: int = HIDDEN_SIZE, cell: str = DEFAULT_CELL,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        # nn.Linear initialises itself from the global RNG; that draw is discarded (the
+        # weights are re-drawn below), so restore the RNG and leave the run's stream intact.
+        with torch.random.fork_rng(devices=[]):
+            self.layer1 = MLRSNetCell(1, hidden_size, cell)
+            self.layer3 = nn.Linear(hidden_size, 1)
+        self.reset_parameters(generator)
+
+    @property
+    def cell(self) -> str:
+        return self.layer1.cell
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Official initialisation: weights of the cell ~ U(-0.1, 0.1); every other tensor as
+        ``nn.Linear`` does (U(-1/sqrt(fan_in), 1/sqrt(fan_in))).  A private ``generator``
+        keeps the global RNG (and hence the trained model's initialisation) untouched."""
+        for name, p in self.named_parameters():
+            fan_in = p.shape[1] if p.dim() == 2 else self._fan_in_of_bias(name)
+            bound = INIT_RANGE if (name.startswith("layer1.") and p.dim() == 2) else 1 / math.sqrt(fan_in)
+            p.uniform_(-bound, bound, generator=generator)
+
+    def _fan_in_of_bias(self, bias_name: str) -> int:
+        weight = self.get_parameter(bias_name.rsplit(".", 1)[0] + ".weight")
+        return weight.shape[1]
+
+    def initial_state(self) -> LSTMState:
+        """Zero state (the first step of a run)."""
+        ref = self.layer3.weight
+        zeros = torch.zeros(1, self.hidden_size, dtype=ref.dtype, device=ref.device)
+        return LSTMState(zeros, zeros.clone())
+
+    def forward(self, x: Tensor | float, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        """One step.  ``x`` is the (scaled) training loss, any shape with one element.
+        Returns the multiplier (shape (1, 1)) and the next state."""
+        ref = self.layer3.weight
+        x = torch.as_tensor(x, dtype=ref.dtype, device=ref.device).reshape(1, 1)
+        new_state = self.layer1(x, state)
+        return torch.sigmoid(self.layer3(new_state.h)), new_state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def load_mlrsnet(path: str | PathLike[str], cell: str = DEFAULT_CELL) -> MLRSNet:
+    """An :class:`MLRSNet` with the weights of a checkpoint file (official or ours), on CPU.
+
+    The released files were saved from CUDA tensors; they are mapped to the CPU here.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"MLR-SNet checkpoint {path} does not exist") from None
+    except Exception as exc:  # a corrupt or foreign file: say which one
+        raise UserError(f"cannot read MLR-SNet checkpoint {path}: {exc}") from None
+    net = MLRSNet(cell=cell)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{path} is not an MLR-SNet checkpoint in the released layout: {exc}") from None
+    return net

@@ -1,0 +1,312 @@
+"""Meta-training (method ``mlrsnet``): the look-ahead direction is SGD's own, the
+hypergradient is exact, meta updates happen every ``t_val`` steps, checkpoints come out in
+the released layout, and a resumed run continues identically.
+
+The toy run is a two-layer MLP on fixed synthetic batches (this checks arithmetic, not a
+dataset), driven in the loop's call order: forward, backward, clip, ``lr()``, SGD step.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from baselines._lookahead import default_t_val, lookahead_params, sgd_directions
+from baselines.mlrsnet_meta import MLRSNetMeta
+from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.registry import get_method
+from mlrsnet.snet.checkpoint_sets import resolve_checkpoints
+from mlrsnet.snet.gamma import TaskScale
+from mlrsnet.snet.net import MLRSNet, load_mlrsnet
+
+CLIP = 0.5
+
+
+class CountingBatches:
+    """Endless fixed meta batches that count how many were drawn."""
+
+    def __init__(self, batches: list[tuple[Tensor, Tensor]]) -> None:
+        self.cycle: Iterator[tuple[Tensor, Tensor]] = itertools.cycle(batches)
+        self.drawn = 0
+
+    def __iter__(self) -> CountingBatches:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        self.drawn += 1
+        return next(self.cycle)
+
+
+def make_batches(n: int, seed: int, dtype: torch.dtype = torch.float64) -> list[tuple[Tensor, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 4, generator=g, dtype=dtype), torch.randint(0, 3, (16,), generator=g))
+            for _ in range(n)]
+
+
+def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_per_epoch: int = 4,
+            epochs: int = 3, artifact_dir: Path | None = None, method: type | None = None,
+            **hparams: object) -> tuple[MLRSNetMeta, RunContext, CountingBatches]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
+    named = list(model.named_parameters())
+    meta_cls = method or MLRSNetMeta
+    m = meta_cls(**hparams)
+    opt = m.build_optimizer([p for _, p in named], optim)
+    meta = CountingBatches(make_batches(3, seed=1, dtype=dtype))
+
+    def meta_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
+        return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
+
+    run = RunContext(model=model, params=[p for _, p in named], optimizer=opt,
+                     steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
+                     profile="smoke", kind="image", num_classes=3, vocab_size=None, optim=optim,
+                     seed=0, device=torch.device("cpu"), meta_batches=meta, meta_loss=meta_loss,
+                     param_names=[n for n, _ in named],
+                     artifact_dir=str(artifact_dir) if artifact_dir else None)
+    m.bind(run)
+    return m, run, meta
+
+
+def forward_backward(run: RunContext, batch: tuple[Tensor, Tensor]) -> Tensor:
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(run.model(batch[0]), batch[1])
+    loss.backward()
+    if run.optim.clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(run.params, run.optim.clip_grad_norm)
+    return loss
+
+
+def loop(method: MLRSNetMeta, run: RunContext, steps: range) -> list[float]:
+    """The training loop's call order for ``steps`` (global step indices; the batch of a
+    step depends only on its index, so a resumed loop sees the same batches)."""
+    lrs = []
+    for s in steps:
+        loss = forward_backward(run, make_batches(1, seed=1000 + s, dtype=run.params[0].dtype)[0])
+        info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch, loss=loss)
+        lr = method.lr(info)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        run.optimizer.step()
+        method.after_step(info)
+        lrs.append(lr)
+        if (s + 1) % run.steps_per_epoch == 0:
+            method.end_epoch(s // run.steps_per_epoch, {})
+    return lrs
+
+
+SGD_SETTINGS = [
+    OptimSettings(),
+    OptimSettings(weight_decay=5e-4),
+    OptimSettings(momentum=0.9, weight_decay=5e-4),
+    OptimSettings(momentum=0.9, weight_decay=1e-5, nesterov=True),
+    OptimSettings(momentum=0.0, weight_decay=5e-6, clip_grad_norm=CLIP),
+]
+
+
+@pytest.mark.parametrize("optim", SGD_SETTINGS, ids=["plain", "wd", "momentum", "nesterov", "clip"])
+def test_the_lookahead_direction_is_the_step_sgd_takes(optim: OptimSettings) -> None:
+    _, run, _ = toy_run(optim)
+    for batch in make_batches(2, seed=3):  # two steps so momentum buffers exist
+        forward_backward(run, batch)
+        run.optimizer.step()
+    forward_backward(run, make_batches(1, seed=4)[0])
+    directions = sgd_directions(run.optimizer)
+    before = [p.detach().clone() for p in run.params]
+    for group in run.optimizer.param_groups:
+        group["lr"] = 0.37
+    run.optimizer.step()
+    for p, old in zip(run.params, before, strict=True):
+        torch.testing.assert_close(p.detach(), old - 0.37 * directions[p], rtol=0, atol=1e-13)
+
+
+def test_dampening_and_maximize_are_followed_as_sgd_applies_them() -> None:
+    p = nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.8, dampening=0.3, weight_decay=0.01, maximize=True)
+    for g in ([0.5, 0.25], [-1.0, 2.0]):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        d = sgd_directions(opt)[p]
+        old = p.detach().clone()
+        opt.step()
+        torch.testing.assert_close(p.detach(), old - 0.1 * d, rtol=0, atol=1e-14)
+
+
+def test_the_lookahead_leaves_weights_and_momentum_buffers_untouched() -> None:
+    method, run, _ = toy_run(OptimSettings(momentum=0.9, weight_decay=5e-4), t_val=1)
+    loop(method, run, range(0, 2))
+    forward_backward(run, make_batches(1, seed=9)[0])
+    weights = [p.detach().clone() for p in run.params]
+    buffers = [run.optimizer.state[p]["momentum_buffer"].clone() for p in run.params]
+    method.lookahead_backward(torch.tensor(0.1, dtype=torch.float64, requires_grad=True))
+    for p, w, b in zip(run.params, weights, buffers, strict=True):
+        assert torch.equal(p.detach(), w)
+        assert torch.equal(run.optimizer.state[p]["momentum_buffer"], b)
+
+
+@pytest.mark.parametrize("optim", SGD_SETTINGS[2:], ids=["momentum", "nesterov", "clip"])
+def test_the_hypergradient_matches_finite_differences_in_float64(optim: OptimSettings) -> None:
+    method, run, meta = toy_run(optim, t_val=3)
+    loop(method, run, range(0, 2))  # two ordinary steps: momentum buffers and LSTM state exist
+    assert method.meta_updates == 0
+    loss = forward_backward(run, make_batches(1, seed=11)[0])
+
+    # Reference look-ahead from an independent copy of the optimiser, stepped with lr = 1:
+    # w - p_after is then the direction SGD applies (clipped gradient, wd, momentum).
+    model_copy = copy.deepcopy(run.model)
+    for p_copy, p in zip(model_copy.parameters(), run.params, strict=True):
+        p_copy.grad = p.grad.clone()
+    opt_copy = torch.optim.SGD(model_copy.parameters(), lr=1.0, momentum=optim.momentum,
+                               weight_decay=optim.weight_decay, nesterov=optim.nesterov)
+    # deepcopy: load_state_dict may share the buffers, and the copy's step mutates them in place
+    opt_copy.load_state_dict(copy.deepcopy(run.optimizer.state_dict()))
+    for group in opt_copy.param_groups:
+        group["lr"] = 1.0
+    opt_copy.step()
+    d_ref = {n: p.detach() - q.detach() for (n, p), q in
+             zip(run.model.named_parameters(), model_copy.parameters(), strict=True)}
+    w = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    meta_batch = make_batches(3, seed=1)[meta.drawn % 3]
+
+    phi0 = {k: v.clone() for k, v in method.net.state_dict().items()}
+    state0 = method.state
+    gamma = method.gamma
+    x = TaskScale("image", 3).net_input(float(loss.detach()))
+    probe = MLRSNet().double()
+
+    def meta_objective(phi: dict[str, Tensor]) -> float:
+        probe.load_state_dict(phi)
+        with torch.no_grad():
+            a, _ = probe(x, state0)
+            lr = gamma * a.reshape(())
+            params = {n: w[n] - lr * d_ref[n] for n in w}
+            return float(run.meta_loss(params, meta_batch))
+
+    info = StepInfo(step=2, epoch=0, index_in_epoch=2, loss=loss)
+    method.lr(info)  # a meta step: phi.grad now holds the hypergradient, phi has moved
+    assert method.meta_updates == 1
+    grad = {n: p.grad.clone() for n, p in method.net.named_parameters()}
+    flat = torch.cat([g.flatten() for g in grad.values()])
+    assert float(flat.abs().max()) > 0
+
+    g = torch.Generator().manual_seed(0)
+    eps = 1e-6
+    for _ in range(4):
+        v = {k: torch.randn(t.shape, generator=g, dtype=torch.float64) for k, t in phi0.items()}
+        plus = meta_objective({k: phi0[k] + eps * v[k] for k in phi0})
+        minus = meta_objective({k: phi0[k] - eps * v[k] for k in phi0})
+        fd = (plus - minus) / (2 * eps)
+        exact = sum(float((grad[k] * v[k]).sum()) for k in phi0)
+        assert abs(fd - exact) <= 1e-3 * abs(exact), (fd, exact)
+
+
+def test_the_returned_lr_uses_the_updated_network_on_the_same_state() -> None:
+    method, run, _ = toy_run(OptimSettings(), t_val=1)
+    loss = forward_backward(run, make_batches(1, seed=2)[0])
+    state0 = method.state
+    lr = method.lr(StepInfo(step=0, epoch=0, index_in_epoch=0, loss=loss))
+    with torch.no_grad():
+        a, state1 = method.net(float(loss.detach()), state0)
+    assert lr == pytest.approx(method.gamma * float(a), rel=1e-12)
+    assert torch.equal(method.state.h, state1.h)
+    assert method.gamma == pytest.approx(TaskScale("image", 3).gamma(float(loss.detach())))
+
+
+def test_meta_updates_happen_every_t_val_in_epoch_steps_and_draw_one_meta_batch_each() -> None:
+    method, run, meta = toy_run(OptimSettings(), t_val=3, steps_per_epoch=4, epochs=2)
+    history = []
+    for s in range(8):
+        before = [p.detach().clone() for p in method.net.parameters()]
+        loop(method, run, range(s, s + 1))
+        moved = any(not torch.equal(b, p) for b, p in zip(before, method.net.parameters(), strict=True))
+        history.append(moved)
+    # (index_in_epoch + 1) % 3 == 0 -> in-epoch index 2 of each 4-step epoch
+    assert history == [False, False, True, False, False, False, True, False]
+    assert method.meta_updates == meta.drawn == 2
+
+
+def test_t_val_defaults_to_300_at_paper_scale_and_about_200_updates_otherwise() -> None:
+    assert default_t_val("paper", 383, 200) == 300
+    assert default_t_val("mini", 32, 6) == 1
+    assert default_t_val("mini", 100, 40) == 20
+    assert default_t_val("mini", 10, 1000) == 10  # never rarer than once per epoch
+    method, _, _ = toy_run(OptimSettings(), steps_per_epoch=4, epochs=3)
+    assert method.t_val == 1
+
+
+def test_meta_training_needs_held_out_data() -> None:
+    method = MLRSNetMeta()
+    _, run, _ = toy_run(OptimSettings())
+    run.meta_batches = None
+    with pytest.raises(UserError, match="held-out"):
+        method.bind(run)
+
+
+def test_every_epoch_writes_a_checkpoint_in_the_released_layout_and_a_manifest(tmp_path: Path) -> None:
+    method, run, _ = toy_run(OptimSettings(), artifact_dir=tmp_path, steps_per_epoch=3, epochs=3,
+                             dtype=torch.float32, t_val=2)
+    loop(method, run, range(0, 9))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["files"] == {"1": "mlr_snet_1.pth", "2": "mlr_snet_2.pth", "3": "mlr_snet_3.pth"}
+    for key, value in {"task": "toy", "profile": "smoke", "seed": 0, "cell": "meta-train",
+                       "epochs": 3, "completed_epochs": 3, "t_val": 2, "meta_updates": 3}.items():
+        assert manifest[key] == value
+    last = load_mlrsnet(tmp_path / "mlr_snet_3.pth")
+    for key, value in method.net.state_dict().items():
+        assert torch.equal(last.state_dict()[key], value)
+    first = torch.load(tmp_path / "mlr_snet_1.pth", weights_only=True)
+    assert not torch.equal(first["layer3.weight"], last.state_dict()["layer3.weight"])
+    # the folder is a checkpoint set that the transfer method can use: first, middle, last
+    assert resolve_checkpoints(str(tmp_path)).stages == (1, 1, 3)
+
+
+def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one() -> None:
+    optim = OptimSettings(momentum=0.9, weight_decay=5e-4)
+    straight, run_a, _ = toy_run(optim, t_val=2)
+    expected = loop(straight, run_a, range(0, 12))
+
+    first, run_b, meta_b = toy_run(optim, t_val=2)
+    got = loop(first, run_b, range(0, 6))
+    saved = {"method": copy.deepcopy(first.state_dict()), "model": copy.deepcopy(run_b.model.state_dict()),
+             "optimizer": copy.deepcopy(run_b.optimizer.state_dict()), "drawn": meta_b.drawn}
+
+    resumed, run_c, meta_c = toy_run(optim, t_val=2)
+    run_c.model.load_state_dict(saved["model"])
+    run_c.optimizer.load_state_dict(saved["optimizer"])
+    resumed.load_state_dict(saved["method"])
+    for _ in range(saved["drawn"]):
+        next(meta_c)
+    got += loop(resumed, run_c, range(6, 12))
+    assert got == expected
+
+
+def test_extra_info_records_the_cell_convention_and_parameter_count() -> None:
+    method, _, _ = toy_run(OptimSettings(), cell="meta-test-script")
+    info = method.extra_info()
+    assert info["mlrsnet_cell"] == "meta-test-script"
+    assert info["meta_parameters"] == info["mlrsnet_parameters"] == 11_776
+
+
+def test_the_method_is_discovered_under_its_name() -> None:
+    assert get_method("mlrsnet") is MLRSNetMeta
+
+
+def test_lookahead_params_depend_on_the_lr_only() -> None:
+    w = nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    frozen = nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+    d = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    lr = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    out = lookahead_params([("w", w), ("frozen", frozen)], {w: d}, lr)
+    torch.testing.assert_close(out["w"], torch.tensor([0.9, 2.2], dtype=torch.float64))
+    assert torch.equal(out["frozen"], frozen.detach())
+    out["w"].sum().backward()
+    assert float(lr.grad) == pytest.approx(0.5)
+    assert w.grad is None

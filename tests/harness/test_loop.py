@@ -1,0 +1,92 @@
+"""The training loop: determinism, divergence handling, exact resume after a crash."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import baselines
+from mlrsnet.harness.executor import run_cell, run_local
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.loop import train
+from mlrsnet.harness.store import Store
+
+EXPLODING = '''
+from mlrsnet.harness.contract import Method
+
+
+class Exploding(Method):
+    name = "exploding"
+    defaults = {}
+
+    def lr(self, step):
+        return 0.1 if step.step < 3 else 1e30
+'''
+
+
+def _tables(store: Store, exp: str) -> dict[str, pd.DataFrame]:
+    out = {}
+    for t in ("epochs", "steps"):
+        df = store.read(t, exp).drop(columns="run_id")
+        out[t] = df.sort_values(list(df.columns[:3])).reset_index(drop=True)
+    return out
+
+
+def test_same_task_method_and_seed_give_identical_metrics(data_dir) -> None:
+    cell = Cell("resnet18-cifar10", "smoke", "cosine", {"lr": 0.05}, seed=3)
+    a, b = train(cell), train(cell)
+    assert a.epochs == b.epochs
+    assert a.steps == b.steps
+    assert train(cell.with_(seed=4)).steps["loss"] != a.steps["loss"]
+
+
+def test_language_model_runs_carry_hidden_state_and_clip(data_dir) -> None:
+    a = train(Cell("lstm2-ptb", "smoke", "fixed", {"lr": 20.0}))
+    assert a.status == "finished" and a.final("test", "ppl") < 10_000
+
+
+def test_a_non_finite_loss_ends_the_run_as_diverged_and_the_experiment_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir) -> None:
+    (tmp_path / "exploding_lr.py").write_text(EXPLODING)
+    monkeypatch.setattr(baselines, "__path__", [*baselines.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "baselines.exploding_lr", raising=False)
+    store = Store(tmp_path / "results")
+    cells = [Cell("resnet18-cifar10", "smoke", "exploding", experiment="e"),
+             Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, experiment="e")]
+    outcomes = run_local(cells, store, quiet=True)
+    assert list(outcomes.values()) == ["diverged", "finished"]
+    runs = store.runs("e").set_index("method")
+    assert runs.loc["exploding", "diverged_step"] >= 3
+
+
+def test_finished_runs_are_skipped_and_force_reruns_them(tmp_path: Path, data_dir) -> None:
+    store = Store(tmp_path)
+    cell = Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, experiment="e")
+    assert run_cell(cell, store) is not None
+    assert run_cell(cell, store) is None
+    assert run_cell(cell, store, force=True) is not None
+
+
+def test_an_interrupted_run_resumes_to_the_same_tables_as_an_uninterrupted_one(tmp_path: Path, data_dir) -> None:
+    cell = Cell("lstm2-ptb", "smoke", "multistep-val", {"lr": 20.0}, experiment="e")
+    clean = Store(tmp_path / "clean")
+    run_cell(cell, clean)
+
+    crashed = Store(tmp_path / "crashed")
+
+    def crash_after_first_epoch(epoch: int, metrics: dict) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, crashed, on_epoch=crash_after_first_epoch)
+    assert crashed.status("e", cell.run_id) == "running"
+    assert (tmp_path / "crashed" / "e" / "checkpoints" / f"{cell.run_id}.pt").exists()
+    run_cell(cell, crashed)
+    assert crashed.status("e", cell.run_id) == "finished"
+    a, b = _tables(clean, "e"), _tables(crashed, "e")
+    pd.testing.assert_frame_equal(a["epochs"], b["epochs"])
+    pd.testing.assert_frame_equal(a["steps"], b["steps"])

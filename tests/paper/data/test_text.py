@@ -1,0 +1,87 @@
+"""Word-level corpora and the (T, B) / BPTT batching recipe."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from mlrsnet.paper.data import Corpus, batchify, bptt_batches, load_corpus
+
+
+def _corpus(tmp_path, train: str, valid: str = "a\n", test: str = "b\n") -> Corpus:
+    folder = tmp_path / "toy"
+    folder.mkdir(parents=True)
+    for split, text in (("train", train), ("valid", valid), ("test", test)):
+        (folder / f"{split}.txt").write_bytes(text.encode())
+    return load_corpus("toy", data_dir=tmp_path)
+
+
+def test_ptb_has_10000_types_and_the_published_token_counts(shared_data):
+    corpus = load_corpus("ptb", data_dir=shared_data)
+    assert corpus.vocab_size == 10_000
+    assert (corpus.train.numel(), corpus.valid.numel(), corpus.test.numel()) == (929_589, 73_760, 82_430)
+    assert corpus.train.dtype == torch.int64
+    assert int(corpus.train.max()) == 9_999  # valid/test add no words
+
+
+def test_wikitext2_has_33278_types_and_loads_in_seconds(shared_data):
+    start = time.perf_counter()
+    corpus = load_corpus("wikitext-2", data_dir=shared_data)
+    elapsed = time.perf_counter() - start
+    assert corpus.vocab_size == 33_278
+    assert (corpus.train.numel(), corpus.valid.numel(), corpus.test.numel()) == (2_088_628, 217_646, 245_569)
+    assert corpus.vocab[:4] == ["<eos>", "=", "Valkyria", "Chronicles"]  # file starts " = Valkyria ..."
+    assert elapsed < 8.0, f"WikiText-2 took {elapsed:.1f}s to load (about 1.5 s expected)"
+
+
+def test_vocab_is_in_order_of_first_appearance_with_eos_per_line(tmp_path):
+    corpus = _corpus(tmp_path, "the cat\n\nsat  the\tmat\n")
+    assert corpus.vocab[:5] == ["the", "cat", "<eos>", "sat", "mat"]
+    words = [corpus.vocab[i] for i in corpus.train]
+    assert words == ["the", "cat", "<eos>", "<eos>", "sat", "the", "mat", "<eos>"]
+
+
+def test_words_seen_only_outside_train_get_new_ids_after_train(tmp_path):
+    corpus = _corpus(tmp_path, "x y\n", valid="y z\n", test="w\n")
+    assert corpus.vocab == ["x", "y", "<eos>", "z", "w"]
+    assert corpus.valid.tolist() == [1, 3, 2] and corpus.test.tolist() == [4, 2]
+
+
+def test_a_last_line_without_newline_and_crlf_endings_tokenise_like_lf(tmp_path):
+    lf = _corpus(tmp_path / "lf", "a b\nc\n")
+    crlf = _corpus(tmp_path / "crlf", "a b\r\nc")
+    assert lf.vocab == crlf.vocab and torch.equal(lf.train, crlf.train)
+
+
+def test_batchify_makes_contiguous_columns_and_drops_the_remainder():
+    data = batchify(torch.arange(11), 3)
+    assert data.shape == (3, 3) and data.is_contiguous()
+    assert data[:, 0].tolist() == [0, 1, 2] and data[:, 2].tolist() == [6, 7, 8]
+
+
+def test_batchify_on_ptb_gives_the_reference_shape(shared_data):
+    corpus = load_corpus("ptb", data_dir=shared_data)
+    data = batchify(corpus.train, 20)
+    assert data.shape == (929_589 // 20, 20)
+    assert torch.equal(data[:, 1], corpus.train[46_479:2 * 46_479])
+
+
+def test_bptt_targets_are_inputs_shifted_by_one_and_the_last_window_is_shorter():
+    data = batchify(torch.arange(22), 2)  # (11, 2)
+    windows = list(bptt_batches(data, 4))
+    assert [x.shape for x, _ in windows] == [(4, 2), (4, 2), (2, 2)]
+    assert all(x.shape == y.shape for x, y in windows)
+    assert torch.equal(torch.cat([x for x, _ in windows]), data[:-1])
+    assert torch.equal(torch.cat([y for _, y in windows]), data[1:])
+    x, y = windows[0]
+    assert torch.equal(y[:-1], x[1:])
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_batch_sizes_and_bptt_must_be_positive(bad):
+    with pytest.raises(ValueError):
+        batchify(torch.arange(10), bad)
+    with pytest.raises(ValueError):
+        list(bptt_batches(torch.zeros(5, 2), bad))

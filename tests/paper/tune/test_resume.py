@@ -1,0 +1,102 @@
+"""An interrupted search resumes where it stopped: finished trials are kept, not re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.executor import run_cell
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.tune import tune_command
+from mlrsnet.paper.tune.objective import objective_for
+from mlrsnet.paper.tune.trial import TrialSetup, stored_final_report
+
+SPEC = """
+tasks = ["resnet18-cifar10"]
+[tune]
+searchers = ["random"]
+[tune.profiles.smoke]
+samples = 4
+"""
+#: Trials in the search.  The interrupt lands once one trial is finished; on a fast machine
+#: another may finish before Tune stops, so the test asks only that the search was cut short.
+SAMPLES = 4
+
+
+def _trial_rows(results):
+    runs = Store(results).runs("tunetest")
+    return runs[runs["tags"].map(lambda t: "search_id" in t)]
+
+
+def _interrupt_after_first_finished_trial(results, stop: threading.Event) -> None:
+    """Ctrl-C (SIGINT to this process) once one trial is in the store as finished."""
+    while not stop.is_set():
+        rows = _trial_rows(results) if (results / "tunetest" / "runs").exists() else None
+        if rows is not None and (rows["status"] == "finished").sum() >= 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, tmp_path, make_spec,
+                                                                      tune_args):
+    results = tmp_path / "results"
+    args = tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2"])  # one trial at a time
+    stop = threading.Event()
+    watcher = threading.Thread(target=_interrupt_after_first_finished_trial, args=(results, stop))
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # a late signal must not end pytest
+    try:
+        watcher.start()
+        first = tune_command(args)
+    finally:
+        stop.set()
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
+    assert first == 130
+    before = _trial_rows(results)
+    done_before = before[before["status"] == "finished"]
+    assert 1 <= len(done_before) < SAMPLES
+
+    assert tune_command(args) == 0
+    after = _trial_rows(results)
+    assert len(after) == SAMPLES and set(after["status"]) == {"finished"}
+    assert after["tags"].map(lambda t: t["search_id"]).nunique() == 1  # the same search, resumed
+    kept = after.set_index("run_id").loc[done_before["run_id"]]
+    # finished trials were not trained again: their rows are byte-for-byte the old ones
+    assert list(kept["started"]) == list(done_before["started"])
+    assert list(kept["finished"]) == list(done_before["finished"])
+    search_dir = next((results / "tunetest" / "tune").iterdir())
+    assert len([p for p in search_dir.iterdir() if p.is_dir()]) == SAMPLES  # no extra trials sampled
+    # a complete search is not handed to Tune again: nothing is re-run, nothing changes
+    assert tune_command(args) == 0
+    assert _trial_rows(results).sort_values("run_id")["finished"].tolist() == \
+        after.sort_values("run_id")["finished"].tolist()
+    # a different budget is refused rather than mixed into the finished search
+    with pytest.raises(UserError, match="different plan"):
+        tune_command(tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2", "--samples", "5"]))
+
+
+def test_a_trial_already_finished_in_the_store_replays_its_final_result(data_dir, tmp_path):
+    """The store's finished-run skip: a trial Tune did not see finish reports the stored
+    last epoch instead of training again."""
+    store = Store(tmp_path / "results")
+    objective = objective_for("image", "val")
+    setup = TrialSetup(experiment="tunetest", task="resnet18-cifar10", profile="smoke",
+                       method="multistep", seed=0, epochs=2, objective=objective,
+                       space={"lr": ("loguniform", 0.01, 0.5)}, store_root=str(store.root),
+                       data_dir=str(data_dir), device="cpu", cpus=1)
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method="multistep", hparams={"lr": 0.05},
+                experiment="tunetest")
+    result = run_cell(cell, store, data_dir=str(data_dir), device="cpu")
+    assert run_cell(cell, store, data_dir=str(data_dir), device="cpu") is None  # skipped
+    report = stored_final_report(setup, cell.run_id)
+    assert report["epoch"] == 2 and report["diverged"] is False
+    assert report["objective"] == pytest.approx(result.final("val", "acc"))
+    assert report["test_acc"] == pytest.approx(result.final("test", "acc"))
