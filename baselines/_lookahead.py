@@ -91,8 +91,8 @@ class LookaheadMetaMethod(Method):
 
     defaults: ClassVar[dict[str, Any]] = {
         "t_val": None,
-        "meta_lr": META_LR,
-        "meta_weight_decay": META_WEIGHT_DECAY,
+        "hyper_lr": META_LR,
+        "hyper_weight_decay": META_WEIGHT_DECAY,
     }
 
     def __init__(self, **hparams: Any) -> None:

@@ -1,4 +1,4 @@
-"""Exponential decay per epoch: ``lr0 * gamma ** epoch``."""
+"""Exponential decay per epoch: ``lr * decay ** epoch``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from mlrsnet.harness.contract import StepInfo
 
 class Exponential(ProgressSchedule):
     name = "exponential"
-    description = "LR multiplied by gamma every epoch"
-    defaults = {"lr": None, "gamma": 0.97}
-    search_space = {"lr": IMAGE_LR, "gamma": ("uniform", 0.8, 0.999)}
+    description = "LR multiplied by decay every epoch"
+    defaults = {"lr": None, "decay": 0.97}
+    search_space = {"lr": IMAGE_LR, "decay": ("uniform", 0.8, 0.999)}
 
     def factor(self, step: StepInfo) -> float:
-        return float(self.hparams["gamma"]) ** step.epoch
+        return float(self.hparams["decay"]) ** step.epoch

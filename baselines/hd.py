@@ -51,26 +51,26 @@ class HypergradientDescent(Method):
     name: ClassVar[str] = "hd"
     description: ClassVar[str] = "Hypergradient descent on the global LR (Baydin et al. 2018)"
     defaults: ClassVar[dict[str, Any]] = {
-        "initial_lr": 1e-3,
-        "hypergrad_lr": 1e-3,
+        "lr": 1e-3,
+        "hyper_lr": 1e-3,
         #: None: the task's momentum / Nesterov flag.
         "momentum": None,
         "nesterov": None,
         "clamp_nonneg": False,
     }
     search_space: ClassVar[dict[str, SearchDim]] = {
-        "initial_lr": ("loguniform", 1e-4, 1e-1),
-        "hypergrad_lr": ("loguniform", 1e-6, 1e-1),
+        "lr": ("loguniform", 1e-4, 1e-1),
+        "hyper_lr": ("loguniform", 1e-6, 1e-1),
     }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        if not self.hparams["hypergrad_lr"] >= 0:
-            raise UserError(f"hd: hypergrad_lr must be >= 0, got {self.hparams['hypergrad_lr']}")
+        if not self.hparams["hyper_lr"] >= 0:
+            raise UserError(f"hd: hyper_lr must be >= 0, got {self.hparams['hyper_lr']}")
         momentum = self.hparams["momentum"]
         if momentum is not None and not 0 <= momentum < 1:
             raise UserError(f"hd: momentum must lie in [0, 1), got {momentum}")
-        self._lr = float(self.hparams["initial_lr"])
+        self._lr = float(self.hparams["lr"])
         self._previous_direction: list[Tensor] | None = None
         self._momentum_buffer: list[Tensor] | None = None
         self._placed = True
@@ -103,7 +103,7 @@ class HypergradientDescent(Method):
         grads = gradients_with_weight_decay(params, self.run.optim.weight_decay)
 
         if self._previous_direction is not None:
-            self._lr += self.hparams["hypergrad_lr"] * float(dot(grads, self._previous_direction))
+            self._lr += self.hparams["hyper_lr"] * float(dot(grads, self._previous_direction))
             if self.hparams["clamp_nonneg"]:
                 self._lr = max(self._lr, 0.0)
 

@@ -10,7 +10,7 @@ with the length of training, where MLR-SNet's stays at 11,776; ``extra_info`` re
 Two choices the supplement leaves open, stated here:
 
 * an ``alpha_k`` not yet reached starts from the latest value of the one before it
-  (``alpha_1`` from ``init_lr``), so what the meta updates learned carries forward instead of
+  (``alpha_1`` from ``lr``), so what the meta updates learned carries forward instead of
   every untrained step falling back to the initial LR;
 * each ``alpha_k`` has its own Adam moments and step count (PyTorch's Adam applied to that
   one entry), so an entry's first update is a fresh Adam step however late it comes.
@@ -31,14 +31,14 @@ from mlrsnet.harness.contract import RunContext, StepInfo
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 class MetaSGD(LookaheadMetaMethod):
-    """Hyper-parameters: ``init_lr`` (None: the task's base LR), ``interval`` (steps that
-    share one alpha), and the shared ``t_val``, ``meta_lr``, ``meta_weight_decay``."""
+    """Hyper-parameters: ``lr`` (the first LR; None: the task's base LR), ``interval`` (steps that
+    share one alpha), and the shared ``t_val``, ``hyper_lr``, ``hyper_weight_decay``."""
 
     name: ClassVar[str] = "meta-sgd"
     description: ClassVar[str] = "Meta-SGD: a learned LR per step (parameters grow with T)"
     defaults: ClassVar[dict[str, Any]] = {
         **LookaheadMetaMethod.defaults,
-        "init_lr": None,
+        "lr": None,
         "interval": 1,
     }
 
@@ -55,7 +55,7 @@ class MetaSGD(LookaheadMetaMethod):
         super().bind(run)
         total = run.steps_per_epoch * run.epochs
         count = max(1, math.ceil(total / self.interval))
-        init = self.hparams["init_lr"]
+        init = self.hparams["lr"]
         self.init_lr = float(init) if init is not None else float(run.base_lr)
         self.alphas = torch.zeros(count, dtype=torch.float64)
         self._m = torch.zeros(count, dtype=torch.float64)
@@ -87,14 +87,14 @@ class MetaSGD(LookaheadMetaMethod):
     def _adam_entry(self, k: int, grad: float) -> None:
         """``torch.optim.Adam`` (L2 weight decay, no amsgrad) applied to entry ``k`` alone."""
         b1, b2 = ADAM_BETAS
-        g = grad + self.hparams["meta_weight_decay"] * float(self.alphas[k])
+        g = grad + self.hparams["hyper_weight_decay"] * float(self.alphas[k])
         self._updates[k] += 1
         n = int(self._updates[k])
         self._m[k] = b1 * self._m[k] + (1 - b1) * g
         self._v[k] = b2 * self._v[k] + (1 - b2) * g * g
         m_hat = self._m[k] / (1 - b1 ** n)
         v_hat = self._v[k] / (1 - b2 ** n)
-        self.alphas[k] -= self.hparams["meta_lr"] * m_hat / (v_hat.sqrt() + ADAM_EPS)
+        self.alphas[k] -= self.hparams["hyper_lr"] * m_hat / (v_hat.sqrt() + ADAM_EPS)
 
     def extra_info(self) -> dict[str, Any]:
         return {"meta_parameters": int(len(self.alphas)), "t_val": self.t_val,

@@ -49,21 +49,21 @@ from mlrsnet.snet.net import DEFAULT_CELL, LSTMState, MLRSNet, check_cell
 
 
 class MLRSNetMeta(LookaheadMetaMethod):
-    """Hyper-parameters: ``t_val`` (see module doc), ``meta_lr`` / ``meta_weight_decay``
-    (Adam on ``phi``), ``cell`` (gate convention), ``initial_loss`` (override ``L0`` of
+    """Hyper-parameters: ``t_val`` (see module doc), ``hyper_lr`` / ``hyper_weight_decay``
+    (Adam on ``phi``), ``gate_convention`` (the LSTM gate layout, see :mod:`mlrsnet.snet.net`), ``initial_loss`` (override ``L0`` of
     ``gamma``)."""
 
     name: ClassVar[str] = "mlrsnet"
     description: ClassVar[str] = "MLR-SNet meta-trained during the run (one-step look-ahead)"
     defaults: ClassVar[dict[str, Any]] = {
         **LookaheadMetaMethod.defaults,
-        "cell": DEFAULT_CELL,
+        "gate_convention": DEFAULT_CELL,
         "initial_loss": None,
     }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        check_cell(self.hparams["cell"])
+        check_cell(self.hparams["gate_convention"])
         self.net: MLRSNet | None = None
         self.meta_optimizer: torch.optim.Adam | None = None
         self.scale: TaskScale | None = None
@@ -78,9 +78,9 @@ class MLRSNetMeta(LookaheadMetaMethod):
         # The MLR-SNet lives on the CPU (it is tiny); float64 models get a float64 network.
         dtype = run.params[0].dtype if run.params and run.params[0].is_floating_point() else torch.float32
         generator = torch.Generator().manual_seed(run.seed)
-        self.net = MLRSNet(cell=self.hparams["cell"], generator=generator).to(dtype=dtype)
-        self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams["meta_lr"],
-                                               weight_decay=self.hparams["meta_weight_decay"])
+        self.net = MLRSNet(cell=self.hparams["gate_convention"], generator=generator).to(dtype=dtype)
+        self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams["hyper_lr"],
+                                               weight_decay=self.hparams["hyper_weight_decay"])
         self.state = self.net.initial_state()
         if self.hparams["initial_loss"] is not None:
             self.gamma = self.scale.gamma(float(self.hparams["initial_loss"]))
@@ -120,11 +120,11 @@ class MLRSNetMeta(LookaheadMetaMethod):
         folder = Path(run.artifact_dir) if run.artifact_dir else None
         return {
             "task": run.task_name, "profile": run.profile, "seed": run.seed,
-            "cell": self.hparams["cell"], "epochs": run.epochs,
+            "cell": self.hparams["gate_convention"], "epochs": run.epochs,
             "completed_epochs": max(self.saved, default=0),
             "kind": run.kind, "outputs": self.scale.outputs, "t_val": self.t_val,
             "gamma": self.gamma, "meta_updates": self.meta_updates,
-            "meta_lr": self.hparams["meta_lr"], "meta_weight_decay": self.hparams["meta_weight_decay"],
+            "hyper_lr": self.hparams["hyper_lr"], "hyper_weight_decay": self.hparams["hyper_weight_decay"],
             "files": {str(e): f for e, f in sorted(self.saved.items())},
             "sha256": {str(e): sha256_of(folder / f) for e, f in sorted(self.saved.items())} if folder else {},
             "written_by": "baselines.mlrsnet_meta (method 'mlrsnet')",
@@ -133,7 +133,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
 
     def extra_info(self) -> dict[str, Any]:
         count = self.net.num_parameters() if self.net is not None else MLRSNet().num_parameters()
-        info = {"mlrsnet_cell": self.hparams["cell"], "meta_parameters": count,
+        info = {"mlrsnet_cell": self.hparams["gate_convention"], "meta_parameters": count,
                 "mlrsnet_parameters": count, "t_val": self.t_val, "mlrsnet_gamma": self.gamma,
                 **self._counters()}
         if self.run is not None and self.run.artifact_dir:
@@ -144,12 +144,12 @@ class MLRSNetMeta(LookaheadMetaMethod):
         assert self.net is not None and self.meta_optimizer is not None and self.state is not None
         return {"net": self.net.state_dict(), "meta_optimizer": self.meta_optimizer.state_dict(),
                 "h": self.state.h.clone(), "c": self.state.c.clone(), "gamma": self.gamma,
-                "saved": dict(self.saved), "cell": self.hparams["cell"], **self._counters()}
+                "saved": dict(self.saved), "cell": self.hparams["gate_convention"], **self._counters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         assert self.net is not None and self.meta_optimizer is not None
-        if state["cell"] != self.hparams["cell"]:
-            raise ValueError(f"state was made with cell {state['cell']!r}, not {self.hparams['cell']!r}")
+        if state["cell"] != self.hparams["gate_convention"]:
+            raise ValueError(f"state was made with cell {state['cell']!r}, not {self.hparams['gate_convention']!r}")
         self.net.load_state_dict(state["net"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.state = LSTMState(state["h"].clone(), state["c"].clone())

@@ -25,7 +25,7 @@ class MLRSNetTransfer(Method):
     ``checkpoint_dir``  where the official files are (else ``$MLRSNET_CHECKPOINTS``).
     ``single``          an epoch label (e.g. 200) to use that one checkpoint throughout;
                         ``None`` for the paper's three-stage rule.
-    ``cell``            gate convention, ``"meta-train"`` or ``"meta-test-script"``.
+    ``gate_convention`` gate convention, ``"meta-train"`` or ``"meta-test-script"``.
     ``loss_window``     steps averaged for the "current training loss" at a stage switch
                         (``None``: a quarter of an epoch).
     """
@@ -36,13 +36,13 @@ class MLRSNetTransfer(Method):
         "checkpoints": "official",
         "checkpoint_dir": None,
         "single": None,
-        "cell": DEFAULT_CELL,
+        "gate_convention": DEFAULT_CELL,
         "loss_window": None,
     }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        check_cell(self.hparams["cell"])
+        check_cell(self.hparams["gate_convention"])
         self.scheduler: MLRSNetScheduler | None = None
 
     def bind(self, run: RunContext) -> None:
@@ -57,7 +57,7 @@ class MLRSNetTransfer(Method):
             epochs=run.epochs,
             steps_per_epoch=run.steps_per_epoch,
             single=h["single"],
-            cell=h["cell"],
+            cell=h["gate_convention"],
             loss_window=h["loss_window"],
         )
 
@@ -66,7 +66,7 @@ class MLRSNetTransfer(Method):
         return self.scheduler.next_lr(step.loss)
 
     def extra_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"mlrsnet_cell": self.hparams["cell"]}
+        info: dict[str, Any] = {"mlrsnet_cell": self.hparams["gate_convention"]}
         if self.scheduler is not None:
             sched = self.scheduler
             info.update({

@@ -1,6 +1,6 @@
 """MultiStep decay, the schedule the paper tunes with BayesOpt/BOHB/random/grid search.
 
-``alpha_t = alpha0 * gamma ** i`` after the i-th decay.  Images: decays at 30/60/90 % of the
+``alpha_t = alpha0 * gamma_M ** i`` (hyper-parameters ``lr`` = alpha0, ``decay`` = gamma_M) after the i-th decay.  Images: decays at 30/60/90 % of the
 epochs (epochs 60/120/180 of 200 in the paper, "every 60 epochs").  Language models use
 the paper's "Val" strategy instead: decay whenever the validation loss stops improving.
 """
@@ -18,8 +18,8 @@ from mlrsnet.harness.contract import StepInfo
 class MultiStep(ProgressSchedule):
     name = "multistep"
     description = "step decay at fixed fractions of training (paper: epochs 60/120/180 of 200)"
-    defaults = {"lr": None, "gamma": 0.1, "milestones": (0.3, 0.6, 0.9)}
-    search_space = {"lr": IMAGE_LR, "gamma": DECAY}
+    defaults = {"lr": None, "decay": 0.1, "milestones": (0.3, 0.6, 0.9)}
+    search_space = {"lr": IMAGE_LR, "decay": DECAY}
 
     def milestone_epochs(self) -> list[int]:
         assert self.run is not None
@@ -27,17 +27,17 @@ class MultiStep(ProgressSchedule):
 
     def factor(self, step: StepInfo) -> float:
         decays = bisect.bisect_right(self.milestone_epochs(), step.epoch)
-        return float(self.hparams["gamma"]) ** decays
+        return float(self.hparams["decay"]) ** decays
 
 
 class MultiStepVal(ProgressSchedule):
-    """Decay by ``gamma`` after each epoch whose validation loss is not a new best
+    """Decay by ``decay`` after each epoch whose validation loss is not a new best
     (``patience`` such epochs in a row), as in the word-language-model recipe."""
 
     name = "multistep-val"
     description = "step decay when the validation loss stops improving (paper's 'Val' strategy)"
-    defaults = {"lr": None, "gamma": 0.25, "patience": 0}
-    search_space = {"lr": IMAGE_LR, "gamma": DECAY}
+    defaults = {"lr": None, "decay": 0.25, "patience": 0}
+    search_space = {"lr": IMAGE_LR, "decay": DECAY}
     needs_validation = True
 
     def __init__(self, **hparams: Any) -> None:
@@ -47,7 +47,7 @@ class MultiStepVal(ProgressSchedule):
         self.bad_epochs = 0
 
     def factor(self, step: StepInfo) -> float:
-        return float(self.hparams["gamma"]) ** self.decays
+        return float(self.hparams["decay"]) ** self.decays
 
     def end_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         val = metrics.get("val/loss")

@@ -76,14 +76,14 @@ class RealTimeHO(Method):
     name: ClassVar[str] = "rtho"
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
-        "initial_lr": 0.075,
+        "lr": 0.075,
         "hyper_lr": 5e-3,
         "update_every": 100,
         "val_batches": 1,
         "positive": True,
     }
     search_space: ClassVar[dict[str, SearchDim]] = {
-        "initial_lr": ("loguniform", 1e-3, 0.5),
+        "lr": ("loguniform", 1e-3, 0.5),
         "hyper_lr": ("loguniform", 1e-4, 1e-1),
         "update_every": ("choice", [10, 50, 100, 500]),
     }
@@ -94,7 +94,7 @@ class RealTimeHO(Method):
             value = self.hparams[key]
             if int(value) != value or value < 1:
                 raise UserError(f"rtho: {key} must be a positive integer, got {value!r}")
-        self._lr = float(self.hparams["initial_lr"])
+        self._lr = float(self.hparams["lr"])
         self._steps_done = 0
         self._z: list[Tensor] | None = None  # dw/d eta
         self._q: list[Tensor] | None = None  # d(momentum buffer)/d eta

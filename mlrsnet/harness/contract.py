@@ -35,6 +35,20 @@ from torch import Tensor, nn
 
 from mlrsnet.errors import UserError
 
+#: One name for one idea across methods: the names this suite used before, and the name
+#: each idea has now (``lr``: the initial / base learning rate; ``hyper_lr``: the step size
+#: of whatever adapts the LR; ``decay``: a schedule's decay factor, the paper's gamma_M;
+#: ``gate_convention``: MLR-SNet's LSTM gate layout).  Old names are refused with the new one.
+RENAMED_HPARAMS: dict[str, str] = {
+    "initial_lr": "lr",
+    "init_lr": "lr",
+    "hypergrad_lr": "hyper_lr",
+    "meta_lr": "hyper_lr",
+    "meta_weight_decay": "hyper_weight_decay",
+    "gamma": "decay",
+    "cell": "gate_convention",
+}
+
 #: A search-space entry: ``("loguniform", low, high)``, ``("uniform", low, high)``,
 #: ``("choice", [values...])`` or ``("grid", [values...])``.
 SearchDim = tuple
@@ -113,14 +127,24 @@ class Method:
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:
-        unknown = sorted(set(hparams) - set(self.defaults))
-        if unknown:
-            raise UserError(
-                f"method {self.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}; "
-                f"it takes: {', '.join(sorted(self.defaults)) or '(none)'}"
-            )
+        self.check_names(hparams)
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
         self.run: RunContext | None = None
+
+    @classmethod
+    def check_names(cls, hparams: Mapping[str, Any]) -> None:
+        """Refuse hyper-parameter names this method does not take; a name that was renamed
+        (:data:`RENAMED_HPARAMS`) is answered with its new name."""
+        unknown = sorted(set(hparams) - set(cls.defaults))
+        if not unknown:
+            return
+        hints = [f"{old!r} is now {RENAMED_HPARAMS[old]!r}" for old in unknown
+                 if RENAMED_HPARAMS.get(old) in cls.defaults]
+        raise UserError(
+            f"method {cls.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; it takes: {', '.join(sorted(cls.defaults)) or '(none)'}"
+        )
 
     @classmethod
     def space(cls, kind: str) -> dict[str, SearchDim]:

@@ -15,7 +15,7 @@ Spec format::
     [[methods]]
     name = "multistep"                # any name from `mlrsnet-bench list methods`
     label = "MultiStep"               # optional, for plots
-    hparams = { lr = 0.1, gamma = 0.1 }
+    hparams = { lr = 0.1, decay = 0.1 }
 
     [overrides]                       # optional profile fields, e.g. holdout = 2000
     # or a sweep, one set of cells per entry:  overrides = [{holdout = 1000}, {holdout = 2000}]
@@ -154,11 +154,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
         hp = m.get("hparams", {})
         if not isinstance(hp, dict):
             raise _fail(source, f"{where}.hparams", "must be a table, e.g. { lr = 0.1 }")
-        bad = sorted(set(hp) - set(registry[m["name"]].defaults))
-        if bad:
-            raise _fail(source, f"{where}.hparams.{bad[0]}",
-                        f"method {m['name']!r} has no such hyper-parameter; allowed: "
-                        f"{', '.join(sorted(registry[m['name']].defaults)) or '(none)'}")
+        try:
+            registry[m["name"]].check_names(hp)
+        except UserError as exc:
+            bad = sorted(set(hp) - set(registry[m["name"]].defaults))[0]
+            raise _fail(source, f"{where}.hparams.{bad}", str(exc)) from None
         methods.append(MethodEntry(m["name"], hp, str(m.get("label", m["name"]))))
     raw_overrides = data.get("overrides", {})
     sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]

@@ -67,7 +67,7 @@ def run_method(hparams, optim, batches):
 def test_first_lrs_and_weights_follow_the_hypergradient_equations(momentum, nesterov):
     batches = least_squares_batches(STEPS)
     optim = OptimSettings(momentum=momentum, weight_decay=1e-2, nesterov=nesterov)
-    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
+    hparams = {"lr": 0.05, "hyper_lr": 0.02}
     lrs, thetas = run_method(hparams, optim, batches)
     ref_lrs, ref_thetas = reference_hd(batches, 0.05, 0.02, 1e-2, momentum, nesterov)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
@@ -77,13 +77,13 @@ def test_first_lrs_and_weights_follow_the_hypergradient_equations(momentum, nest
 
 
 def test_the_first_step_leaves_the_lr_at_its_initial_value():
-    lrs, _ = run_method({"initial_lr": 0.03}, OptimSettings(), least_squares_batches(1))
+    lrs, _ = run_method({"lr": 0.03}, OptimSettings(), least_squares_batches(1))
     assert lrs[0] == 0.03
 
 
 def test_an_overshooting_lr_is_driven_negative_and_recorded_as_it_is():
     batches = least_squares_batches(4)
-    hparams = {"initial_lr": 1.5, "hypergrad_lr": 0.1}
+    hparams = {"lr": 1.5, "hyper_lr": 0.1}
     lrs, thetas = run_method(hparams, OptimSettings(), batches)
     ref_lrs, ref_thetas = reference_hd(batches, 1.5, 0.1, 0.0, 0.0, False)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
@@ -93,7 +93,7 @@ def test_an_overshooting_lr_is_driven_negative_and_recorded_as_it_is():
 
 def test_the_opt_in_clamp_keeps_the_lr_at_or_above_zero():
     batches = least_squares_batches(4)
-    hparams = {"initial_lr": 1.5, "hypergrad_lr": 0.1, "clamp_nonneg": True}
+    hparams = {"lr": 1.5, "hyper_lr": 0.1, "clamp_nonneg": True}
     lrs, thetas = run_method(hparams, OptimSettings(), batches)
     ref_lrs, ref_thetas = reference_hd(batches, 1.5, 0.1, 0.0, 0.0, False, clamp=True)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
@@ -103,7 +103,7 @@ def test_the_opt_in_clamp_keeps_the_lr_at_or_above_zero():
 
 def test_hparams_override_the_tasks_momentum():
     batches = least_squares_batches(STEPS)
-    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02, "momentum": 0.9, "nesterov": True}
+    hparams = {"lr": 0.05, "hyper_lr": 0.02, "momentum": 0.9, "nesterov": True}
     lrs, thetas = run_method(hparams, OptimSettings(momentum=0.0), batches)
     ref_lrs, ref_thetas = reference_hd(batches, 0.05, 0.02, 0.0, 0.9, True)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
@@ -113,7 +113,7 @@ def test_hparams_override_the_tasks_momentum():
 def test_a_resumed_run_continues_exactly():
     batches = least_squares_batches(STEPS)
     optim = OptimSettings(momentum=0.9, weight_decay=1e-2, nesterov=True)
-    hparams = {"initial_lr": 0.05, "hypergrad_lr": 0.02}
+    hparams = {"lr": 0.05, "hyper_lr": 0.02}
     straight_lrs, straight_thetas = run_method(hparams, optim, batches)
 
     second = interrupt_and_resume(lambda: HypergradientDescent(**hparams), optim, batches, 3,
@@ -128,12 +128,12 @@ def test_hd_is_selectable_by_name_and_rejects_unknown_settings():
     with pytest.raises(UserError):
         HypergradientDescent(beta=0.1)
     with pytest.raises(UserError):
-        HypergradientDescent(hypergrad_lr=-1.0)
+        HypergradientDescent(hyper_lr=-1.0)
 
 
 def test_defaults_are_the_papers_sgd_settings():
-    assert HypergradientDescent.defaults["initial_lr"] == 1e-3
-    assert HypergradientDescent.defaults["hypergrad_lr"] == 1e-3
+    assert HypergradientDescent.defaults["lr"] == 1e-3
+    assert HypergradientDescent.defaults["hyper_lr"] == 1e-3
     assert HypergradientDescent.defaults["clamp_nonneg"] is False
 
 
@@ -146,4 +146,4 @@ def test_in_the_training_loop_the_first_lr_is_the_initial_lr(task, data_dir):
 
     result = train(Cell(task, "smoke", "hd", overrides={"epochs": 1}))
     assert result.status == "finished"
-    assert result.steps["lr"][0] == HypergradientDescent.defaults["initial_lr"]
+    assert result.steps["lr"][0] == HypergradientDescent.defaults["lr"]

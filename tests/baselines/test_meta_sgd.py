@@ -80,7 +80,7 @@ def test_the_parameter_count_grows_with_the_number_of_steps() -> None:
 
 
 def test_untrained_steps_carry_the_latest_learned_lr_forward() -> None:
-    method, run = toy(t_val=3, init_lr=0.05)
+    method, run = toy(t_val=3, lr=0.05)
     lrs = [step_once(method, run, s)[0] for s in range(6)]
     assert lrs[0] == lrs[1] == 0.05  # before the first meta update
     assert lrs[2] != 0.05  # in-epoch index 2: a meta step updates alpha_3 before it is used
@@ -89,7 +89,7 @@ def test_untrained_steps_carry_the_latest_learned_lr_forward() -> None:
 
 
 def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
-    method, run = toy(t_val=2, init_lr=0.1)
+    method, run = toy(t_val=2, lr=0.1)
     step_once(method, run, 0)
     x, y = batches(1, seed=101)[0]
     run.optimizer.zero_grad(set_to_none=True)
@@ -111,8 +111,8 @@ def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
 
 
 def test_each_alpha_gets_pytorchs_adam_step_with_its_own_moments() -> None:
-    method, run = toy(steps_per_epoch=6, epochs=1, t_val=1, interval=3, init_lr=0.2,
-                      meta_lr=0.01, meta_weight_decay=1e-4)
+    method, run = toy(steps_per_epoch=6, epochs=1, t_val=1, interval=3, lr=0.2,
+                      hyper_lr=0.01, hyper_weight_decay=1e-4)
     reference = [nn.Parameter(torch.tensor(0.2, dtype=torch.float64)) for _ in range(2)]
     adams = [torch.optim.Adam([p], lr=0.01, weight_decay=1e-4) for p in reference]
     for s in range(6):

@@ -289,7 +289,7 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one() -> None:
 
 
 def test_extra_info_records_the_cell_convention_and_parameter_count() -> None:
-    method, _, _ = toy_run(OptimSettings(), cell="meta-test-script")
+    method, _, _ = toy_run(OptimSettings(), gate_convention="meta-test-script")
     info = method.extra_info()
     assert info["mlrsnet_cell"] == "meta-test-script"
     assert info["meta_parameters"] == info["mlrsnet_parameters"] == 11_776

@@ -93,7 +93,7 @@ def test_a_resumed_transfer_run_continues_the_same_schedule(official_ckpts: Path
 
 def test_an_unknown_cell_or_hparam_is_a_user_error() -> None:
     with pytest.raises(UserError):
-        MLRSNetTransfer(cell="lstm")
+        MLRSNetTransfer(gate_convention="lstm")
     with pytest.raises(UserError):
         MLRSNetTransfer(stages=3)
 

@@ -119,7 +119,7 @@ SETTINGS = {
 def test_first_lrs_and_weights_follow_the_forward_mode_equations(setting):
     optim = SETTINGS[setting]
     batches = least_squares_batches(STEPS)
-    hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2, "val_batches": 2}
+    hparams = {"lr": 0.1, "hyper_lr": 0.01, "update_every": 2, "val_batches": 2}
     lrs, thetas, driver = run_method(optim, batches, **hparams)
     ref_lrs, ref_thetas, ref_zs = reference_rtho(batches, 0.1, 0.01, 2, 2, optim)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=0, atol=1e-10)
@@ -136,7 +136,7 @@ def test_the_tangent_is_the_derivative_of_the_weights_with_respect_to_the_lr(set
     optim = SETTINGS[setting]
     batches = least_squares_batches(STEPS)
     eta, delta = 0.1, 1e-6
-    _, _, driver = run_method(optim, batches, initial_lr=eta, hyper_lr=0.0, update_every=1000)
+    _, _, driver = run_method(optim, batches, lr=eta, hyper_lr=0.0, update_every=1000)
     z = torch.cat([t.reshape(-1) for t in driver.method.state_dict()["z"]]).numpy()
     _, up, _ = reference_rtho(batches, eta + delta, 0.0, 1000, 1, optim, adapt=False)
     _, down, _ = reference_rtho(batches, eta - delta, 0.0, 1000, 1, optim, adapt=False)
@@ -148,7 +148,7 @@ def test_the_tangent_is_the_derivative_of_the_weights_with_respect_to_the_lr(set
 def test_a_negative_lr_is_projected_to_zero_only_when_positivity_is_on():
     optim = OptimSettings()
     batches = least_squares_batches(4)
-    hparams = {"initial_lr": 1.5, "hyper_lr": 1.0, "update_every": 1}
+    hparams = {"lr": 1.5, "hyper_lr": 1.0, "update_every": 1}
     projected, _, _ = run_method(optim, batches, **hparams)
     free, free_thetas, _ = run_method(optim, batches, positive=False, **hparams)
     ref_free, ref_thetas, _ = reference_rtho(batches, 1.5, 1.0, 1, 1, optim, positive=False)
@@ -161,7 +161,7 @@ def test_a_negative_lr_is_projected_to_zero_only_when_positivity_is_on():
 def test_a_resumed_run_continues_exactly():
     optim = SETTINGS["nesterov"]
     batches = least_squares_batches(STEPS)
-    hparams = {"initial_lr": 0.1, "hyper_lr": 0.01, "update_every": 2}
+    hparams = {"lr": 0.1, "hyper_lr": 0.01, "update_every": 2}
     straight_lrs, straight_thetas, _ = run_method(optim, batches, **hparams)
 
     # stop after step 3, between two hyper-steps
@@ -180,7 +180,7 @@ def test_without_held_out_data_binding_fails_with_a_readable_error():
 def test_rtho_is_selectable_by_name_with_the_official_defaults():
     assert get_method("rtho") is RealTimeHO
     d = RealTimeHO.defaults
-    assert (d["initial_lr"], d["hyper_lr"], d["update_every"], d["positive"]) == (0.075, 5e-3, 100, True)
+    assert (d["lr"], d["hyper_lr"], d["update_every"], d["positive"]) == (0.075, 5e-3, 100, True)
     with pytest.raises(UserError):
         RealTimeHO(update_every=0)
     with pytest.raises(UserError):
@@ -211,4 +211,4 @@ def test_in_the_training_loop_hyper_steps_on_held_out_data_move_the_lr(task, dat
     result = train(Cell(task, "smoke", "rtho", {"update_every": 1}, overrides={"epochs": 1}))
     lrs = result.steps["lr"]
     assert result.status == "finished"
-    assert lrs[0] == RealTimeHO.defaults["initial_lr"] and lrs[1] != lrs[0]
+    assert lrs[0] == RealTimeHO.defaults["lr"] and lrs[1] != lrs[0]

@@ -33,22 +33,22 @@ def at(method: Method, epoch: int, index: int = 0) -> float:
 
 
 def test_multistep_decays_at_epochs_60_120_180_of_200_as_in_the_paper() -> None:
-    m = bound(MultiStep(lr=0.2, gamma=0.1))
+    m = bound(MultiStep(lr=0.2, decay=0.1))
     assert [at(m, e) for e in (0, 59, 60, 119, 120, 180, 199)] == pytest.approx(
         [0.2, 0.2, 0.02, 0.02, 0.002, 0.0002, 0.0002])
 
 
 def test_multistep_milestones_scale_with_the_profile_epochs() -> None:
-    m = bound(MultiStep(lr=1.0, gamma=0.5), epochs=10)
+    m = bound(MultiStep(lr=1.0, decay=0.5), epochs=10)
     assert [at(m, e) for e in range(10)] == pytest.approx([1, 1, 1, .5, .5, .5, .25, .25, .25, .125])
 
 
 def test_multistep_val_decays_after_an_epoch_without_a_new_best_validation_loss() -> None:
-    m = bound(MultiStepVal(lr=20.0, gamma=0.25), base_lr=20.0)
+    m = bound(MultiStepVal(lr=20.0, decay=0.25), base_lr=20.0)
     for epoch, val in enumerate([5.0, 4.0, 4.5, 3.9, 3.95, 3.96]):
         m.end_epoch(epoch, {"val/loss": val})
     assert at(m, 6) == pytest.approx(20.0 * 0.25 ** 3)
-    clone = bound(MultiStepVal(lr=20.0, gamma=0.25), base_lr=20.0)
+    clone = bound(MultiStepVal(lr=20.0, decay=0.25), base_lr=20.0)
     clone.load_state_dict(m.state_dict())
     assert at(clone, 6) == at(m, 6)
 
@@ -65,7 +65,7 @@ def test_cosine_goes_from_lr_to_the_floor_over_the_run() -> None:
 
 
 def test_exponential_multiplies_by_gamma_each_epoch() -> None:
-    m = bound(Exponential(lr=1.0, gamma=0.9))
+    m = bound(Exponential(lr=1.0, decay=0.9))
     assert at(m, 3) == pytest.approx(0.9 ** 3)
 
 
@@ -79,5 +79,5 @@ def test_sgdr_restarts_at_the_end_of_each_cycle_and_cycles_grow() -> None:
 
 
 def test_search_spaces_follow_the_paper_ranges_per_task_kind() -> None:
-    assert MultiStep.space("image") == {"lr": ("loguniform", 1e-2, 5e-1), "gamma": ("loguniform", 1e-2, 5e-1)}
+    assert MultiStep.space("image") == {"lr": ("loguniform", 1e-2, 5e-1), "decay": ("loguniform", 1e-2, 5e-1)}
     assert MultiStep.space("text")["lr"] == ("loguniform", 1e-2, 20.0)

@@ -111,7 +111,7 @@ def _searched_row(base: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         running = int(s.get("running", 0))
         note = f"{running} trial(s) still running or interrupted" if running else "no trial finished"
         return {**row, "status": "no finished trial", "note": note}
-    return {**row, "status": "ok", "alpha0": hp.get("lr"), "gamma": hp.get("gamma"),
+    return {**row, "status": "ok", "alpha0": hp.get("lr"), "gamma": hp.get("decay"),
             "objective_value": s["best_value"], "test_value": s["best_test"],
             "best_run_id": s["best_run_id"]}
 

@@ -58,7 +58,7 @@ def source_frame(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
         hp = s.get("best_hparams") or {}
         ref = paper.get(searcher, (None, None))
         rows.append({"searcher": searcher, "profile": s.get("profile"), "trials": s.get("trials"),
-                     "objective": s.get("objective"), "alpha0": hp.get("lr"), "gamma": hp.get("gamma"),
+                     "objective": s.get("objective"), "alpha0": hp.get("lr"), "gamma": hp.get("decay"),
                      "objective_value": s.get("best_value"), "test_value": s.get("best_test"),
                      "paper_alpha0": ref[0], "paper_gamma": ref[1]})
     return pd.DataFrame(rows)
@@ -83,7 +83,7 @@ def targets_frame(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
             "task": r.task, "setting": TASKS[r.task].title if r.task in TASKS else r.task,
             "label": r.label, "search": r.search, "method": r.method,
             "alpha0": r.hparams.get("lr") if r.search else None,
-            "gamma": r.hparams.get("gamma") if r.search else None, "status": r.status,
+            "gamma": r.hparams.get("decay") if r.search else None, "status": r.status,
             "metric": f"test/{metric}", "final_test": finals.get(r.run_id, {}).get(f"test/{metric}"),
             "best_test": best, "epochs": int(ep["epoch"].max()) if len(ep) else 0, "run_id": r.run_id,
         })

@@ -34,7 +34,7 @@ def format_metric(objective: Objective, value: float) -> str:
 
 
 def format_hparams(hparams: Mapping[str, Any]) -> str:
-    """``lr=0.08644, gamma=0.1114`` (the learning rate first, then by name)."""
+    """``lr=0.08644, decay=0.1114`` (the learning rate first, then by name)."""
     keys = sorted(hparams, key=lambda k: (k != "lr", k))
     return ", ".join(f"{k}={hparams[k]:.4g}" if isinstance(hparams[k], float) else f"{k}={hparams[k]}"
                      for k in keys)
@@ -52,7 +52,7 @@ def remaining_epochs(trials: Sequence[Any], total_trials: int, max_epochs: int) 
 
 
 class SearchProgress(Callback):
-    """Prints ``[label] trials 3/8 done, 2 running | best val acc 41.20% (lr=.., gamma=..)
+    """Prints ``[label] trials 3/8 done, 2 running | best val acc 41.20% (lr=.., decay=..)
     | elapsed 2m10s, ETA 3m05s``."""
 
     def __init__(self, label: str, total_trials: int, max_epochs: int, objective: Objective,

@@ -23,7 +23,7 @@ def trial(store, task, search, *, lr, gamma, val, test, status="finished", metri
     run_id = f"r{next(_ids):05d}"
     store.write_run_row({
         "run_id": run_id, "experiment": "table1", "task": task, "profile": profile,
-        "method": "multistep", "hparams": {"lr": lr, "gamma": gamma}, "seed": 0, "status": status,
+        "method": "multistep", "hparams": {"lr": lr, "decay": gamma}, "seed": 0, "status": status,
         "tags": {"search": search, "search_id": f"{task}--{search}@20250101T000000Z",
                  "objective": f"val/{metric}", "searcher_seed": 42 if search == "bayesopt" else None},
     })

@@ -30,10 +30,10 @@ def run(store, task, *, tags, hparams, status="finished", method="multistep", cu
 def store(tmp_path):
     s = Store(tmp_path / "results")
     for search, lr in (("bayesopt", 0.09), ("random", 0.02)):
-        src = run(s, "resnet18-cifar10", hparams={"lr": lr, "gamma": 0.1},
+        src = run(s, "resnet18-cifar10", hparams={"lr": lr, "decay": 0.1},
                   tags={"search": search, "search_id": f"{search}@20250101T000000Z", "objective": "val/acc"})
         for target, curve in (("shufflenetv2-cifar10", (0.4, 0.7)), ("resnet18-tinyimagenet", (0.1, 0.2))):
-            run(s, target, hparams={"lr": lr, "gamma": 0.1}, curve=curve,
+            run(s, target, hparams={"lr": lr, "decay": 0.1}, curve=curve,
                 tags={"transfer_from": "resnet18-cifar10", "search": search, "source_run": src,
                       "label": f"MultiStep tuned by {search}"})
     run(s, "shufflenetv2-cifar10", hparams={}, method="mlrsnet-transfer", curve=(0.5, 0.75),

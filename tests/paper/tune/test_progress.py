@@ -7,12 +7,12 @@ from types import SimpleNamespace
 from mlrsnet.paper.tune.objective import objective_for
 from mlrsnet.paper.tune.progress import SearchProgress, format_duration, remaining_epochs
 
-SPACE = {"lr": ("loguniform", 0.01, 0.5), "gamma": ("loguniform", 0.01, 0.5)}
+SPACE = {"lr": ("loguniform", 0.01, 0.5), "decay": ("loguniform", 0.01, 0.5)}
 
 
 def fake(status, epoch=None, objective=None, lr=0.1, diverged=False):
     result = {} if epoch is None else {"epoch": epoch, "objective": objective, "diverged": diverged}
-    return SimpleNamespace(status=status, last_result=result, config={"lr": lr, "gamma": 0.1},
+    return SimpleNamespace(status=status, last_result=result, config={"lr": lr, "decay": 0.1},
                            trial_id="t", path=None)
 
 
@@ -29,7 +29,7 @@ def test_line_shows_done_total_best_full_budget_trial_and_eta():
               fake("TERMINATED", 6, 0.61, lr=0.08), fake("RUNNING", 3, 0.5)]
     line = progress.line(trials)
     assert line.startswith("[1/2 resnet18 bohb] trials 2/4 done, 1 running")
-    assert "best val acc 61.00% (lr=0.08, gamma=0.1)" in line
+    assert "best val acc 61.00% (lr=0.08, decay=0.1)" in line
     assert "ETA 1m30s" in line  # (3 + 6) epochs left at 10 s each
 
 

@@ -20,7 +20,7 @@ def trial(store, *, status="finished", lr=0.1, gamma=0.1, val=(0.3, 0.5), test=(
     run_id = f"run{next(_ids):04d}"
     store.write_run_row({
         "run_id": run_id, "experiment": "exp", "task": task, "profile": "mini", "method": "multistep",
-        "hparams": {"lr": lr, "gamma": gamma}, "seed": 0, "status": status,
+        "hparams": {"lr": lr, "decay": gamma}, "seed": 0, "status": status,
         "tags": {"search": search, "search_id": search_id, "objective": f"val/{metric}",
                  "searcher_seed": None, "trial": 1},
     })
@@ -38,7 +38,7 @@ def test_best_is_the_best_final_epoch_objective_among_full_budget_trials(tmp_pat
     trial(store, lr=0.50, status="diverged", val=(0.2,))
     s = best_trial(store.runs("exp"), store.read("epochs", "exp"), "s@20250101T000000Z")
     assert s["best_run_id"] == best
-    assert s["best_hparams"] == {"lr": 0.08, "gamma": 0.2}
+    assert s["best_hparams"] == {"lr": 0.08, "decay": 0.2}
     assert s["best_value"] == pytest.approx(0.55) and s["best_test"] == pytest.approx(0.52)
     assert (s["trials"], s["finished"], s["stopped"], s["diverged"]) == (4, 2, 1, 1)
 

@@ -44,9 +44,9 @@ def test_searcher_runs_two_trials_and_stores_their_curves(searcher, data_dir, tm
     assert {t["objective"] for t in tags} == {"val/acc"}
     assert {t["searcher_seed"] for t in tags} == {42 if searcher == "bayesopt" else None}
     assert sorted(t["trial"] for t in tags) == [1, 2]  # running numbers, from 1 for every searcher
-    assert all(0.01 <= hp["lr"] <= 0.5 and 0.01 <= hp["gamma"] <= 0.5 for hp in trials["hparams"])
+    assert all(0.01 <= hp["lr"] <= 0.5 and 0.01 <= hp["decay"] <= 0.5 for hp in trials["hparams"])
     if searcher == "grid":  # the centred 2x1 sub-grid of the paper's 14x14 candidates
-        assert sorted((hp["lr"], hp["gamma"]) for hp in trials["hparams"]) == [(0.04, 0.08), (0.2, 0.08)]
+        assert sorted((hp["lr"], hp["decay"]) for hp in trials["hparams"]) == [(0.04, 0.08), (0.2, 0.08)]
     versions = trials["versions"].iloc[0]
     assert {"ray", "torch", "bayesian-optimization", "hpbandster"} <= set(versions)
     epochs = store.read("epochs", "tunetest")

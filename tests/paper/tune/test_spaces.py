@@ -25,7 +25,7 @@ TEXT = MultiStepVal.space("text")
 
 
 def test_method_spaces_are_the_papers_ranges():
-    assert IMAGE == {"lr": ("loguniform", 1e-2, 5e-1), "gamma": ("loguniform", 1e-2, 5e-1)}
+    assert IMAGE == {"lr": ("loguniform", 1e-2, 5e-1), "decay": ("loguniform", 1e-2, 5e-1)}
     assert TEXT["lr"] == ("loguniform", 1e-2, 20.0)
 
 
@@ -38,17 +38,17 @@ def test_random_and_bohb_sample_log_uniformly():
 
 def test_bayesopt_searches_log10_uniformly_and_decodes_back():
     space = ray_space(TEXT, "bayesopt", budget=4)
-    assert set(space) == {"log10_lr", "log10_gamma"}
+    assert set(space) == {"log10_lr", "log10_decay"}
     assert (space["log10_lr"].lower, space["log10_lr"].upper) == pytest.approx((-2.0, math.log10(20)))
-    hp = decode({"log10_lr": math.log10(8.5), "log10_gamma": -1.0}, TEXT)
-    assert hp == pytest.approx({"lr": 8.5, "gamma": 0.1})
+    hp = decode({"log10_lr": math.log10(8.5), "log10_decay": -1.0}, TEXT)
+    assert hp == pytest.approx({"lr": 8.5, "decay": 0.1})
 
 
 def test_grid_uses_the_papers_14_candidates_and_the_whole_grid_when_the_budget_allows():
     candidates = grid_candidates(IMAGE, {})
     assert candidates["lr"] == tuple(PAPER_GRID) and len(PAPER_GRID) == 14
     full = grid_subset(candidates, 196)
-    assert full == {"lr": PAPER_GRID, "gamma": PAPER_GRID}
+    assert full == {"lr": PAPER_GRID, "decay": PAPER_GRID}
 
 
 @pytest.mark.parametrize("budget, shape", [(1, [1, 1]), (2, [2, 1]), (4, [2, 2]), (8, [4, 2]),
@@ -67,7 +67,7 @@ def test_sub_grid_points_are_centred_in_the_candidate_list():
 
 def test_spec_space_may_only_replace_the_methods_hyper_parameters():
     space = resolve_space(IMAGE, {"lr": ("loguniform", 1e3, 1e4)}, list(MultiStep.defaults))
-    assert space["lr"] == ("loguniform", 1e3, 1e4) and space["gamma"] == IMAGE["gamma"]
+    assert space["lr"] == ("loguniform", 1e3, 1e4) and space["decay"] == IMAGE["decay"]
     with pytest.raises(UserError, match="no such hyper-parameter"):
         resolve_space(IMAGE, {"momentum": ("uniform", 0, 1)}, list(MultiStep.defaults))
     with pytest.raises(UserError, match="no paper grid value"):
