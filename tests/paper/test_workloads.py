@@ -144,14 +144,12 @@ def test_held_out_images_are_training_images_never_trained_on(data_dir, cifar10,
     assert np.array_equal(workload.y_train.numpy(), cifar10.arrays["y_train"][trained])
 
 
-def test_the_held_out_set_is_a_spread_sample_not_a_block_of_the_file(data_dir, cifar10) -> None:
-    # The file is interleaved by class: a held-out set taken as a prefix or suffix of the
-    # file would still be balanced, but the split is a seeded permutation of all of it.
+def test_the_held_out_set_represents_every_class(data_dir, cifar10) -> None:
+    # A schedule meta-learned (or tuned) on held-out data that lacks some classes would be
+    # validated on a different task; at the mini size each class gets a fair share.
     held = cifar10.train_rows(image_workload(data_dir, "mini").x_held)
-    assert held != list(range(len(held)))
-    assert max(held) - min(held) > len(cifar10.arrays["y_train"]) // 2
     counts = np.bincount(cifar10.arrays["y_train"][held], minlength=10)
-    assert counts.min() > 0
+    assert counts.min() >= len(held) // 10 // 2
 
 
 def test_evaluation_images_are_the_test_split_and_never_trained_on(data_dir, cifar10) -> None:
