@@ -27,7 +27,7 @@ is carried across every step, stage switch and epoch.  Where this class differs:
 * ``L`` at a stage switch is the mean of the last ``loss_window`` mini-batch losses (the
   script evaluates the whole training set there; a running mean costs nothing and needs no
   second pass).  The first stage uses ``initial_loss`` when given, else the first
-  mini-batch loss (the script: the whole training set before training).
+  mini-batch loss (the script: the loss on the whole training set before training).
 * The default gate convention is ``"meta-train"``, the one that wrote the released
   checkpoints; the script's own cell is ``cell="meta-test-script"``
   (:mod:`mlrsnet.snet.net`).
@@ -52,7 +52,8 @@ so the first group always gets the MLR-SNet LR itself, two groups built with LRs
 0.01 keep a ratio of 10, and a group built with LR 0 beside a positive first group stays
 frozen at 0.  When the first group starts at 0 but another does not, the ratios are
 undefined: every group gets the MLR-SNet LR and a warning says so.  A group added later
-(``optimizer.add_param_group``) gets its ratio from its LR at the first step that sees it.
+(``optimizer.add_param_group``) gets its ratio from its ``initial_lr``, else its LR, at the
+first step that sees it.
 
 With other schedulers
 ---------------------

@@ -205,6 +205,17 @@ def test_two_groups_built_with_0_1_and_0_01_get_lrs_in_ratio_10(official_ckpts: 
     assert sched.lr_ratios == pytest.approx([1.0, 0.1, 0.0])
 
 
+def test_a_group_added_later_gets_its_ratio_from_its_lr_then(official_ckpts: Path) -> None:
+    opt = two_groups(0.1, 0.01)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1)
+    sched.step(2.3)
+    opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], "lr": 0.05})
+    sched.step(2.2)
+    first, second, third = sched.get_last_lr()
+    assert first / second == pytest.approx(10.0, rel=1e-12)
+    assert third / first == pytest.approx(0.5, rel=1e-12)
+
+
 def test_groups_that_start_at_lr_0_all_get_the_mlrsnet_lr(official_ckpts: Path) -> None:
     trace = trace_of(official_ckpts)
     opt = two_groups(0.0, 0.0)
