@@ -28,6 +28,13 @@ read correctly:
 * On a meta step the official code advances the LSTM state twice (once for the look-ahead,
   once for the real step); here it advances once: the look-ahead and the real step read the
   same state, the real step with the freshly updated ``phi`` (as in the official code).
+* Initialisation of ``phi`` (hyper-parameter ``init``): by default what the official script
+  of the task's kind runs.  The image script (``meta-train/image-classification/module.py``)
+  builds the cell from ``nn.Linear`` layers that its ``init_weights`` never matches, so the
+  network starts from PyTorch's default ``nn.Linear`` initialisation (``"torch-default"``);
+  the language-model script's cell is made of ``MetaLinear`` layers that ``init_weights``
+  does match: cell weights U(-0.1, 0.1) (``"uniform-0.1"``).  Either can be forced; the
+  choice is recorded as ``mlrsnet_init`` in ``runs.method_info`` and in the manifest.
 * ``gamma`` comes from the first training mini-batch loss (the official script averages a
   full pass over the training set before training; at initialisation the two agree closely)
   unless ``initial_loss`` is given.
@@ -45,7 +52,18 @@ from baselines._lookahead import LookaheadMetaMethod
 from mlrsnet.harness.contract import RunContext, StepInfo
 from mlrsnet.snet.checkpoint_sets import checkpoint_filename, sha256_of, write_manifest
 from mlrsnet.snet.gamma import TaskScale
-from mlrsnet.snet.net import DEFAULT_CELL, LSTMState, MLRSNet, check_cell
+from mlrsnet.snet.net import (
+    DEFAULT_CELL,
+    INIT_TORCH_DEFAULT,
+    INIT_UNIFORM,
+    LSTMState,
+    MLRSNet,
+    check_cell,
+    check_init,
+)
+
+#: The initialisation each official meta-training script actually runs (module docstring).
+OFFICIAL_INIT = {"image": INIT_TORCH_DEFAULT, "text": INIT_UNIFORM}
 
 
 class MLRSNetMeta(LookaheadMetaMethod):
@@ -59,11 +77,17 @@ class MLRSNetMeta(LookaheadMetaMethod):
         **LookaheadMetaMethod.defaults,
         "gate_convention": DEFAULT_CELL,
         "initial_loss": None,
+        #: None: what the official script of the task's kind runs ("torch-default" for
+        #: images, "uniform-0.1" for language models); see :data:`mlrsnet.snet.net.INITS`.
+        "init": None,
     }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
         check_cell(self.hparams["gate_convention"])
+        if self.hparams["init"] is not None:
+            check_init(self.hparams["init"])
+        self.init: str | None = None
         self.net: MLRSNet | None = None
         self.meta_optimizer: torch.optim.Adam | None = None
         self.scale: TaskScale | None = None
@@ -78,7 +102,9 @@ class MLRSNetMeta(LookaheadMetaMethod):
         # The MLR-SNet lives on the CPU (it is tiny); float64 models get a float64 network.
         dtype = run.params[0].dtype if run.params and run.params[0].is_floating_point() else torch.float32
         generator = torch.Generator().manual_seed(run.seed)
-        self.net = MLRSNet(cell=self.hparams["gate_convention"], generator=generator).to(dtype=dtype)
+        self.init = self.hparams["init"] or OFFICIAL_INIT[run.kind]
+        self.net = MLRSNet(cell=self.hparams["gate_convention"], generator=generator,
+                           init=self.init).to(dtype=dtype)
         self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams["hyper_lr"],
                                                weight_decay=self.hparams["hyper_weight_decay"])
         self.state = self.net.initial_state()
@@ -120,7 +146,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
         folder = Path(run.artifact_dir) if run.artifact_dir else None
         return {
             "task": run.task_name, "profile": run.profile, "seed": run.seed,
-            "cell": self.hparams["gate_convention"], "epochs": run.epochs,
+            "cell": self.hparams["gate_convention"], "init": self.init, "epochs": run.epochs,
             "completed_epochs": max(self.saved, default=0),
             "kind": run.kind, "outputs": self.scale.outputs, "t_val": self.t_val,
             "gamma": self.gamma, "meta_updates": self.meta_updates,
@@ -133,7 +159,8 @@ class MLRSNetMeta(LookaheadMetaMethod):
 
     def extra_info(self) -> dict[str, Any]:
         count = self.net.num_parameters() if self.net is not None else MLRSNet().num_parameters()
-        info = {"mlrsnet_cell": self.hparams["gate_convention"], "meta_parameters": count,
+        info = {"mlrsnet_cell": self.hparams["gate_convention"], "mlrsnet_init": self.init,
+                "meta_parameters": count,
                 "mlrsnet_parameters": count, "t_val": self.t_val, "mlrsnet_gamma": self.gamma,
                 **self._counters()}
         if self.run is not None and self.run.artifact_dir:

@@ -36,8 +36,30 @@ DEFAULT_CELL = CELL_META_TRAIN
 
 #: Hidden size of the released checkpoints.
 HIDDEN_SIZE = 50
-#: Range of the uniform initialisation of the weight matrices (the official ``init_weights``).
+
+#: How a freshly built network is initialised (only meta-training starts from scratch; a
+#: checkpoint overwrites everything).  Both are what official code actually runs:
+#:
+#: ``"torch-default"``  every tensor ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), i.e. PyTorch's
+#:     ``nn.Linear`` default.  The official image meta-training cell
+#:     (``meta-train/image-classification/module.py``, ``MLRSNetCell``) builds its layers as
+#:     ``nn.Linear`` while its ``init_weights`` only matches ``MetaLinear`` modules, so it never
+#:     fires and this default is what that script runs.
+#: ``"uniform-0.1"``    the cell's weight matrices ~ U(-0.1, 0.1), biases and head as above:
+#:     what ``init_weights`` intends, and what the language-model meta-training cell
+#:     (``meta-train/language-modeling/module.py``, whose layers are ``MetaLinear``) does.
+INIT_TORCH_DEFAULT = "torch-default"
+INIT_UNIFORM = "uniform-0.1"
+INITS = (INIT_TORCH_DEFAULT, INIT_UNIFORM)
+#: Range of the ``"uniform-0.1"`` initialisation of the cell's weight matrices.
 INIT_RANGE = 0.1
+
+
+def check_init(init: str) -> str:
+    """Return ``init`` if it names an initialisation, else raise a :class:`UserError`."""
+    if init not in INITS:
+        raise UserError(f"unknown MLR-SNet initialisation {init!r}; use one of: " + ", ".join(INITS))
+    return init
 
 
 def check_cell(cell: str) -> str:
@@ -92,7 +114,7 @@ class MLRSNet(nn.Module):
     """Loss in, LR multiplier in (0, 1) out; ``gamma`` (see :mod:`mlrsnet.snet.gamma`) scales it."""
 
     def __init__(self, hidden_size: int = HIDDEN_SIZE, cell: str = DEFAULT_CELL,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, init: str = INIT_TORCH_DEFAULT) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         # nn.Linear initialises itself from the global RNG; that draw is discarded (the
@@ -100,20 +122,22 @@ class MLRSNet(nn.Module):
         with torch.random.fork_rng(devices=[]):
             self.layer1 = MLRSNetCell(1, hidden_size, cell)
             self.layer3 = nn.Linear(hidden_size, 1)
-        self.reset_parameters(generator)
+        self.reset_parameters(generator, init)
 
     @property
     def cell(self) -> str:
         return self.layer1.cell
 
     @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Official initialisation: weights of the cell ~ U(-0.1, 0.1); every other tensor as
-        ``nn.Linear`` does (U(-1/sqrt(fan_in), 1/sqrt(fan_in))).  A private ``generator``
+    def reset_parameters(self, generator: torch.Generator | None = None,
+                         init: str = INIT_TORCH_DEFAULT) -> None:
+        """Draw every tensor as ``init`` says (see :data:`INITS`).  A private ``generator``
         keeps the global RNG (and hence the trained model's initialisation) untouched."""
+        uniform_cell = check_init(init) == INIT_UNIFORM
         for name, p in self.named_parameters():
             fan_in = p.shape[1] if p.dim() == 2 else self._fan_in_of_bias(name)
-            bound = INIT_RANGE if (name.startswith("layer1.") and p.dim() == 2) else 1 / math.sqrt(fan_in)
+            cell_weight = name.startswith("layer1.") and p.dim() == 2
+            bound = INIT_RANGE if (uniform_cell and cell_weight) else 1 / math.sqrt(fan_in)
             p.uniform_(-bound, bound, generator=generator)
 
     def _fan_in_of_bias(self, bias_name: str) -> int:

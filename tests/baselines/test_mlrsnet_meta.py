@@ -310,3 +310,14 @@ def test_lookahead_params_depend_on_the_lr_only() -> None:
     out["w"].sum().backward()
     assert float(lr.grad) == pytest.approx(0.5)
     assert w.grad is None
+
+
+def test_the_initialisation_is_the_official_scripts_unless_forced_and_is_recorded() -> None:
+    image_default, _, _ = toy_run(OptimSettings())
+    forced, _, _ = toy_run(OptimSettings(), init="uniform-0.1")
+    assert image_default.extra_info()["mlrsnet_init"] == "torch-default"
+    assert forced.extra_info()["mlrsnet_init"] == "uniform-0.1"
+    first_layer = [float(m.net.layer1.fc_i2h[0].weight.abs().max()) for m in (image_default, forced)]
+    assert first_layer[0] > 0.1 >= first_layer[1]
+    with pytest.raises(UserError, match="uniform-0.1"):
+        MLRSNetMeta(init="zeros")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,29 @@ def test_initialisation_is_reproducible_and_leaves_the_global_rng_alone() -> Non
     assert torch.equal(torch.get_rng_state(), before)
     for x, y in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(x, y)
-    cell_weights = [p for n, p in a.named_parameters() if n.startswith("layer1") and p.dim() == 2]
-    assert all(float(w.detach().abs().max()) <= 0.1 for w in cell_weights)
+
+
+def _fan_in(net: MLRSNet, name: str) -> int:
+    return net.get_parameter(name.rsplit(".", 1)[0] + ".weight").shape[1]
+
+
+def test_the_default_initialisation_is_pytorchs_linear_default_as_the_official_image_script_runs() -> None:
+    # kaiming_uniform(a=sqrt(5)) on a weight and nn.Linear's bias rule both give
+    # U(-1/sqrt(fan_in), 1/sqrt(fan_in)): fan_in 1 for the first input layer, so its weights
+    # reach far beyond the 0.1 that the (never-firing) official init_weights intends.
+    net = MLRSNet(generator=torch.Generator().manual_seed(3))
+    for name, p in net.named_parameters():
+        assert float(p.detach().abs().max()) <= 1 / math.sqrt(_fan_in(net, name)), name
+    assert float(net.layer1.fc_i2h[0].weight.detach().abs().max()) > 0.5
+
+
+def test_uniform_initialisation_bounds_the_cell_weights_by_a_tenth() -> None:
+    net = MLRSNet(generator=torch.Generator().manual_seed(3), init="uniform-0.1")
+    for name, p in net.named_parameters():
+        bound = 0.1 if name.startswith("layer1.") and p.dim() == 2 else 1 / math.sqrt(_fan_in(net, name))
+        assert float(p.detach().abs().max()) <= bound, name
+    with pytest.raises(UserError, match="torch-default"):
+        MLRSNet(init="xavier")
 
 
 def test_an_unknown_cell_convention_is_a_user_error() -> None:
