@@ -57,6 +57,31 @@ def _key(data_dir: str | os.PathLike[str] | None) -> str | None:
     return None if data_dir is None else str(data_dir)
 
 
+def balanced_holdout(labels: Tensor, holdout: int, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Indices ``(held, rest)``: ``holdout`` training images split as evenly over the classes
+    as the count allows (the first ``holdout % C`` classes take one more), each class's share
+    being its first images in a permutation seeded by :data:`SPLIT_SEED`; ``rest`` is every
+    other index in that permutation's order.
+
+    Follows ``build_dataset`` of the official image meta-training
+    (``meta-train/image-classification/data_loader.py``: 1,000 meta images, 100 per CIFAR-10
+    class, 10 per CIFAR-100 class, drawn per class after a shuffle).  Deliberate deviation: the
+    official code re-shuffles between building the meta set and the training set, so its
+    1,000 meta images are not the complement of its 49,000 training images (about 980 of them
+    are trained on as well); here they are disjoint, as the paper describes.
+    """
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    shares = [holdout // num_classes + (1 if c < holdout % num_classes else 0) for c in range(num_classes)]
+    ordered_labels = labels[order]
+    take = torch.zeros(len(labels), dtype=torch.bool)
+    for c, share in enumerate(shares):
+        members = (ordered_labels == c).nonzero().flatten()
+        if len(members) <= share and share:
+            raise UserError(f"class {c} has {len(members)} training images, too few to hold out {share}")
+        take[members[:share]] = True
+    return order[take], order[~take]
+
+
 def _detach(carry: Any) -> Any:
     if carry is None:
         return None
@@ -77,8 +102,7 @@ class ImageWorkload:
         if holdout >= n:
             raise UserError(f"task {task.name}: held-out size {holdout} is not smaller than the "
                             f"{n} training images of {ds.source}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-        held, rest = order[:holdout], order[holdout:]
+        held, rest = balanced_holdout(ds.y_train, holdout, len(ds.classes))
         if profile.train_size is not None:
             rest = rest[: profile.train_size]
         self.num_outputs = task.num_classes or len(ds.classes)

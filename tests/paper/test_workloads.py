@@ -144,12 +144,15 @@ def test_held_out_images_are_training_images_never_trained_on(data_dir, cifar10,
     assert np.array_equal(workload.y_train.numpy(), cifar10.arrays["y_train"][trained])
 
 
-def test_the_held_out_set_represents_every_class(data_dir, cifar10) -> None:
-    # A schedule meta-learned (or tuned) on held-out data that lacks some classes would be
-    # validated on a different task; at the mini size each class gets a fair share.
-    held = cifar10.train_rows(image_workload(data_dir, "mini").x_held)
+@pytest.mark.parametrize("profile", ["smoke", "mini"])
+def test_the_held_out_set_is_class_balanced_as_the_official_meta_set(data_dir, cifar10, profile) -> None:
+    # The official image meta-training holds out 100 images per CIFAR-10 class; smaller
+    # held-out sets keep the proportion (class counts differ by at most one).
+    held = cifar10.train_rows(image_workload(data_dir, profile).x_held)
     counts = np.bincount(cifar10.arrays["y_train"][held], minlength=10)
-    assert counts.min() >= len(held) // 10 // 2
+    assert counts.max() - counts.min() <= 1 and counts.sum() == len(held)
+    if profile == "mini":
+        assert counts.tolist() == [100] * 10
 
 
 def test_evaluation_images_are_the_test_split_and_never_trained_on(data_dir, cifar10) -> None:
