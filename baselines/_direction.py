@@ -2,9 +2,10 @@
 
 HD, L4 and RTHO each define their own update (momentum buffers, moving averages, tangent
 vectors), so they keep that state in the method, not in a ``torch.optim`` optimiser: the
-method's ``state_dict`` is then complete and a resumed run continues exactly.  The loop's
-optimiser becomes a stateless SGD (no momentum, no weight decay) that applies
-``p <- p - lr * p.grad``; the method writes its direction into ``p.grad`` inside ``lr()``.
+method's ``state_dict`` is then complete and a resumed run continues exactly.  Through the
+contract's ``direction()`` hook they hand that direction to the harness, which writes it into
+``p.grad`` for the method's optimiser, :func:`~mlrsnet.harness.contract.stateless_sgd` (no
+momentum, no weight decay), to apply as ``p <- p - lr * d``.  They never write their direction into ``p.grad``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mlrsnet.errors import UserError
-
-
-def stateless_sgd(params: Sequence[nn.Parameter], initial_lr: float = 0.0) -> torch.optim.SGD:
-    """An SGD that applies exactly ``p - lr * p.grad``: the direction is the method's."""
-    return torch.optim.SGD(params, lr=initial_lr, momentum=0.0, weight_decay=0.0, nesterov=False)
 
 
 def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float) -> list[Tensor]:
@@ -37,16 +33,6 @@ def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float) -
                 g.add_(p.detach(), alpha=weight_decay)
             grads.append(g)
     return grads
-
-
-def set_direction(params: Sequence[Tensor], directions: Sequence[Tensor]) -> None:
-    """Write the update direction into ``p.grad`` for the stateless SGD to apply."""
-    with torch.no_grad():
-        for p, d in zip(params, directions, strict=True):
-            if p.grad is None or p.grad.shape != d.shape:
-                p.grad = d.detach().clone()
-            else:
-                p.grad.copy_(d)
 
 
 def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:

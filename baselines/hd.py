@@ -40,11 +40,9 @@ from baselines._direction import (
     gradients_with_weight_decay,
     placed_like,
     require_keys,
-    set_direction,
-    stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
 
 
 class HypergradientDescent(Method):
@@ -73,6 +71,7 @@ class HypergradientDescent(Method):
         self._lr = float(self.hparams["lr"])
         self._previous_direction: list[Tensor] | None = None
         self._momentum_buffer: list[Tensor] | None = None
+        self._direction_now: list[Tensor] | None = None  # computed in lr(), handed over by direction()
         self._placed = True
 
     # -- the variant actually run ----------------------------------------------------------
@@ -108,9 +107,16 @@ class HypergradientDescent(Method):
                 self._lr = max(self._lr, 0.0)
 
         direction = self._direction(grads)
-        set_direction(params, direction)
+        self._direction_now = direction
         self._previous_direction = direction
         return self._lr
+
+    def direction(self, step: StepInfo) -> list[Tensor]:
+        """``u_t``, computed in :meth:`lr` (the LR's move needs ``g_t`` before ``u_t``)."""
+        direction, self._direction_now = self._direction_now, None
+        if direction is None:
+            raise RuntimeError(f"{self.name}: direction() called without lr() in the same step")
+        return direction
 
     def _direction(self, grads: list[Tensor]) -> list[Tensor]:
         mu = self._momentum()

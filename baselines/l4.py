@@ -47,12 +47,10 @@ from baselines._direction import (
     gradients_with_weight_decay,
     placed_like,
     require_keys,
-    set_direction,
     squared_norm,
-    stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, SearchDim, StepInfo, stateless_sgd
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "fraction": 0.15,
@@ -81,6 +79,7 @@ class _L4(Method):
         self._step = 0
         self._min_loss = 0.0
         self._grad_avg: list[Tensor] | None = None
+        self._direction_now: list[Tensor] | None = None  # computed in lr(), handed over by direction()
         self._placed = True
 
     @staticmethod
@@ -117,8 +116,15 @@ class _L4(Method):
 
         self._min_loss *= 1.0 + 1.0 / h["minloss_forget_time"]
         self._step += 1
-        set_direction(params, direction)
+        self._direction_now = direction
         return eta
+
+    def direction(self, step: StepInfo) -> list[Tensor]:
+        """``v_t``, computed in :meth:`lr` (the step size ``eta_t`` needs it)."""
+        direction, self._direction_now = self._direction_now, None
+        if direction is None:
+            raise RuntimeError(f"{self.name}: direction() called without lr() in the same step")
+        return direction
 
     def _direction(self, grads: list[Tensor], grad_estimate: list[Tensor]) -> list[Tensor]:
         raise NotImplementedError

@@ -38,7 +38,6 @@ class MultiStepVal(ProgressSchedule):
     description = "step decay when the validation loss stops improving (paper's 'Val' strategy)"
     defaults = {"lr": None, "decay": 0.25, "patience": 0}
     search_space = {"lr": IMAGE_LR, "decay": DECAY}
-    needs_validation = True
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

@@ -60,12 +60,10 @@ from baselines._direction import (
     dot,
     placed_like,
     require_keys,
-    set_direction,
     squared_norm,
-    stateless_sgd,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo
+from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
 
 _HYPER_BETA1 = 0.9
 _HYPER_BETA2 = 0.999
@@ -129,9 +127,15 @@ class RealTimeHO(Method):
         self._raw_grads = raw
 
     def lr(self, step: StepInfo) -> float:
+        """The LR in force: it moves only in the hyper-steps of :meth:`after_step`."""
+        return self._lr
+
+    def direction(self, step: StepInfo) -> list[Tensor]:
+        """``d_t`` of the task's SGD (momentum, Nesterov, weight decay kept here), and the
+        tangent ``Z`` advanced to ``Z_{t+1}`` with the LR of this step."""
         params = self.run.params
         if self._raw_grads is None:
-            raise RuntimeError("rtho: lr() called without rtho's backward(); the loop must call method.backward")
+            raise RuntimeError("rtho: direction() called without rtho's backward(); the step must call method.backward")
         if not self._placed:
             for attr in ("_z", "_q", "_momentum_buffer"):
                 setattr(self, attr, placed_like(getattr(self, attr), params))
@@ -155,8 +159,7 @@ class RealTimeHO(Method):
                 self._z = [torch.zeros_like(d) for d in direction]
             torch._foreach_add_(self._z, tangent_d, alpha=-self._lr)
             torch._foreach_sub_(self._z, direction)
-        set_direction(params, direction)
-        return self._lr
+        return direction
 
     def after_step(self, step: StepInfo) -> None:
         self._steps_done += 1

@@ -5,20 +5,32 @@ schedule, MLR-SNet (meta-trained or transferred), HD, L4, RTHO, Meta-SGD.  The o
 training loop (:mod:`mlrsnet.harness.loop`) talks to every method through :class:`Method` only,
 so adding a method never touches the loop.
 
-Call order per run::
+Call order per run (written once, in :mod:`mlrsnet.harness.step`: ``start_run`` and
+``train_step``; the loop, the method tests and the perf benchmarks all call those)::
 
     method = MethodClass(**hparams)
-    optimizer = method.build_optimizer(params, run.task_optim)    # default: the task's SGD
+    optimizer = method.build_optimizer(params, task.optim)        # default: the task's SGD
     method.bind(run)                                              # once
     for each step:
-        loss = forward(batch)
+        loss = forward(batch)                                     # a non-finite loss ends the run here
+        optimizer.zero_grad(set_to_none=True)
         method.backward(loss, params)                             # default: loss.backward()
-        (the loop clips gradients if the task says so)
-        lr = method.lr(step)                                      # may read p.grad, optimizer state
+        (the step clips p.grad if the task says so)
+        lr = method.lr(step)                                      # may read p.grad, optimizer state;
+                                                                  # a non-finite LR ends the run here
+        d = method.direction(step)                                # default None: the optimizer's step
+        if d is not None: p.grad <- d (by the harness)            # then optimizer.step() is p - lr * d
         for group in optimizer.param_groups: group["lr"] = lr
         optimizer.step()
         method.after_step(step)                                   # optional bookkeeping
     end of every epoch: method.end_epoch(epoch, metrics)
+
+Who writes ``p.grad``: ``backward`` leaves the gradient of the loss there (the step then
+clips it in place); ``lr`` only reads it; a method that owns its update direction (HD, L4,
+RTHO: momentum buffers, moving averages, tangents kept in the method, so its ``state_dict``
+is complete) returns that direction from :meth:`Method.direction` and builds
+:func:`stateless_sgd`, and the *harness* puts the direction into ``p.grad`` just before
+``optimizer.step()``.  A method never writes its direction into ``p.grad`` itself.
 
 How methods are found (``baselines/`` and the ``mlrsnet.methods`` entry-point group) is
 :mod:`mlrsnet.harness.registry`'s job; this file only says what a method is.
@@ -105,7 +117,9 @@ class StepInfo:
     step: int  # global step index, 0-based
     epoch: int  # 0-based
     index_in_epoch: int
-    loss: Tensor  # the mini-batch training loss (its graph is kept when the method asks)
+    #: The mini-batch training loss as the forward pass returned it; by the time ``lr`` sees
+    #: it, ``backward`` has consumed its graph unless the method's own ``backward`` kept it.
+    loss: Tensor
 
 
 class Method:
@@ -114,16 +128,15 @@ class Method:
     ``name``            the name used in experiment specs and on the command line.
     ``defaults``        default hyper-parameters (keyword arguments of ``__init__``).
     ``search_space``    tunable hyper-parameters for Ray Tune (:data:`SearchDim` values).
-    ``keep_graph``      ``True`` if :meth:`lr` needs ``step.loss`` with its autograd graph
-                        (the loop then calls :meth:`backward` with ``retain_graph``).
-    ``needs_validation`` ``True`` if :meth:`end_epoch` needs validation metrics.
+
+    A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
+    graph, as RTHO) overrides :meth:`backward`; :meth:`end_epoch` always receives the epoch's
+    validation and test metrics.
     """
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, SearchDim]] = {}
-    keep_graph: ClassVar[bool] = False
-    needs_validation: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:
@@ -167,7 +180,8 @@ class Method:
         self.run = run
 
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
-        loss.backward(retain_graph=self.keep_graph)
+        """Leave the gradient of ``loss`` in ``p.grad`` (default: ``loss.backward()``)."""
+        loss.backward()
 
     def lr(self, step: StepInfo) -> float:
         return self.initial_lr()
@@ -178,6 +192,19 @@ class Method:
         if value is None:
             return self.run.base_lr if self.run is not None else 0.1
         return float(value)
+
+    def direction(self, step: StepInfo) -> Sequence[Tensor] | None:
+        """The update direction ``d`` of this step, for a method that owns it; ``None``
+        (the default) means the optimiser's own direction (the task's SGD on ``p.grad``).
+
+        Called right after :meth:`lr` in the same step (a method may compute both in
+        :meth:`lr` and hand the direction over here).  One tensor per ``run.params`` entry, in
+        that order and of its shape; the harness writes them into ``p.grad`` and
+        ``optimizer.step()`` applies ``p <- p - lr * d``, which needs an optimiser that
+        follows ``p.grad`` as given: such a method's :meth:`build_optimizer` returns
+        :func:`stateless_sgd` (the step refuses anything else).
+        """
+        return None
 
     def after_step(self, step: StepInfo) -> None:
         """Called after ``optimizer.step()``."""
@@ -195,6 +222,13 @@ class Method:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state:
             raise ValueError(f"method {self.name!r} keeps no state but was given some")
+
+
+def stateless_sgd(params: Sequence[nn.Parameter], initial_lr: float = 0.0) -> torch.optim.SGD:
+    """The optimiser of a method that owns its direction: SGD without momentum or weight
+    decay, so ``optimizer.step()`` applies exactly ``p - lr * p.grad`` with the direction that
+    :meth:`Method.direction` returned in ``p.grad``."""
+    return torch.optim.SGD(params, lr=initial_lr, momentum=0.0, weight_decay=0.0, nesterov=False)
 
 
 # ---------------------------------------------------------------------------------------

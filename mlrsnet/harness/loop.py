@@ -1,15 +1,15 @@
 """The one training loop.
 
 Every method (schedules, MLR-SNet, HD, L4, RTHO, Meta-SGD) runs through :func:`train`;
-the loop only calls the :class:`~mlrsnet.harness.contract.Method` hooks, and the workload hides
-the modality.  The loop checkpoints itself at each epoch end (model, optimiser, method
+the loop only calls the :class:`~mlrsnet.harness.contract.Method` hooks, through
+:func:`~mlrsnet.harness.step.start_run` (set-up) and :func:`~mlrsnet.harness.step.train_step`
+(one step, the contract's call order), and the workload hides the modality.  The loop checkpoints itself at each epoch end (model, optimiser, method
 state, RNG states and the rows so far), so an interrupted run resumes to the same result
 it would have produced uninterrupted.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import BatchStats, Method, RunContext, StepInfo
+from mlrsnet.harness.contract import BatchStats, Method, StepInfo
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.registry import get_method, get_task
+from mlrsnet.harness.step import start_run, train_step
 
 
 @dataclass
@@ -89,20 +90,9 @@ def train(
     generator = torch.Generator().manual_seed(cell.seed)
     meta_generator = torch.Generator().manual_seed(cell.seed + 1)
     workload, model = task.build(profile, dev, data_dir)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    optimizer = method.build_optimizer(params, task.optim)
-    run = RunContext(
-        model=model, params=params, optimizer=optimizer, steps_per_epoch=workload.steps_per_epoch,
-        epochs=profile.epochs, task_name=task.name, profile=cell.profile, kind=task.kind,
-        num_classes=workload.num_outputs if task.kind == "image" else None,
-        vocab_size=workload.num_outputs if task.kind == "text" else None,
-        optim=task.optim, seed=cell.seed, device=dev, base_lr=task.base_lr,
-        meta_batches=workload.meta_batches(meta_generator),
-        meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
-        artifact_dir=str(artifact_dir) if artifact_dir else None,
-    )
-    method.bind(run)
+    run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=profile.epochs,
+                    seed=cell.seed, device=dev, meta_generator=meta_generator, artifact_dir=artifact_dir)
+    params, optimizer = run.params, run.optimizer
 
     result = RunResult(status="finished", device=str(dev))
     start_epoch = 0
@@ -128,24 +118,13 @@ def train(
             stats = BatchStats()
             for i, batch in enumerate(workload.train_batches(generator)):
                 loss, carry = workload.loss(model, batch, carry, stats)
-                loss_value = float(loss.detach())
-                optimizer.zero_grad(set_to_none=True)
                 info = StepInfo(step=step, epoch=epoch, index_in_epoch=i, loss=loss)
-                lr = float("nan")
-                if math.isfinite(loss_value):
-                    method.backward(loss, params)
-                    if clip:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
-                    lr = float(method.lr(info))
+                lr, loss_value, diverged = train_step(method, info, params, optimizer, clip)
                 for key, val in (("step", step), ("epoch", epoch), ("lr", lr), ("loss", loss_value)):
                     result.steps[key].append(val)
-                if not (math.isfinite(loss_value) and math.isfinite(lr)):
+                if diverged:
                     result.status, result.diverged_step = "diverged", step
                     break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.step()
-                method.after_step(info)
                 step += 1
                 if i % 10 == 0:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", refresh=False)

@@ -3,6 +3,10 @@
 ``nn.Linear(2, 1)`` in float64 on batches drawn from ``y = 1.5 x1 - 2 x2 + 0.3 + noise``;
 the numpy side works on ``theta = (w1, w2, bias)`` so a test can recompute every step of a
 method from its paper's equations, independently of the method's code.
+
+:class:`StubTask` and :class:`StubWorkload` carry the few facts that
+:func:`mlrsnet.harness.step.start_run` reads from a task and a workload, so a hand-built run
+(here, or the toy runs of other method tests) is set up exactly as the loop sets up a real one.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mlrsnet.harness.contract import Method, OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.step import start_run, train_step
 
 Batch = tuple[np.ndarray, np.ndarray]
 
@@ -65,9 +72,49 @@ def lsq_gradient(theta: np.ndarray, batch: Batch) -> np.ndarray:
     return a.T @ (a @ theta - batch[1]) / len(batch[1])
 
 
+@dataclass(frozen=True)
+class StubTask:
+    """What :func:`~mlrsnet.harness.step.start_run` reads of a task setting."""
+
+    optim: OptimSettings
+    name: str = "least-squares"
+    kind: str = "image"
+    base_lr: float = 0.1
+
+
+@dataclass
+class StubWorkload:
+    """What :func:`~mlrsnet.harness.step.start_run` reads of a workload: fixed meta batches
+    and meta loss (``None``: the run holds nothing out)."""
+
+    steps_per_epoch: int
+    num_outputs: int | None = None
+    held_out: Iterator[Any] | None = None
+    loss_at: Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None = None
+
+    def meta_batches(self, generator: torch.Generator) -> Iterator[Any] | None:
+        return self.held_out
+
+    def meta_loss(self, model: nn.Module) -> Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None:
+        return self.loss_at
+
+
+def start_stub_run(method: Method, model: nn.Module, optim: OptimSettings, *, steps_per_epoch: int,
+                   epochs: int = 1, task_name: str = "least-squares", profile: str = "test",
+                   kind: str = "image", num_outputs: int | None = None, seed: int = 0,
+                   meta_batches: Iterator[Any] | None = None,
+                   meta_loss: Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None = None,
+                   artifact_dir: str | None = None) -> RunContext:
+    """:func:`~mlrsnet.harness.step.start_run` on a hand-built run (on the CPU)."""
+    return start_run(method, model, task=StubTask(optim, name=task_name, kind=kind),
+                     workload=StubWorkload(steps_per_epoch, num_outputs, meta_batches, meta_loss),
+                     profile=profile, epochs=epochs, seed=seed, device=torch.device("cpu"),
+                     artifact_dir=artifact_dir)
+
+
 class ContractDriver:
-    """The loop's call order, nothing more: build_optimizer, bind, then per step
-    backward -> (clip) -> lr -> set LR on every group -> optimizer.step -> after_step.
+    """The loop's set-up and step functions (:func:`~mlrsnet.harness.step.start_run`,
+    :func:`~mlrsnet.harness.step.train_step`) on the least-squares problem, nothing more.
 
     ``held_out`` batches, when given, are served (cycled, from ``held_out_start``) as the
     run's meta batches, with a functional ``meta_loss`` as the real workloads provide.
@@ -77,8 +124,6 @@ class ContractDriver:
                  steps_per_epoch: int, held_out: list[Batch] | None = None,
                  held_out_start: int = 0) -> None:
         self.method, self.model, self.optim = method, model, optim
-        self.params = list(model.parameters())
-        self.optimizer = method.build_optimizer(self.params, optim)
         served = itertools.islice(itertools.cycle(held_out or []), held_out_start, None)
         self.held_out_served = 0
 
@@ -91,30 +136,19 @@ class ContractDriver:
             output = functional_call(model, dict(params), (torch.tensor(batch[0]),))
             return loss_of_output(output, batch)
 
-        method.bind(RunContext(
-            model=model, params=self.params, optimizer=self.optimizer, steps_per_epoch=steps_per_epoch,
-            epochs=1, task_name="least-squares", profile="test", kind="image", num_classes=None,
-            vocab_size=None, optim=optim, seed=0, device=torch.device("cpu"),
-            meta_batches=meta_batches() if held_out else None,
-            meta_loss=meta_loss if held_out else None,
-            param_names=[n for n, _ in model.named_parameters()],
-        ))
+        self.run = start_stub_run(method, model, optim, steps_per_epoch=steps_per_epoch,
+                                  meta_batches=meta_batches() if held_out else None,
+                                  meta_loss=meta_loss if held_out else None)
+        self.params, self.optimizer = self.run.params, self.run.optimizer
         self.step_index = 0
 
     def step(self, batch: Batch) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
         loss = lsq_loss(self.model, batch)
-        self.method.backward(loss, self.params)
-        if self.optim.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_grad_norm)
         info = StepInfo(step=self.step_index, epoch=0, index_in_epoch=self.step_index, loss=loss)
-        lr = self.method.lr(info)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.method.after_step(info)
+        result = train_step(self.method, info, self.params, self.optimizer, self.optim.clip_grad_norm)
+        assert not result.diverged, f"step {self.step_index} diverged: {result}"
         self.step_index += 1
-        return lr
+        return result.lr
 
 
 def interrupt_and_resume(make_method: Callable[[], Method], optim: OptimSettings, batches: list[Batch],

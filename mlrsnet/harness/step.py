@@ -1,0 +1,127 @@
+"""The training step, written once.
+
+:func:`start_run` sets a method up for a run (the optimiser it asks for, the
+:class:`~mlrsnet.harness.contract.RunContext` it sees, ``bind``) and :func:`train_step` applies
+one training step in the contract's call order.  The loop (:mod:`mlrsnet.harness.loop`), the
+update-by-update tests of every method and the perf benchmarks call these two functions, so
+the call order lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mlrsnet.harness.contract import Method, RunContext, StepInfo
+
+
+class StepResult(NamedTuple):
+    """What one step leaves for the loop's trace and its divergence check."""
+
+    #: The LR the method chose (``nan`` when the loss was not finite: ``lr()`` was not called).
+    lr: float
+    #: The mini-batch training loss as a float.
+    loss: float
+    #: ``True`` when the loss or the LR was not finite; the parameters were then left alone
+    #: (no direction, no ``optimizer.step()``, no ``after_step``).
+    diverged: bool
+
+
+def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
+               optimizer: torch.optim.Optimizer, clip_grad_norm: float | None) -> StepResult:
+    """One training step on ``info.loss`` (the forward pass is the caller's)::
+
+        loss = float(info.loss); stop here if it is not finite
+        optimizer.zero_grad(set_to_none=True)
+        method.backward(info.loss, params)      # leaves the gradient in p.grad
+        clip p.grad to clip_grad_norm           # when the task clips
+        lr = float(method.lr(info));  stop here if it is not finite
+        d = method.direction(info)              # None: the optimiser's own direction
+        if d is not None: p.grad <- d           # written here, never by the method
+        group["lr"] = lr for every param group
+        optimizer.step()
+        method.after_step(info)
+
+    ``params`` is ``run.params`` (the direction's tensors pair with it, in order).
+    """
+    loss_value = float(info.loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    if not math.isfinite(loss_value):
+        return StepResult(float("nan"), loss_value, True)
+    method.backward(info.loss, params)
+    if clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+    lr = float(method.lr(info))
+    if not math.isfinite(lr):
+        return StepResult(lr, loss_value, True)
+    direction = method.direction(info)
+    if direction is not None:
+        _use_direction(method, params, optimizer, direction)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    method.after_step(info)
+    return StepResult(lr, loss_value, False)
+
+
+def _use_direction(method: Method, params: Sequence[Tensor], optimizer: torch.optim.Optimizer,
+                   direction: Sequence[Tensor]) -> None:
+    """Hand the method's direction to its stateless SGD, which then applies ``p - lr * d``."""
+    if len(direction) != len(params):
+        raise RuntimeError(f"method {method.name!r}: direction() gave {len(direction)} tensors "
+                           f"for {len(params)} parameters")
+    if not isinstance(optimizer, torch.optim.SGD) or any(
+            g["momentum"] or g["weight_decay"] or g.get("maximize", False) for g in optimizer.param_groups):
+        raise RuntimeError(
+            f"method {method.name!r} returns its own direction, so its build_optimizer must return "
+            "contract.stateless_sgd (SGD without momentum or weight decay), which applies it as given"
+        )
+    with torch.no_grad():
+        for p, d in zip(params, direction, strict=True):
+            if p.grad is None or p.grad.shape != d.shape:
+                p.grad = d.detach().clone()
+            else:
+                p.grad.copy_(d)
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``model.named_parameters()`` that require a gradient, in that order."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, profile: str, epochs: int,
+              seed: int, device: torch.device, meta_generator: torch.Generator | None = None,
+              steps_per_epoch: int | None = None, artifact_dir: str | Path | None = None) -> RunContext:
+    """Build the optimiser (``method.build_optimizer`` on the trainable parameters with the
+    task's settings), the :class:`RunContext` of the run, and ``method.bind`` it.
+
+    ``task`` needs what a :class:`~mlrsnet.harness.contract.TaskSetting` has: ``name``,
+    ``kind``, ``optim`` and ``base_lr``.  ``workload`` needs what a
+    :class:`~mlrsnet.harness.contract.Workload` has: ``num_outputs``, ``steps_per_epoch``,
+    ``meta_batches(generator)`` and ``meta_loss(model)``.  ``meta_generator`` draws the
+    held-out batches (default: seeded with ``seed + 1``, as the loop does);
+    ``steps_per_epoch`` overrides the workload's (a benchmark numbering steps as in the paper).
+    """
+    named = trainable_parameters(model)
+    params = [p for _, p in named]
+    optimizer = method.build_optimizer(params, task.optim)
+    if meta_generator is None:
+        meta_generator = torch.Generator().manual_seed(seed + 1)
+    run = RunContext(
+        model=model, params=params, optimizer=optimizer,
+        steps_per_epoch=workload.steps_per_epoch if steps_per_epoch is None else steps_per_epoch,
+        epochs=epochs, task_name=task.name, profile=profile, kind=task.kind,
+        num_classes=workload.num_outputs if task.kind == "image" else None,
+        vocab_size=workload.num_outputs if task.kind == "text" else None,
+        optim=task.optim, seed=seed, device=device, base_lr=task.base_lr,
+        meta_batches=workload.meta_batches(meta_generator),
+        meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
+        artifact_dir=str(artifact_dir) if artifact_dir else None,
+    )
+    method.bind(run)
+    return run
