@@ -50,12 +50,10 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
     ``params`` is ``run.params`` (the direction's tensors pair with it, in order).
     """
     loss_value = float(info.loss.detach())
-    optimizer.zero_grad(set_to_none=True)
     if not math.isfinite(loss_value):
+        optimizer.zero_grad(set_to_none=True)
         return StepResult(float("nan"), loss_value, True)
-    method.backward(info.loss, params)
-    if clip_grad_norm:
-        torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+    compute_gradients(method, info.loss, params, optimizer, clip_grad_norm)
     lr = float(method.lr(info))
     if not math.isfinite(lr):
         return StepResult(lr, loss_value, True)
@@ -67,6 +65,16 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
     optimizer.step()
     method.after_step(info)
     return StepResult(lr, loss_value, False)
+
+
+def compute_gradients(method: Method, loss: Tensor, params: Sequence[nn.Parameter],
+                      optimizer: torch.optim.Optimizer, clip_grad_norm: float | None) -> None:
+    """The first part of :func:`train_step`: ``zero_grad``, ``method.backward``, clipping.
+    (Also for a test that looks inside a step, just before ``lr()``.)"""
+    optimizer.zero_grad(set_to_none=True)
+    method.backward(loss, params)
+    if clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
 
 
 def _use_direction(method: Method, params: Sequence[Tensor], optimizer: torch.optim.Optimizer,

@@ -2,7 +2,7 @@
 machinery; its parameter count grows with the number of steps.
 
 Toy run: a two-layer MLP on fixed synthetic batches in float64 (arithmetic, not a dataset),
-driven in the loop's call order.
+driven through the loop's own set-up and step functions (``mlrsnet.harness.step``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from support.least_squares import start_stub_run
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -21,6 +22,7 @@ from baselines._lookahead import LookaheadMetaMethod, sgd_directions
 from baselines.meta_sgd import MetaSGD
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
+from mlrsnet.harness.step import compute_gradients, train_step
 
 
 def batches(n: int, seed: int) -> list[tuple[Tensor, Tensor]]:
@@ -36,33 +38,25 @@ def toy(steps_per_epoch: int = 4, epochs: int = 3, optim: OptimSettings = MOMENT
         **hparams: object) -> tuple[MetaSGD, RunContext]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    named = list(model.named_parameters())
     method = MetaSGD(**hparams)
-    opt = method.build_optimizer([p for _, p in named], optim)
 
     def meta_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
 
-    run = RunContext(model=model, params=[p for _, p in named], optimizer=opt,
-                     steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy", profile="smoke",
-                     kind="image", num_classes=3, vocab_size=None, optim=optim, seed=0,
-                     device=torch.device("cpu"), meta_batches=itertools.cycle(batches(2, seed=1)),
-                     meta_loss=meta_loss, param_names=[n for n, _ in named])
-    method.bind(run)
+    run = start_stub_run(method, model, optim, steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
+                         profile="smoke", num_outputs=3, meta_batches=itertools.cycle(batches(2, seed=1)),
+                         meta_loss=meta_loss)
     return method, run
 
 
 def step_once(method: MetaSGD, run: RunContext, s: int) -> tuple[float, Tensor]:
+    """Step ``s`` of the run through the loop's ``train_step``."""
     x, y = batches(1, seed=100 + s)[0]
-    run.optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(run.model(x), y)
-    loss.backward()
-    lr = method.lr(StepInfo(step=s, epoch=s // run.steps_per_epoch,
-                            index_in_epoch=s % run.steps_per_epoch, loss=loss))
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    run.optimizer.step()
-    return lr, loss
+    info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch, loss=loss)
+    result = train_step(method, info, run.params, run.optimizer, run.optim.clip_grad_norm)
+    assert not result.diverged
+    return result.lr, loss
 
 
 def test_it_shares_the_lookahead_machinery_of_mlrsnet_and_is_discovered() -> None:
@@ -92,9 +86,8 @@ def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
     method, run = toy(t_val=2, lr=0.1)
     step_once(method, run, 0)
     x, y = batches(1, seed=101)[0]
-    run.optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(run.model(x), y)
-    loss.backward()
+    compute_gradients(method, loss, run.params, run.optimizer, run.optim.clip_grad_norm)  # a step up to lr()
     directions = {n: d.clone() for n, d in zip(run.param_names, sgd_directions(run.optimizer).values(), strict=True)}
     named = list(run.model.named_parameters())
     meta_batch = batches(2, seed=1)[0]  # the first meta update draws the first batch

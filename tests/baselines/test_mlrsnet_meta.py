@@ -3,7 +3,7 @@ hypergradient is exact, meta updates happen every ``t_val`` steps, checkpoints c
 the released layout, and a resumed run continues identically.
 
 The toy run is a two-layer MLP on fixed synthetic batches (this checks arithmetic, not a
-dataset), driven in the loop's call order: forward, backward, clip, ``lr()``, SGD step.
+dataset), driven through the loop's own set-up and step functions (``mlrsnet.harness.step``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from support.least_squares import start_stub_run
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -25,6 +26,7 @@ from baselines.mlrsnet_meta import MLRSNetMeta
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
+from mlrsnet.harness.step import compute_gradients, train_step
 from mlrsnet.snet.checkpoint_sets import resolve_checkpoints
 from mlrsnet.snet.gamma import TaskScale
 from mlrsnet.snet.net import MLRSNet, load_mlrsnet
@@ -58,47 +60,38 @@ def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_p
             **hparams: object) -> tuple[MLRSNetMeta, RunContext, CountingBatches]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
-    named = list(model.named_parameters())
     meta_cls = method or MLRSNetMeta
     m = meta_cls(**hparams)
-    opt = m.build_optimizer([p for _, p in named], optim)
     meta = CountingBatches(make_batches(3, seed=1, dtype=dtype))
 
     def meta_loss(params: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
 
-    run = RunContext(model=model, params=[p for _, p in named], optimizer=opt,
-                     steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
-                     profile="smoke", kind="image", num_classes=3, vocab_size=None, optim=optim,
-                     seed=0, device=torch.device("cpu"), meta_batches=meta, meta_loss=meta_loss,
-                     param_names=[n for n, _ in named],
-                     artifact_dir=str(artifact_dir) if artifact_dir else None)
-    m.bind(run)
+    run = start_stub_run(m, model, optim, steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
+                         profile="smoke", num_outputs=3, meta_batches=meta, meta_loss=meta_loss,
+                         artifact_dir=str(artifact_dir) if artifact_dir else None)
     return m, run, meta
 
 
-def forward_backward(run: RunContext, batch: tuple[Tensor, Tensor]) -> Tensor:
-    run.optimizer.zero_grad(set_to_none=True)
+def forward_backward(method: MLRSNetMeta, run: RunContext, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """A step up to just before ``lr()`` (forward, then the step's own gradient part)."""
     loss = F.cross_entropy(run.model(batch[0]), batch[1])
-    loss.backward()
-    if run.optim.clip_grad_norm:
-        torch.nn.utils.clip_grad_norm_(run.params, run.optim.clip_grad_norm)
+    compute_gradients(method, loss, run.params, run.optimizer, run.optim.clip_grad_norm)
     return loss
 
 
 def loop(method: MLRSNetMeta, run: RunContext, steps: range) -> list[float]:
-    """The training loop's call order for ``steps`` (global step indices; the batch of a
-    step depends only on its index, so a resumed loop sees the same batches)."""
+    """The training loop's steps (``train_step``) and epoch ends for ``steps`` (global step
+    indices; the batch of a step depends only on its index, so a resumed loop sees the same
+    batches)."""
     lrs = []
     for s in steps:
-        loss = forward_backward(run, make_batches(1, seed=1000 + s, dtype=run.params[0].dtype)[0])
+        x, y = make_batches(1, seed=1000 + s, dtype=run.params[0].dtype)[0]
+        loss = F.cross_entropy(run.model(x), y)
         info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch, loss=loss)
-        lr = method.lr(info)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        run.optimizer.step()
-        method.after_step(info)
-        lrs.append(lr)
+        result = train_step(method, info, run.params, run.optimizer, run.optim.clip_grad_norm)
+        assert not result.diverged
+        lrs.append(result.lr)
         if (s + 1) % run.steps_per_epoch == 0:
             method.end_epoch(s // run.steps_per_epoch, {})
     return lrs
@@ -115,11 +108,11 @@ SGD_SETTINGS = [
 
 @pytest.mark.parametrize("optim", SGD_SETTINGS, ids=["plain", "wd", "momentum", "nesterov", "clip"])
 def test_the_lookahead_direction_is_the_step_sgd_takes(optim: OptimSettings) -> None:
-    _, run, _ = toy_run(optim)
+    method, run, _ = toy_run(optim)
     for batch in make_batches(2, seed=3):  # two steps so momentum buffers exist
-        forward_backward(run, batch)
+        forward_backward(method, run, batch)
         run.optimizer.step()
-    forward_backward(run, make_batches(1, seed=4)[0])
+    forward_backward(method, run, make_batches(1, seed=4)[0])
     directions = sgd_directions(run.optimizer)
     before = [p.detach().clone() for p in run.params]
     for group in run.optimizer.param_groups:
@@ -143,7 +136,7 @@ def test_dampening_and_maximize_are_followed_as_sgd_applies_them() -> None:
 def test_the_lookahead_leaves_weights_and_momentum_buffers_untouched() -> None:
     method, run, _ = toy_run(OptimSettings(momentum=0.9, weight_decay=5e-4), t_val=1)
     loop(method, run, range(0, 2))
-    forward_backward(run, make_batches(1, seed=9)[0])
+    forward_backward(method, run, make_batches(1, seed=9)[0])
     weights = [p.detach().clone() for p in run.params]
     buffers = [run.optimizer.state[p]["momentum_buffer"].clone() for p in run.params]
     method.lookahead_backward(torch.tensor(0.1, dtype=torch.float64, requires_grad=True))
@@ -157,7 +150,7 @@ def test_the_hypergradient_matches_finite_differences_in_float64(optim: OptimSet
     method, run, meta = toy_run(optim, t_val=3)
     loop(method, run, range(0, 2))  # two ordinary steps: momentum buffers and LSTM state exist
     assert method.meta_updates == 0
-    loss = forward_backward(run, make_batches(1, seed=11)[0])
+    loss = forward_backward(method, run, make_batches(1, seed=11)[0])
 
     # Reference look-ahead from an independent copy of the optimiser, stepped with lr = 1:
     # w - p_after is then the direction SGD applies (clipped gradient, wd, momentum).
@@ -210,7 +203,7 @@ def test_the_hypergradient_matches_finite_differences_in_float64(optim: OptimSet
 
 def test_the_returned_lr_uses_the_updated_network_on_the_same_state() -> None:
     method, run, _ = toy_run(OptimSettings(), t_val=1)
-    loss = forward_backward(run, make_batches(1, seed=2)[0])
+    loss = forward_backward(method, run, make_batches(1, seed=2)[0])
     state0 = method.state
     lr = method.lr(StepInfo(step=0, epoch=0, index_in_epoch=0, loss=loss))
     with torch.no_grad():
