@@ -1,10 +1,11 @@
 """What HD, L4 and RTHO cost per training step on top of plain SGD with a fixed LR.
 
 Every method trains its own copy of the same initial model on the same batches, in
-interleaved blocks so that drift in machine load hits all of them alike.  The step body is
-the training loop's call order (forward, ``method.backward``, clip, ``method.lr``, set the
-LR, ``optimizer.step``, ``method.after_step``); RTHO gets the task's held-out batches and
-makes its hyper-steps at its default interval (every 100 steps).
+interleaved blocks so that drift in machine load hits all of them alike.  Each run is set up
+and stepped by the training loop's own functions (``mlrsnet.harness.step``: ``start_run``,
+then the forward pass and ``train_step``); the time inside the method's hooks (``backward``,
+``lr``, ``direction``, ``after_step``) is measured by wrapping them.  RTHO gets the task's
+held-out batches and makes its hyper-steps at its default interval (every 100 steps).
 
 Targets (time per step relative to ``fixed``): HD <= 1.05, L4 <= 1.10, RTHO <= 3.
 
@@ -26,10 +27,11 @@ from typing import Any
 
 import torch
 
-from mlrsnet.harness.contract import Method, RunContext, StepInfo
+from mlrsnet.harness.contract import Method, StepInfo
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.loop import pick_device
 from mlrsnet.harness.registry import get_method
+from mlrsnet.harness.step import start_run, train_step
 from mlrsnet.paper.models import build_model
 from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.workloads import BatchStats, make_workload
@@ -43,6 +45,10 @@ VARIANTS: list[tuple[str, str, dict[str, Any], float | None]] = [
     ("rtho", "rtho", {}, 3.0),
 ]
 
+#: The method hooks whose time is a method's own cost (RTHO's Hessian-vector product is in
+#: ``direction``).
+HOOKS = ("backward", "lr", "direction", "after_step")
+
 
 class TimedRun:
     """One method training its own model copy, timed block by block."""
@@ -50,59 +56,44 @@ class TimedRun:
     def __init__(self, label: str, method: Method, model: torch.nn.Module, workload: Any, task: Any,
                  cell: Cell, epochs: int, device: torch.device) -> None:
         self.label, self.method, self.model, self.workload = label, method, model, workload
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.params = [p for _, p in named]
-        self.optimizer = method.build_optimizer(self.params, task.optim)
+        run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=epochs,
+                        seed=cell.seed, device=device)
+        self.params, self.optimizer = run.params, run.optimizer
         self.clip = task.optim.clip_grad_norm
-        self.steps_per_epoch = workload.steps_per_epoch
-        method.bind(RunContext(
-            model=model, params=self.params, optimizer=self.optimizer,
-            steps_per_epoch=self.steps_per_epoch, epochs=epochs, task_name=task.name,
-            profile=cell.profile, kind=task.kind,
-            num_classes=workload.num_outputs if task.kind == "image" else None,
-            vocab_size=workload.num_outputs if task.kind == "text" else None,
-            optim=task.optim, seed=cell.seed, device=device, base_lr=task.base_lr,
-            meta_batches=workload.meta_batches(torch.Generator().manual_seed(cell.seed + 1)),
-            meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
-        ))
+        self.steps_per_epoch = run.steps_per_epoch
         self.carry = workload.start_epoch(model)
         self.stats = BatchStats()
         self.step_index = 0
         self.seconds = 0.0
         self.timed_steps = 0
         self.lrs: list[float] = []
-        #: Seconds inside the method's hooks (backward, lr, after_step) and in the whole step.
+        #: Seconds inside the method's hooks (backward, lr, direction, after_step).
         self.hook_seconds = 0.0
         self._hooks_in_block = 0.0
+        for hook in HOOKS:
+            self._time_hook(hook, device)
+
+    def _time_hook(self, name: str, device: torch.device) -> None:
+        """Replace ``method.<name>`` on the instance (``train_step`` calls it there) by a timed call."""
+        hook = getattr(self.method, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            _sync(device)
+            t0 = time.perf_counter()
+            out = hook(*args, **kwargs)
+            _sync(device)
+            self._hooks_in_block += time.perf_counter() - t0
+            return out
+
+        setattr(self.method, name, timed)
 
     def step(self, batch: Any, device: torch.device) -> None:
         s = self.step_index
         loss, self.carry = self.workload.loss(self.model, batch, self.carry, self.stats)
-        float(loss.detach())  # the loop reads the loss every step for its trace
-        self.optimizer.zero_grad(set_to_none=True)
         info = StepInfo(step=s, epoch=s // self.steps_per_epoch, index_in_epoch=s % self.steps_per_epoch,
                         loss=loss)
-        _sync(device)
-        t0 = time.perf_counter()
-        self.method.backward(loss, self.params)
-        _sync(device)
-        t1 = time.perf_counter()
-        if self.clip:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-        _sync(device)
-        t2 = time.perf_counter()
-        lr = float(self.method.lr(info))
-        _sync(device)
-        t3 = time.perf_counter()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        _sync(device)
-        t4 = time.perf_counter()
-        self.method.after_step(info)
-        _sync(device)
-        self._hooks_in_block += (t1 - t0) + (t3 - t2) + (time.perf_counter() - t4)
-        self.lrs.append(lr)
+        result = train_step(self.method, info, self.params, self.optimizer, self.clip)
+        self.lrs.append(result.lr)
         self.step_index += 1
 
     def run_block(self, batches: list[Any], device: torch.device, timed: bool) -> None:
@@ -188,7 +179,7 @@ def main() -> None:
           f"{result['parameters']:,} parameters, {result['steps']} timed steps per method "
           f"({result['rtho_hyper_steps']} RTHO hyper-steps in all)")
     print("  x fixed: end-to-end time per step; via hooks: fixed step + this method's extra time in")
-    print("  backward/lr/after_step (less exposed to load drift)")
+    print("  backward/lr/direction/after_step (less exposed to load drift)")
     print(f"  {'method':<10}{'ms/step':>10}{'hooks ms':>10}{'x fixed':>9}{'via hooks':>11}  target")
     for label, ms in result["ms_per_step"].items():
         target = result["targets"].get(label)
