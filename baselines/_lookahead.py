@@ -86,7 +86,8 @@ class LookaheadMetaMethod(Method):
     Subclasses keep their meta-parameters and their optimiser; they call
     :meth:`lookahead_backward` with the LR tensor of the current step, which draws the next
     meta batch, evaluates the meta loss at ``w - lr * d`` and back-propagates it into the
-    meta-parameters (``.grad`` set, nothing stepped).
+    meta-parameters (``.grad`` set, nothing stepped).  ``d`` is read off the optimiser, so
+    these methods keep the contract's default ``direction()`` (``None``: the task's SGD step).
     """
 
     defaults: ClassVar[dict[str, Any]] = {

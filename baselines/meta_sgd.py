@@ -30,6 +30,8 @@ from mlrsnet.harness.contract import RunContext, StepInfo
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+
+
 class MetaSGD(LookaheadMetaMethod):
     """Hyper-parameters: ``lr`` (the first LR; None: the task's base LR), ``interval`` (steps that
     share one alpha), and the shared ``t_val``, ``hyper_lr``, ``hyper_weight_decay``."""
