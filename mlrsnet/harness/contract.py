@@ -97,7 +97,9 @@ class RunContext:
     #: of schedules whose ``lr`` hyper-parameter is left as ``None``.
     base_lr: float = 0.1
     #: Endless iterator over held-out batches of the training split (the meta/validation
-    #: data; never the test split).  ``None`` when the profile holds nothing out.
+    #: data; never the test split).  ``None`` when the profile holds nothing out.  A source
+    #: that keeps a position (a shuffled pass, a carried hidden state) has ``state_dict`` /
+    #: ``load_state_dict``, which the loop checkpoints with the run.
     meta_batches: Iterator[Any] | None = None
     #: ``meta_loss(params, batch)``: the loss of ``batch`` evaluated with the model's
     #: parameters replaced by ``params`` (a name -> tensor mapping, as from

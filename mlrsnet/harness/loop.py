@@ -105,6 +105,8 @@ def train(
         generator.set_state(ck["generator"])
         result.epochs, result.steps = ck["epochs"], ck["steps"]
         meta_generator.set_state(ck["meta_rng"])
+        if ck.get("meta_batches") is not None:
+            run.meta_batches.load_state_dict(ck["meta_batches"])
         start_epoch = ck["epoch"] + 1
 
     clip = task.optim.clip_grad_norm
@@ -144,6 +146,8 @@ def train(
                     "method": method.state_dict(), "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
                     "meta_rng": meta_generator.get_state(),
+                    # where the held-out source stands (e.g. its shuffled pass), if it keeps state
+                    "meta_batches": getattr(run.meta_batches, "state_dict", lambda: None)(),
                 }, Path(checkpoint_path))
             if on_epoch is not None:  # after the checkpoint: a callback may stop the run
                 on_epoch(epoch + 1, metrics)

@@ -16,6 +16,7 @@ import functools
 import math
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -171,20 +172,23 @@ class ImageWorkload:
         model.train(was_training)
         return {"loss": loss_sum / len(y_all), "acc": correct / len(y_all)}
 
+    @torch.no_grad()
+    def train_loss_pass(self, model: nn.Module, generator: torch.Generator) -> float:
+        """The mean training loss over one full pass of the training split, in eval mode,
+        through the training augmentation (drawn from ``generator``): the mean of the batch
+        means, as ``compute_loss_accuracy`` of the official image scripts computes MLR-SNet's
+        starting loss (``meta-train/image-classification/utils.py``)."""
+        was_training = model.training
+        model.eval()
+        means = [float(F.cross_entropy(model(x), y)) for x, y in self.train_batches(generator)]
+        model.train(was_training)
+        return sum(means) / max(len(means), 1)
+
     # -- held-out meta data -----------------------------------------------------------------
-    def meta_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]] | None:
+    def meta_batches(self, generator: torch.Generator) -> HeldOutImageBatches | None:
         if len(self.y_held) == 0:
             return None
-
-        def endless() -> Iterator[tuple[Tensor, Tensor]]:
-            # Each draw depends only on the generator's state, so a checkpointed state
-            # resumes the exact sequence of meta batches.
-            n = len(self.y_held)
-            while True:
-                idx = torch.randperm(n, generator=generator)[: self.batch_size].to(self.device)
-                yield to_float(self.x_held[idx], self.mean, self.std), self.y_held[idx]
-
-        return endless()
+        return HeldOutImageBatches(self, generator)
 
     def meta_loss(self, model: nn.Module) -> Any:
         def loss_at(params: Mapping[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -256,26 +260,119 @@ class TextWorkload:
         loss = loss_sum / max(count, 1)
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
-    def meta_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]] | None:
-        starts = range(0, len(self.val_meta) - 1, self.bptt)
+    @torch.no_grad()
+    def train_loss_pass(self, model: nn.Module, generator: torch.Generator) -> float:
+        """The mean training loss over one full pass of the training stream, in eval mode,
+        the hidden state carried from window to window: the mean of the window means, as the
+        official language-model script computes its initial training perplexity (its ``test``
+        on the training split, ``meta-train/language-modeling/meta_train.py``); ``gamma``
+        turns it into that perplexity.  ``generator`` is unused (no augmentation)."""
+        was_training = model.training
+        model.eval()
+        hidden = model.init_hidden(self.batch_size, device=self.device)
+        means = []
+        for x, y in bptt_batches(self.train_data, self.bptt):
+            logits, hidden = model(x, hidden)
+            means.append(float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))))
+        model.train(was_training)
+        return sum(means) / max(len(means), 1)
 
-        def endless() -> Iterator[tuple[Tensor, Tensor]]:
-            # A random BPTT window per draw: stateless given the generator (exact resume).
-            while True:
-                i = starts[int(torch.randint(len(starts), (1,), generator=generator))]
-                t = min(self.bptt, len(self.val_meta) - 1 - i)
-                yield self.val_meta[i:i + t], self.val_meta[i + 1:i + 1 + t]
-
-        return endless()
+    def meta_batches(self, generator: torch.Generator) -> ValidationWindows:
+        return ValidationWindows(self)
 
     def meta_loss(self, model: nn.Module) -> Any:
-        def loss_at(params: Mapping[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
-            x, y = batch
-            hidden = model.init_hidden(x.size(1), device=self.device)
-            logits, _ = functional_call(model, dict(params), (x, hidden), strict=False)
-            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        def loss_at(params: Mapping[str, Tensor], batch: MetaWindow) -> Tensor:
+            start = batch.hidden if batch.hidden is not None else model.init_hidden(batch.x.size(1),
+                                                                                      device=self.device)
+            logits, hidden = functional_call(model, dict(params), (batch.x, start), strict=False)
+            batch.source.hidden = _detach(hidden)  # the next meta window continues from here
+            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch.y.reshape(-1))
 
         return loss_at
+
+
+class HeldOutImageBatches:
+    """Endless held-out batches as the official image meta-training draws them: shuffled
+    passes over the held-out set in batches of the training batch size (the last batch of a
+    pass is smaller), each batch through the training augmentation (a ``DataLoader`` over the
+    meta set with ``shuffle=True`` and ``transform_train``, re-iterated when exhausted,
+    ``meta-train/image-classification/meta_train.py``).
+
+    The permutation and the position in it are :meth:`state_dict`; the loop checkpoints them
+    beside the generator, so a resumed run draws the same batches.
+    """
+
+    def __init__(self, workload: ImageWorkload, generator: torch.Generator) -> None:
+        self.workload, self.generator = workload, generator
+        self.order: Tensor | None = None
+        self.position = 0
+
+    def __iter__(self) -> HeldOutImageBatches:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        wl = self.workload
+        n = len(wl.y_held)
+        if self.order is None or self.position >= n:
+            self.order, self.position = torch.randperm(n, generator=self.generator), 0
+        idx = self.order[self.position:self.position + wl.batch_size].to(wl.device)
+        self.position += len(idx)
+        x = wl.x_held[idx]
+        xf = wl.augment(x, self.generator) if wl.augment is not None else to_float(x, wl.mean, wl.std)
+        return xf, wl.y_held[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": None if self.order is None else self.order.clone(), "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.order = None if state["order"] is None else state["order"].clone()
+        self.position = int(state["position"])
+
+
+@dataclass
+class MetaWindow:
+    """One validation window for a meta step, with the hidden state it starts from."""
+
+    x: Tensor
+    y: Tensor
+    hidden: Any  # None: zeros
+    source: ValidationWindows
+
+
+class ValidationWindows:
+    """Endless meta windows as the official language-model meta-training reads them: the
+    validation split (batchified with the training batch size) in order, ``bptt`` tokens per
+    window, only whole windows, the hidden state carried from one meta forward to the next
+    and reset to zeros when the reading wraps to the start
+    (``meta-train/language-modeling/meta_train.py``).  ``meta_loss`` stores the state each
+    window ends with; position and state are :meth:`state_dict`."""
+
+    def __init__(self, workload: TextWorkload) -> None:
+        self.workload = workload
+        self.windows = max(1, (len(workload.val_meta) - 1) // workload.bptt)
+        self.position = 0
+        self.hidden: Any = None
+
+    def __iter__(self) -> ValidationWindows:
+        return self
+
+    def __next__(self) -> MetaWindow:
+        wl = self.workload
+        if self.position >= self.windows:
+            self.position = 0
+        if self.position == 0:
+            self.hidden = None  # meta_loss starts from zeros
+        i = self.position * wl.bptt
+        t = min(wl.bptt, len(wl.val_meta) - 1 - i)
+        self.position += 1
+        return MetaWindow(wl.val_meta[i:i + t], wl.val_meta[i + 1:i + 1 + t], self.hidden, self)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "hidden": _detach(self.hidden)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.position = int(state["position"])
+        self.hidden = state["hidden"]
 
 
 def make_workload(task: Task, profile: Profile, device: torch.device,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from support.augmented import source_index
 from torch import Tensor, nn
 
 import mlrsnet.paper.workloads as workloads
@@ -126,15 +127,19 @@ def test_runs_with_different_seeds_hold_out_the_same_training_images(
         (workload,) = built_workloads[-1:]
         held[seed] = where(index, workload.x_held.numpy())
         trained[seed] = where(index, workload.x_train.numpy())
-        meta[seed] = [where(index, pixels(x)) for x, _ in method.meta]
+        held_pixels = workload.x_held.numpy()
+        meta[seed] = []
+        for x, _ in method.meta:  # augmented: find each image's held-out original
+            sources = [source_index(image, held_pixels) for image in pixels(x)]
+            assert None not in sources, "a meta image is no crop/flip of a held-out image"
+            meta[seed].append([held[seed][k] for k in sources])
     assert len(built_workloads) == 2
     assert held[0] == held[1] and trained[0] == trained[1]
     assert all(h is not None and h[0] == "train" for h in held[0])
     assert set(held[0]).isdisjoint(trained[0])
     for seed in (0, 1):
         drawn = {row for batch in meta[seed] for row in batch}
-        assert None not in drawn  # every meta image is an image of the file ...
-        assert drawn <= set(held[seed])  # ... a held-out training image, never a test image
+        assert drawn <= set(held[seed])  # a held-out training image, never a test image
     # the run seed does reach the meta batches: the two runs draw them in different orders
     assert meta[0] != meta[1]
 
@@ -146,7 +151,8 @@ def test_language_model_meta_windows_are_validation_text_not_test(data_dir, reco
     # (tests/paper/test_workloads.py checks these streams against the corpus files)
     valid_stream = valid.t().reshape(-1)
     test_stream = test.t().reshape(-1)
-    for x, y in method.meta:
+    for window in method.meta:
+        x, y = window.x, window.y
         assert torch.equal(x[1:], y[:-1])
         for column in range(x.size(1)):
             seq = torch.cat([x[:1, column], y[:, column]])

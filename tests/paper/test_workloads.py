@@ -25,6 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
+from support.augmented import source_index
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import BatchStats
@@ -179,19 +180,32 @@ def test_the_held_out_split_does_not_depend_on_the_global_seed_the_loop_sets(dat
 
 
 # -- 3. meta/validation batches come from the held-out set, never from the test split -------
-def test_image_meta_batches_consist_of_held_out_images_only(data_dir, cifar10) -> None:
+def test_image_meta_batches_are_augmented_held_out_images_in_shuffled_passes(data_dir, cifar10) -> None:
+    # As the official meta loader: the held-out set, through the training augmentation,
+    # in shuffled passes of the training batch size (each image once per pass).
     workload = image_workload(data_dir, "smoke")
-    held = set(cifar10.train_rows(workload.x_held))
+    held_pixels = workload.x_held.numpy()
+    labels = workload.y_held.numpy()
     batches = workload.meta_batches(torch.Generator().manual_seed(0))
-    seen: set[int] = set()
-    for _ in range(20):
-        x, y = next(batches)
-        assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
-        rows = cifar10.train_rows(to_uint8(x))  # fails on a test image or an unknown one
-        assert set(rows) <= held
-        assert np.array_equal(y.numpy(), cifar10.arrays["y_train"][rows])
-        seen |= set(rows)
-    assert seen == held  # the draws cover the held-out set, not a fixed subset of it
+    n, bs = len(labels), workload.batch_size
+    per_pass = -(-n // bs)
+    passes = []
+    for _ in range(2):
+        rows: list[int] = []
+        for _ in range(per_pass):
+            x, y = next(batches)
+            assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
+            for image, label in zip(to_uint8(x).numpy(), y.numpy(), strict=True):
+                same_class = np.flatnonzero(labels == label)
+                k = source_index(image, held_pixels[same_class])
+                assert k is not None, "a meta image is no crop/flip of a held-out image of its class"
+                rows.append(int(same_class[k]))
+        passes.append(rows)
+    for rows in passes:
+        assert sorted(rows) == list(range(n))  # every held-out image exactly once per pass
+    assert passes[0] != passes[1]  # reshuffled
+    identical = sum(np.array_equal(to_uint8(normalise(held_pixels[[r]])).numpy()[0], held_pixels[r]) for r in range(3))
+    assert identical == 3  # the un-normalisation itself is exact
 
 
 def test_text_meta_windows_come_from_the_validation_corpus_not_test(data_dir) -> None:
@@ -201,13 +215,40 @@ def test_text_meta_windows_come_from_the_validation_corpus_not_test(data_dir) ->
     valid_part = ids["valid"][: prof.eval_tokens]
     batches = workload.meta_batches(torch.Generator().manual_seed(0))
     for _ in range(20):
-        x, y = next(batches)
+        window = next(batches)
+        x, y = window.x, window.y
         assert x.shape[1] == prof.batch_size and 1 <= x.shape[0] <= prof.bptt
         assert torch.equal(x[1:], y[:-1])  # y is the next word of x
         for column in range(x.shape[1]):
             seq = torch.cat([x[:1, column], y[:, column]]).numpy()
             assert len(occurrences(valid_part, seq)) > 0, "a meta window is not validation text"
             assert len(occurrences(ids["test"], seq)) == 0, "a meta window is test text"
+
+
+def test_text_meta_windows_are_read_in_order_carrying_the_hidden_state(data_dir) -> None:
+    # As the official language-model meta-training: whole validation windows in order, each
+    # meta forward starting from the state the previous one ended with, zeros after a wrap.
+    task = get_task(TEXT_TASK)
+    workload, model = task.build(task.profile("smoke"), CPU, str(data_dir))
+    model.eval()  # no dropout: the reference forward below must be reproducible
+    windows = workload.meta_batches(torch.Generator().manual_seed(0))
+    loss_at = workload.meta_loss(model)
+    params = dict(model.named_parameters())
+    bptt, val = workload.bptt, workload.val_meta
+    count = (len(val) - 1) // bptt
+    hidden = None
+    for k in range(count + 1):
+        window = next(windows)
+        i = (k % count) * bptt
+        assert torch.equal(window.x, val[i:i + bptt]) and torch.equal(window.y, val[i + 1:i + 1 + bptt])
+        if k % count == 0:
+            assert window.hidden is None
+            hidden = model.init_hidden(val.size(1))
+        else:
+            assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(window.hidden, hidden, strict=True))
+        with torch.no_grad():
+            _, hidden = model(window.x, hidden)
+        loss_at(params, window)
 
 
 # -- 4. a look-ahead loss on held-out data leaves BatchNorm's running statistics alone ------
