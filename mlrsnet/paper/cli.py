@@ -70,7 +70,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add the paper's sub-commands to ``mlrsnet-bench``'s sub-parsers."""
     from mlrsnet.paper.report import REPORTS
-    from mlrsnet.paper.tune.plan import SEARCHERS
+    from mlrsnet.paper.tune.searchers import SEARCHERS
 
     p = sub.add_parser("list", help="list tasks or methods")
     p.add_argument("what", choices=["tasks", "methods"])

@@ -1,10 +1,12 @@
 """Ray Tune searches over a method's hyper-parameters (supplement Table 1 and Sec. 5).
 
-One module per job: ``plan`` (the spec's ``[tune]`` block), ``spaces`` (search spaces per
-searcher), ``searchers`` (BayesOpt, BOHB, random, grid), ``objective`` (what is optimised
-and reported), ``trial`` (the trainable), ``search`` (one resumable Tune experiment),
-``progress`` (the display), ``results`` (best trials from Parquet), ``transfer_runs``
-(tuned configurations applied elsewhere) and ``command`` (``mlrsnet-bench tune``).
+One module per job: ``plan`` (the spec's ``[tune]`` block), ``searchers`` (the searcher
+registry: BayesOpt, BOHB, random, grid, and everything the suite knows about each),
+``spaces`` (search spaces in each searcher's encoding), ``objective`` (what is optimised and
+reported), ``trial`` (the trainable), ``search`` (one resumable Tune experiment),
+``progress`` (the display), ``results`` (best trials from Parquet), ``skips`` (tasks without
+data), ``transfer_runs`` (tuned configurations applied elsewhere) and ``command``
+(``mlrsnet-bench tune``); ``bohb`` holds the one searcher class of our own.
 Importing this package does not import Ray.
 """
 

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mlrsnet.errors import UserError
@@ -25,6 +24,8 @@ from mlrsnet.paper.tune.objective import Objective, objective_for
 from mlrsnet.paper.tune.plan import TunePlan, parse_tune_block, with_cli_overrides
 from mlrsnet.paper.tune.progress import format_duration, format_hparams, format_metric
 from mlrsnet.paper.tune.search import SearchOutcome, SearchRequest, is_complete, run_search
+from mlrsnet.paper.tune.searchers import get_searcher
+from mlrsnet.paper.tune.skips import data_missing, record_skip
 from mlrsnet.paper.tune.spaces import grid_candidates, grid_size, grid_subset, ray_space, resolve_space
 from mlrsnet.paper.tune.trial import TrialSetup
 
@@ -43,22 +44,6 @@ class TaskPlan:
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
-
-
-def data_missing(task: Task, profile: str, data_dir: str | None) -> str | None:
-    """``None`` if the task's dataset is on disk, else a one-line reason."""
-    from mlrsnet.paper.data import find_corpus_dir, find_image_file
-    from mlrsnet.paper.data.locate import prepare_command
-
-    try:
-        if task.kind == "image":
-            find_image_file(task.dataset, allow_mini=task.profile(profile).allow_mini_data,
-                            data_dir=data_dir)
-        else:
-            find_corpus_dir(task.dataset, data_dir=data_dir)
-    except UserError:
-        return f"no data: {task.dataset} is not prepared (`{prepare_command(task.dataset)}`)"
-    return None
 
 
 def vocabulary_size(task: Task, data_dir: str | None) -> int:
@@ -92,7 +77,7 @@ def budget(plan: TunePlan, tp: TaskPlan, profile: str, searcher: str, cli_sample
         profile, searcher, tp.task.profile(profile).tune_samples)
     if n < 1:
         raise UserError(f"--samples must be at least 1, got {n}")
-    if searcher == "grid":
+    if get_searcher(searcher).samples_are_grid_points:
         points = grid_subset(grid_candidates(tp.space, plan.grid), n)
         return grid_size(points)
     return n
@@ -132,17 +117,6 @@ def check_resources(plans: list[TaskPlan], address: str | None) -> None:
             raise UserError(
                 f"task {tp.task.name}: each trial asks for {tp.cpus:g} CPUs but only "
                 f"{have.get('CPU', 0.0):g} are available; pass --cpus-per-trial")
-
-
-def record_skip(store: Store, spec: ExperimentSpec, task: Task, searcher: str, reason: str) -> None:
-    """A ``skipped`` row in ``runs``, so the report lists the search and why it did not run."""
-    cell = Cell(task=task.name, profile=spec.profile, method="(search)", experiment=spec.name,
-                tags={"search": searcher, "skipped": True})
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    store.write_run_row({"run_id": cell.run_id, "experiment": spec.name, "task": task.name,
-                         "profile": spec.profile, "method": cell.method, "hparams": {},
-                         "seed": spec.seeds[0], "tags": dict(cell.tags), "status": "skipped",
-                         "error": reason, "started": now, "finished": now})
 
 
 def describe(outcome: SearchOutcome, objective: Objective) -> str:

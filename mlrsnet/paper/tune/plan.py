@@ -5,7 +5,7 @@ objective) and *how much* (samples per searcher and per profile).  It is validat
 once, so that a typo fails before Ray starts, with the file and key in the message::
 
     [tune]
-    searchers = ["bayesopt", "bohb"]          # any of bayesopt, bohb, random, grid
+    searchers = ["bayesopt", "bohb"]          # any registered searcher (searchers.SEARCHERS)
     objective = "val"                         # "val" (held-out split) or "test"
     method = { image = "multistep", text = "multistep-val" }
     space = { lr = ["loguniform", 1e-2, 5e-1] }   # optional: replaces the method's entry
@@ -22,38 +22,24 @@ searchers' own defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.paper.tasks import PROFILES, TASKS
+from mlrsnet.paper.tune.searchers import SEARCHERS, TITLES
 
-SEARCHERS = ("bayesopt", "bohb", "random", "grid")
-SEARCHER_TITLES = {"bayesopt": "BayesOpt", "bohb": "BOHB", "random": "random search", "grid": "grid search"}
 OBJECTIVES = ("val", "test")
 KINDS = ("image", "text")
 #: The paper's method per task kind: MultiStep at fixed epochs for images, the "Val"
 #: strategy (decay on a validation plateau) for language models.
 DEFAULT_METHODS = {"image": "multistep", "text": "multistep-val"}
-
-#: Keyword arguments a spec may pass to each searcher (names as the libraries spell them;
-#: ``reduction_factor`` goes to BOHB's HyperBand scheduler).
-SEARCHER_OPTIONS: dict[str, frozenset[str]] = {
-    "bayesopt": frozenset({"random_state", "random_search_steps", "utility_kwargs", "patience",
-                           "skip_duplicate"}),
-    "bohb": frozenset({"seed", "bohb_config", "reduction_factor"}),
-    "random": frozenset({"random_state"}),
-    "grid": frozenset(),
-}
-#: The option that seeds each searcher, and its value when the spec leaves it out (the
-#: library's own default: BayesOptSearch fixes 42, the others are unseeded).
-SEED_OPTION = {"bayesopt": "random_state", "bohb": "seed", "random": "random_state", "grid": None}
-LIBRARY_DEFAULT_SEED: dict[str, int | None] = {"bayesopt": 42, "bohb": None, "random": None,
-                                                "grid": None}
+DEFAULT_SEARCHERS = ("bayesopt", "bohb")
+#: Searcher titles by name, read live from the registry (the reports import them from here).
+SEARCHER_TITLES = TITLES
 
 TUNE_KEYS = {"searchers", "objective", "method", "space", "grid", "transfer_to", "profiles"}
-PROFILE_KEYS = {"samples", *SEARCHERS}
 SPACE_KINDS = ("loguniform", "uniform")
 
 
@@ -84,18 +70,18 @@ class TunePlan:
 
     def seed_for(self, profile: str, searcher: str) -> int | None:
         """The seed the searcher runs with: the spec's, else the library's default."""
-        key = SEED_OPTION[searcher]
+        key = SEARCHERS[searcher].seed_option
         opts = self.options_for(profile, searcher)
         if key is not None and key in opts:
             return opts[key]
-        return LIBRARY_DEFAULT_SEED[searcher]
+        return SEARCHERS[searcher].default_seed
 
 
 def _fail(source: str, key: str, problem: str) -> UserError:
     return UserError(f"{source}: key {key!r}: {problem}")
 
 
-def _names(value: Any, source: str, key: str, allowed: Sequence[str]) -> tuple[str, ...]:
+def _names(value: Any, source: str, key: str, allowed: Collection[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -185,9 +171,10 @@ def _parse_profiles(value: Any, source: str) -> tuple[dict, dict]:
             raise _fail(source, where, f"not a profile; allowed: {', '.join(PROFILES)}")
         if not isinstance(table, dict):
             raise _fail(source, where, "must be a table")
-        bad = sorted(set(table) - PROFILE_KEYS)
+        profile_keys = {"samples", *SEARCHERS}
+        bad = sorted(set(table) - profile_keys)
         if bad:
-            raise _fail(source, f"{where}.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(PROFILE_KEYS))}")
+            raise _fail(source, f"{where}.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(profile_keys))}")
         if "samples" in table:
             samples[prof] = _parse_samples(table["samples"], source, f"{where}.samples")
         for searcher in SEARCHERS:
@@ -196,9 +183,9 @@ def _parse_profiles(value: Any, source: str) -> tuple[dict, dict]:
             opts = table[searcher]
             if not isinstance(opts, dict):
                 raise _fail(source, f"{where}.{searcher}", "must be a table of keyword arguments")
-            unknown = sorted(set(opts) - SEARCHER_OPTIONS[searcher])
+            unknown = sorted(set(opts) - SEARCHERS[searcher].options)
             if unknown:
-                allowed = ", ".join(sorted(SEARCHER_OPTIONS[searcher])) or "(none)"
+                allowed = ", ".join(sorted(SEARCHERS[searcher].options)) or "(none)"
                 raise _fail(source, f"{where}.{searcher}.{unknown[0]}", f"unknown option; allowed: {allowed}")
             options.setdefault(prof, {})[searcher] = dict(opts)
     return samples, options
@@ -212,7 +199,7 @@ def parse_tune_block(block: Mapping[str, Any] | None, source: str = "<spec>") ->
     unknown = sorted(set(block) - TUNE_KEYS)
     if unknown:
         raise _fail(source, f"tune.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(TUNE_KEYS))}")
-    searchers = _names(block.get("searchers", ["bayesopt", "bohb"]), source, "tune.searchers", SEARCHERS)
+    searchers = _names(block.get("searchers", list(DEFAULT_SEARCHERS)), source, "tune.searchers", SEARCHERS)
     objective = block.get("objective", "val")
     if objective not in OBJECTIVES:
         raise _fail(source, "tune.objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")

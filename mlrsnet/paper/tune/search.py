@@ -38,7 +38,8 @@ PLAN_FILE = "mlrsnet-search.json"
 class SearchRequest:
     setup: TrialSetup
     searcher: str
-    #: Trials to run (grid: the number of grid points after :func:`~mlrsnet.paper.tune.spaces.grid_subset`).
+    #: Trials to run (grid encoding: the number of grid points after
+    #: :func:`~mlrsnet.paper.tune.spaces.grid_subset`).
     samples: int
     param_space: Mapping[str, Any]
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -77,8 +78,8 @@ def trial_dirname(trial: Any) -> str:
 def trial_name(trial: Any, offset: int = 0) -> str:
     """``<running number>_<trial id>``: searcher-made trial ids carry no number, Tune's
     experiment tag (``"3_lr=..."``) does; the trial reads it back as its ``trial`` tag.
-    The basic variant generator counts from 0, searchers from 1: ``offset`` makes both
-    count from 1."""
+    The basic variant generator counts from 0, searchers from 1: ``offset`` (the searcher's
+    :attr:`~mlrsnet.paper.tune.searchers.Searcher.trial_offset`) makes both count from 1."""
     number = str(trial.experiment_tag).split("_", 1)[0]
     return f"{int(number) + offset}_{trial.trial_id}" if number.isdigit() else str(trial.trial_id)
 
@@ -101,8 +102,9 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
     from ray import tune
 
     from mlrsnet.paper.tune.progress import SearchProgress
-    from mlrsnet.paper.tune.searchers import build_searcher
+    from mlrsnet.paper.tune.searchers import build_searcher, get_searcher
 
+    entry = get_searcher(req.searcher)
     if restore:
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
                                   restart_errored=True, param_space=dict(req.param_space))
@@ -115,9 +117,9 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
         param_space=dict(req.param_space),
         tune_config=tune.TuneConfig(
             metric="objective", mode=req.setup.objective.mode, search_alg=search_alg,
-            scheduler=scheduler, num_samples=1 if req.searcher == "grid" else req.samples,
+            scheduler=scheduler, num_samples=1 if entry.samples_are_grid_points else req.samples,
             reuse_actors=True, trial_dirname_creator=trial_dirname,
-            trial_name_creator=partial(trial_name, offset=1 if req.searcher in ("random", "grid") else 0)),
+            trial_name_creator=partial(trial_name, offset=entry.trial_offset)),
         run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0,
                                   callbacks=[progress],
                                   failure_config=tune.FailureConfig(max_failures=0)),

@@ -1,4 +1,12 @@
-"""The four searchers of the supplement, built the way Ray Tune ships them.
+"""The searchers: one :class:`Searcher` per searcher, registered in :data:`SEARCHERS`.
+
+Everything the suite knows about a searcher lives in its entry here (its title in tables, the
+options a spec may pass it, which of them seeds it and the library's default seed, how its
+search space is encoded, how its trials are numbered, how its ``search_alg`` and
+``scheduler`` are built); the plan's validation, the ``--searchers`` help, the spaces, the
+search and the reports read it from here.  Adding a searcher is one :func:`register` call.
+
+The four searchers of the supplement, built the way Ray Tune ships them:
 
 - ``bayesopt``: ``BayesOptSearch`` (Gaussian process, UCB; its own default seed 42 and 10
   random warm-up trials unless the spec says otherwise);
@@ -9,36 +17,79 @@
 - ``grid``: the same generator over ``tune.grid_search`` candidates.
 
 Only options the spec gives are passed; everything else is the library's default, so a
-search reproduces the searcher's own default behaviour (seeds included).  This module
-imports Ray Tune: import it only where a search runs.
+search reproduces the searcher's own default behaviour (seeds included).  Importing this
+module does not import Ray (the command line lists the names from here): Ray is imported
+inside the build functions, when a search starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ray.tune.search.bohb import TuneBOHB
+#: How a searcher takes the method's search space (see :func:`mlrsnet.paper.tune.spaces.ray_space`):
+#: ``native``: ``tune.loguniform`` / ``tune.uniform`` / ``tune.choice`` as declared;
+#: ``log10``: continuous ranges only, a log-uniform dimension searched as its ``log10``
+#: uniformly (for samplers that drop log-uniform priors) and decoded back in the trial;
+#: ``grid``: ``tune.grid_search`` over candidates; the grid's points are the trials.
+SPACE_ENCODINGS = ("native", "log10", "grid")
+
+#: ``build(options, max_epochs) -> (search_alg, scheduler)``; ``options`` is a fresh dict of
+#: the spec's keyword arguments for the searcher (only keys in :attr:`Searcher.options`).
+Build = Callable[[dict[str, Any], int], tuple[Any, Any]]
 
 
-class ResumableTuneBOHB(TuneBOHB):
-    """TuneBOHB that ignores trials it does not know.
+@dataclass(frozen=True)
+class Searcher:
+    name: str
+    #: As tables and labels write it ("BayesOpt", "random search").
+    title: str
+    build: Build
+    #: Keyword arguments a spec may give (``[tune.profiles.P] NAME = {...}``), spelled as the
+    #: library spells them.
+    options: frozenset[str] = frozenset()
+    #: The option that seeds the searcher (``None``: it cannot be seeded) ...
+    seed_option: str | None = None
+    #: ... and the seed it runs with when the spec leaves that option out (the library's own
+    #: default; ``None``: unseeded).  Recorded in every trial's ``searcher_seed`` tag.
+    default_seed: int | None = None
+    #: One of :data:`SPACE_ENCODINGS`.
+    space: str = "native"
+    #: Added to the running number in Tune's experiment tag so trials count from 1 (Tune's
+    #: basic variant generator counts from 0, searchers from 1).
+    trial_offset: int = 0
 
-    Tune saves the experiment's and the searcher's state separately; after an interrupted
-    run the restored searcher can lag or lead the restored trials by a trial, and stock
-    TuneBOHB then fails with a KeyError on such a trial's result.  Here the result is just
-    not learned from (the trial still runs and is stored).  BayesOptSearch already
-    tolerates this."""
+    def __post_init__(self) -> None:
+        if self.space not in SPACE_ENCODINGS:
+            raise ValueError(f"searcher {self.name!r}: space {self.space!r} is not one of {SPACE_ENCODINGS}")
+        if self.seed_option is not None and self.seed_option not in self.options:
+            raise ValueError(f"searcher {self.name!r}: seed option {self.seed_option!r} is not among its options")
+        if self.default_seed is not None and self.seed_option is None:
+            raise ValueError(f"searcher {self.name!r}: a default seed needs a seed option")
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.trial_to_params:
-            super().on_trial_result(trial_id, result)
+    @property
+    def samples_are_grid_points(self) -> bool:
+        """Whether the space itself lists the trials (one Tune sample expands to the grid)."""
+        return self.space == "grid"
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.trial_to_params:
-            super().on_trial_complete(trial_id, result, error)
-        self.paused.discard(trial_id)
-        self.running.discard(trial_id)
+
+#: The registry: name -> :class:`Searcher`, in the order the help and the tables list them.
+SEARCHERS: dict[str, Searcher] = {}
+
+
+def register(searcher: Searcher) -> Searcher:
+    """Add ``searcher`` to :data:`SEARCHERS` (a name may be claimed once)."""
+    if searcher.name in SEARCHERS and SEARCHERS[searcher.name] is not searcher:
+        raise ValueError(f"two searchers are named {searcher.name!r}")
+    SEARCHERS[searcher.name] = searcher
+    return searcher
+
+
+def get_searcher(name: str) -> Searcher:
+    if name not in SEARCHERS:
+        raise ValueError(f"unknown searcher {name!r}; available: {', '.join(SEARCHERS)}")
+    return SEARCHERS[name]
 
 
 def build_searcher(name: str, *, max_epochs: int,
@@ -46,19 +97,73 @@ def build_searcher(name: str, *, max_epochs: int,
     """``(search_alg, scheduler)`` for ``TuneConfig``; the scheduler is ``None`` except for BOHB.
 
     Metric and mode are left to ``TuneConfig`` (Tune refuses them twice)."""
-    opts = dict(options or {})
-    if name == "bayesopt":
-        from ray.tune.search.bayesopt import BayesOptSearch
+    return get_searcher(name).build(dict(options or {}), max_epochs)
 
-        return BayesOptSearch(**opts), None
-    if name == "bohb":
-        from ray.tune.schedulers import HyperBandForBOHB
 
-        sched_opts = {k: opts.pop(k) for k in ("reduction_factor",) if k in opts}
-        scheduler = HyperBandForBOHB(time_attr="epoch", max_t=max_epochs, **sched_opts)
-        return ResumableTuneBOHB(**opts), scheduler
-    if name in ("random", "grid"):
-        from ray.tune.search import BasicVariantGenerator
+class _Titles(Mapping[str, str]):
+    """``name -> title`` of the registered searchers, read live from :data:`SEARCHERS`."""
 
-        return BasicVariantGenerator(**opts), None
-    raise ValueError(f"unknown searcher {name!r}")
+    def __getitem__(self, name: str) -> str:
+        return SEARCHERS[name].title
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SEARCHERS)
+
+    def __len__(self) -> int:
+        return len(SEARCHERS)
+
+
+TITLES: Mapping[str, str] = _Titles()
+
+
+# -- the supplement's four ----------------------------------------------------------------
+def _bayesopt(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
+    from ray.tune.search.bayesopt import BayesOptSearch
+
+    return BayesOptSearch(**opts), None
+
+
+def _bohb(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    from mlrsnet.paper.tune.bohb import ResumableTuneBOHB
+
+    sched_opts = {k: opts.pop(k) for k in ("reduction_factor",) if k in opts}
+    scheduler = HyperBandForBOHB(time_attr="epoch", max_t=max_epochs, **sched_opts)
+    return ResumableTuneBOHB(**opts), scheduler
+
+
+def _basic_variants(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(**opts), None
+
+
+register(Searcher(
+    "bayesopt", "BayesOpt", _bayesopt,
+    options=frozenset({"random_state", "random_search_steps", "utility_kwargs", "patience",
+                       "skip_duplicate"}),
+    seed_option="random_state", default_seed=42,  # BayesOptSearch fixes 42
+    space="log10",  # it silently drops a log-uniform sampler
+))
+register(Searcher(
+    "bohb", "BOHB", _bohb,
+    # reduction_factor goes to the HyperBandForBOHB scheduler
+    options=frozenset({"seed", "bohb_config", "reduction_factor"}),
+    seed_option="seed",
+))
+register(Searcher(
+    "random", "random search", _basic_variants,
+    options=frozenset({"random_state"}), seed_option="random_state", trial_offset=1,
+))
+register(Searcher("grid", "grid search", _basic_variants, space="grid", trial_offset=1))
+
+
+def __getattr__(name: str) -> Any:
+    # Searcher states pickled before ResumableTuneBOHB moved to mlrsnet.paper.tune.bohb name it
+    # here; resolve it lazily so this module still imports without Ray.
+    if name == "ResumableTuneBOHB":
+        from mlrsnet.paper.tune.bohb import ResumableTuneBOHB
+
+        return ResumableTuneBOHB
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

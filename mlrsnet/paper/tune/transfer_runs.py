@@ -14,8 +14,10 @@ import sys
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, resolved_profile
 from mlrsnet.harness.store import Store
 from mlrsnet.paper.tasks import get_task
-from mlrsnet.paper.tune.plan import SEARCHER_TITLES, TunePlan
+from mlrsnet.paper.tune.plan import TunePlan
 from mlrsnet.paper.tune.results import summarize_searches
+from mlrsnet.paper.tune.searchers import TITLES
+from mlrsnet.paper.tune.skips import data_missing, record_skip
 
 
 def transfer_cells(spec: ExperimentSpec, plan: TunePlan, store: Store, source: str,
@@ -41,7 +43,7 @@ def transfer_cells(spec: ExperimentSpec, plan: TunePlan, store: Store, source: s
                 overrides=dict(spec.overrides),
                 tags={"transfer_from": source, "search": searcher, "source_run": best["best_run_id"],
                       "source_search_id": best["search_id"]},
-                label=f"MultiStep tuned by {SEARCHER_TITLES.get(searcher, searcher)}"))
+                label=f"MultiStep tuned by {TITLES.get(searcher, searcher)}"))
     for m in spec.methods:
         for name in targets:
             cells.append(Cell(task=name, profile=spec.profile, method=m.name, hparams=dict(m.hparams),
@@ -55,7 +57,6 @@ def run_transfer(spec: ExperimentSpec, plan: TunePlan, store: Store, *, source, 
                  gpus: float | None) -> int:
     """Run the transfer cells; returns the number of failed runs."""
     from mlrsnet.harness.executor import run_ray
-    from mlrsnet.paper.tune.command import data_missing, record_skip
 
     if source is None:
         print("transfer: the source task was skipped; nothing to transfer", file=sys.stderr)

@@ -7,7 +7,7 @@ import pytest
 from mlrsnet.errors import UserError
 from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.tune import tune_command
-from mlrsnet.paper.tune.command import data_missing
+from mlrsnet.paper.tune.skips import data_missing
 
 
 def test_a_task_without_data_is_skipped_with_the_command_that_prepares_it(tmp_path, monkeypatch):
