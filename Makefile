@@ -9,7 +9,7 @@ export MLRSNET_DATA_DIR ?= $(abspath ../shared/data)
 export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= mini
 
-.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer figures perf clean
+.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer perf clean
 
 install: $(STAMP)
 
@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The checks marked slow.  pytest's exit code 5 (no test selected) fails the target with a
+# message: a test-slow that ran nothing has checked nothing.
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	@$(BIN)/python -m pytest -q -m slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: no test is marked slow (pytest exit code 5)" >&2; exit 1; fi; \
+	exit $$rc
 
 demo: install
 	$(BIN)/mlrsnet-bench run benchmarks/demo.toml
