@@ -82,10 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local
-    from mlrsnet.harness.experiment import Cell, overridable, resolved_profile
+    from mlrsnet.harness.experiment import Cell, experiment_name_problem, overridable, resolved_profile
     from mlrsnet.harness.registry import get_method, get_task
     from mlrsnet.harness.store import Store
 
+    problem = experiment_name_problem(args.experiment)
+    if problem:
+        raise UserError(f"--experiment: {problem}")
     get_task(args.task).profile(args.profile)
     get_method(args.method)(**_parse_hparams(args.hparam))  # validates the names
     overrides = _parse_hparams(args.override)

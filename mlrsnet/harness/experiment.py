@@ -101,6 +101,18 @@ class ExperimentSpec:
         ]
 
 
+def experiment_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name an experiment (its folder under ``--results``), or None.
+
+    A name must be one safe path component: ``..``, ``a/b`` or ``.hidden`` would write
+    outside (or hidden inside) the results folder."""
+    from mlrsnet.harness.store import check_component
+
+    if not isinstance(name, str):
+        return "must be a string (a single folder name)"
+    return check_component(name)
+
+
 class SpecError(UserError):
     """A spec that does not validate; the message names the file and the key."""
 
@@ -121,8 +133,9 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     if unknown:
         raise _fail(source, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
     name = data.get("name") or (Path(source).stem if source != "<spec>" else "")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise _fail(source, "name", "must be a non-empty string without '/'")
+    problem = experiment_name_problem(name)
+    if problem:
+        raise _fail(source, "name", problem)
     prof = profile or data.get("profile", "mini")
     if prof not in profile_names():
         raise _fail(source, "profile", f"{prof!r} is not a profile; allowed: {', '.join(profile_names())}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,18 @@ STEPS_SCHEMA = pa.schema([
     ("lr", pa.float64()), ("loss", pa.float64()),
 ])
 
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
+
+
+def check_component(value: str, what: str = "experiment name") -> str | None:
+    """Why ``value`` is not a single safe path component (None if it is)."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string"
+    if value in (".", "..") or not _SAFE_COMPONENT.match(value) or Path(value).name != value:
+        return (f"{what} {value!r} must be a single folder name (letters, digits, and _ . @ + = -, "
+                f"not starting with '.' or '-'; no '/' or '..')")
+    return None
+
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +74,10 @@ class Store:
         self.root = Path(root)
 
     def path(self, experiment: str, table: str, run_id: str) -> Path:
+        for value, what in ((experiment, "experiment name"), (run_id, "run id")):
+            problem = check_component(value, what)
+            if problem:
+                raise ValueError(problem)
         return self.root / experiment / table / f"{run_id}.parquet"
 
     # -- writing ---------------------------------------------------------------------------

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from mlrsnet.harness.cli import main
+from mlrsnet.harness.experiment import SpecError, parse_spec
 from mlrsnet.harness.store import Store
 
 
@@ -48,3 +52,30 @@ def test_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
 def test_an_empty_store_reads_as_an_empty_frame_with_the_schema_columns(tmp_path: Path) -> None:
     df = Store(tmp_path).read("epochs")
     assert df.empty and list(df.columns) == ["run_id", "epoch", "split", "metric", "value"]
+
+
+# -- where results go --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", ".hidden", "", "a\\b"])
+def test_an_experiment_name_that_is_not_one_safe_folder_name_is_refused(tmp_path: Path, name: str,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(ValueError):
+        Store(tmp_path).path(name, "runs", "a")
+    with pytest.raises(SpecError, match="key 'name'"):
+        parse_spec({"name": name, "profile": "smoke", "tasks": ["resnet18-cifar10"],
+                    "methods": [{"name": "fixed"}]})
+    results = tmp_path / "results"
+    code = main(["train", "--task", "resnet18-cifar10", "--method", "fixed", "--profile", "smoke",
+                 "--experiment", name, "--results", str(results), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--experiment" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_spec_named_dot_dot_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = ".."\nprofile = "smoke"\ntasks = ["resnet18-cifar10"]\n[[methods]]\nname = "fixed"\n')
+    results = tmp_path / "a" / "results"
+    assert main(["run", str(spec), "--results", str(results), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'name'" in err and "'..'" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
