@@ -35,13 +35,21 @@ read correctly:
   the language-model script's cell is made of ``MetaLinear`` layers that ``init_weights``
   does match: cell weights U(-0.1, 0.1) (``"uniform-0.1"``).  Either can be forced; the
   choice is recorded as ``mlrsnet_init`` in ``runs.method_info`` and in the manifest.
-* ``gamma`` comes from the first training mini-batch loss (the official script averages a
-  full pass over the training set before training; at initialisation the two agree closely)
-  unless ``initial_loss`` is given.
+* ``gamma``'s starting loss ``L0`` (hyper-parameter ``initial_loss_from``): by default
+  ``"train-pass"``, the mean training loss over one full eval-mode pass of the training split
+  before any training step, as both official meta-training scripts compute it
+  (``compute_loss_accuracy`` on the training loader; the language-model script's initial
+  training perplexity).  ``"first-batch"`` (this suite's earlier rule) takes the first
+  mini-batch loss in train mode instead; at the paper's ResNet-18 initialisation it is about
+  2.4 where the full pass gives 2.8-3.6, so its LRs start lower.  ``initial_loss`` overrides
+  both.  The pass runs at ``bind``; a resumed run restores ``gamma`` from its state (the pass
+  is repeated once and discarded).  ``L0``, its source and the pass's wall time are recorded
+  in ``runs.method_info``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +57,7 @@ from typing import Any, ClassVar
 import torch
 
 from baselines._lookahead import LookaheadMetaMethod
+from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import RunContext, StepInfo
 from mlrsnet.snet.checkpoint_sets import checkpoint_filename, sha256_of, write_manifest
 from mlrsnet.snet.gamma import TaskScale
@@ -62,6 +71,8 @@ from mlrsnet.snet.net import (
     check_init,
 )
 
+#: Where gamma's starting loss comes from (module docstring).
+INITIAL_LOSS_SOURCES = ("train-pass", "first-batch")
 #: The initialisation each official meta-training script actually runs (module docstring).
 OFFICIAL_INIT = {"image": INIT_TORCH_DEFAULT, "text": INIT_UNIFORM}
 
@@ -77,6 +88,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
         **LookaheadMetaMethod.defaults,
         "gate_convention": DEFAULT_CELL,
         "initial_loss": None,
+        "initial_loss_from": "train-pass",
         #: None: what the official script of the task's kind runs ("torch-default" for
         #: images, "uniform-0.1" for language models); see :data:`mlrsnet.snet.net.INITS`.
         "init": None,
@@ -87,7 +99,13 @@ class MLRSNetMeta(LookaheadMetaMethod):
         check_cell(self.hparams["gate_convention"])
         if self.hparams["init"] is not None:
             check_init(self.hparams["init"])
+        if self.hparams["initial_loss_from"] not in INITIAL_LOSS_SOURCES:
+            raise UserError(f"mlrsnet: initial_loss_from must be one of {', '.join(INITIAL_LOSS_SOURCES)}, "
+                            f"not {self.hparams['initial_loss_from']!r}")
         self.init: str | None = None
+        self.initial_loss: float | None = None
+        self.initial_loss_source: str | None = None
+        self.pass_seconds = 0.0
         self.net: MLRSNet | None = None
         self.meta_optimizer: torch.optim.Adam | None = None
         self.scale: TaskScale | None = None
@@ -109,12 +127,19 @@ class MLRSNetMeta(LookaheadMetaMethod):
                                                weight_decay=self.hparams["hyper_weight_decay"])
         self.state = self.net.initial_state()
         if self.hparams["initial_loss"] is not None:
-            self.gamma = self.scale.gamma(float(self.hparams["initial_loss"]))
+            self.initial_loss, self.initial_loss_source = float(self.hparams["initial_loss"]), "override"
+        elif self.hparams["initial_loss_from"] == "train-pass" and run.train_loss is not None:
+            started = time.perf_counter()
+            self.initial_loss, self.initial_loss_source = float(run.train_loss()), "train-pass"
+            self.pass_seconds = time.perf_counter() - started
+        if self.initial_loss is not None:
+            self.gamma = self.scale.gamma(self.initial_loss)
 
     def lr(self, step: StepInfo) -> float:
         assert self.net is not None and self.scale is not None and self.state is not None
         loss = float(step.loss.detach())
-        if self.gamma is None:
+        if self.gamma is None:  # "first-batch" (or no train pass available)
+            self.initial_loss, self.initial_loss_source = loss, "first-batch"
             self.gamma = self.scale.gamma(loss)
         x = self.scale.net_input(loss)
         if self.is_meta_step(step):
@@ -162,6 +187,9 @@ class MLRSNetMeta(LookaheadMetaMethod):
         info = {"mlrsnet_cell": self.hparams["gate_convention"], "mlrsnet_init": self.init,
                 "meta_parameters": count,
                 "mlrsnet_parameters": count, "t_val": self.t_val, "mlrsnet_gamma": self.gamma,
+                "mlrsnet_initial_loss": self.initial_loss,
+                "mlrsnet_initial_loss_from": self.initial_loss_source,
+                "mlrsnet_train_pass_s": self.pass_seconds,
                 **self._counters()}
         if self.run is not None and self.run.artifact_dir:
             info["mlrsnet_checkpoint_dir"] = self.run.artifact_dir
@@ -171,6 +199,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
         assert self.net is not None and self.meta_optimizer is not None and self.state is not None
         return {"net": self.net.state_dict(), "meta_optimizer": self.meta_optimizer.state_dict(),
                 "h": self.state.h.clone(), "c": self.state.c.clone(), "gamma": self.gamma,
+                "initial_loss": self.initial_loss, "initial_loss_from": self.initial_loss_source,
                 "saved": dict(self.saved), "cell": self.hparams["gate_convention"], **self._counters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -181,5 +210,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.state = LSTMState(state["h"].clone(), state["c"].clone())
         self.gamma = state["gamma"]
+        self.initial_loss = state.get("initial_loss")
+        self.initial_loss_source = state.get("initial_loss_from")
         self.saved = {int(k): v for k, v in state["saved"].items()}
         self._load_counters(state)

@@ -106,6 +106,11 @@ class RunContext:
     #: ``model.named_parameters()``), differentiable w.r.t. those tensors.  Uses
     #: ``torch.func.functional_call``: the model is neither rebuilt nor copied.
     meta_loss: Callable[[Mapping[str, Tensor], Any], Tensor] | None = None
+    #: ``train_loss()``: the mean training loss over one full pass of the training split at
+    #: the current weights, in eval mode (the official scripts' starting loss for ``gamma``;
+    #: for language models the mean window loss, whose exp is the perplexity).  Each call
+    #: draws the same augmentation, so it is deterministic given the weights.
+    train_loss: Callable[[], float] | None = None
     #: Names of ``params`` in ``model.named_parameters()`` order.
     param_names: list[str] = field(default_factory=list)
     #: Where a method may write artefacts (e.g. MLR-SNet checkpoints per epoch).
@@ -286,6 +291,9 @@ class Workload(Protocol):
 
     def meta_loss(self, model: nn.Module) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
         """``loss_at(params, batch)``: a batch's loss with the model's parameters replaced."""
+
+    def train_loss_pass(self, model: nn.Module, generator: torch.Generator) -> float:
+        """Mean training loss over one full pass of the training split, in eval mode."""
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ the call order lives here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,11 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+def _train_loss(workload: Any, model: nn.Module, seed: int) -> float:
+    """``workload.train_loss_pass`` with a fresh generator per call (same draws every time)."""
+    return workload.train_loss_pass(model, torch.Generator().manual_seed(seed + 2))
+
+
 def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, profile: str, epochs: int,
               seed: int, device: torch.device, meta_generator: torch.Generator | None = None,
               steps_per_epoch: int | None = None, artifact_dir: str | Path | None = None) -> RunContext:
@@ -129,6 +135,9 @@ def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, pro
         optim=task.optim, seed=seed, device=device, base_lr=task.base_lr,
         meta_batches=workload.meta_batches(meta_generator),
         meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
+        # a stand-in workload of a test may have no training pass: methods then fall back
+        train_loss=(functools.partial(_train_loss, workload, model, seed)
+                    if hasattr(workload, "train_loss_pass") else None),
         artifact_dir=str(artifact_dir) if artifact_dir else None,
     )
     method.bind(run)

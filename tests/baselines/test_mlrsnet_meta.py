@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -314,3 +315,27 @@ def test_the_initialisation_is_the_official_scripts_unless_forced_and_is_recorde
     assert first_layer[0] > 0.1 >= first_layer[1]
     with pytest.raises(UserError, match="uniform-0.1"):
         MLRSNetMeta(init="zeros")
+
+
+@pytest.mark.parametrize("task", ["resnet18-cifar10", "lstm2-ptb"])
+def test_gammas_starting_loss_is_a_full_eval_pass_unless_the_first_batch_is_asked_for(task, data_dir) -> None:
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.harness.loop import train
+    from mlrsnet.snet.gamma import TaskScale
+
+    full = train(Cell(task, "smoke", "mlrsnet", overrides={"epochs": 1}))
+    first = train(Cell(task, "smoke", "mlrsnet", {"initial_loss_from": "first-batch"}, overrides={"epochs": 1}))
+    info, info_first = full.method_info, first.method_info
+    assert info["mlrsnet_initial_loss_from"] == "train-pass" and info["mlrsnet_train_pass_s"] > 0
+    assert info_first["mlrsnet_initial_loss_from"] == "first-batch"
+    # the same initial weights (same seed): the first-batch rule reads the trace's first loss,
+    # the full pass a different (eval-mode, whole-split) mean
+    assert info_first["mlrsnet_initial_loss"] == pytest.approx(first.steps["loss"][0], rel=1e-6)
+    assert full.steps["loss"][0] == first.steps["loss"][0]
+    if task.startswith("resnet"):  # eval-mode BatchNorm at initialisation: a different loss
+        assert info["mlrsnet_initial_loss"] != pytest.approx(full.steps["loss"][0], rel=1e-3)
+    else:  # an untrained language model predicts about uniformly: ln(V)
+        assert info["mlrsnet_initial_loss"] == pytest.approx(math.log(10_000), abs=0.1)
+    outputs = 10 if task.startswith("resnet") else 10_000
+    scale = TaskScale.of(**({"num_classes": outputs} if task.startswith("resnet") else {"vocab_size": outputs}))
+    assert info["mlrsnet_gamma"] == pytest.approx(scale.gamma(info["mlrsnet_initial_loss"]))
