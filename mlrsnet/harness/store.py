@@ -1,9 +1,14 @@
 """Parquet results: the ``runs``, ``epochs`` and ``steps`` tables, one file per run.
 
 Layout: ``<root>/<experiment>/<table>/<run_id>.parquet``.  One file per run makes every
-write atomic (temp file + rename) and lets several Ray workers write without a lock; the
-tables are read back as the union of their files.  A run's ``runs`` row is written last,
-so a ``finished`` row implies its curves are on disk.
+write atomic (temp file + fsync + rename) and lets several Ray workers write without a
+lock; the tables are read back as the union of their files.  A run's ``runs`` row is
+written last, so a ``finished`` row implies its curves are on disk.
+
+Files are created with the process umask (``0666 & ~umask``).  Temporary files are named
+``.<file>.<host>-<pid>.<random>.tmp``; the next write into the folder removes those of dead
+processes on this host, those older than :data:`STALE_TMP_S` and ownerless ones left by
+earlier versions.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
+import socket
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,11 @@ STEPS_SCHEMA = pa.schema([
     ("lr", pa.float64()), ("loss", pa.float64()),
 ])
 
+#: A temporary file older than this is stale whoever wrote it (a write takes seconds).
+STALE_TMP_S = 3600.0
+
+HOST = socket.gethostname()
+_TMP_RE = re.compile(r"^\.(?P<name>.+\.parquet)\.(?:(?P<host>[^.]+)-(?P<pid>\d+)\.)?[0-9a-z_]+\.tmp$")
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
 
 
@@ -51,16 +63,85 @@ def check_component(value: str, what: str = "experiment name") -> str | None:
     return None
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _tmp_is_stale(path: Path) -> bool:
+    m = _TMP_RE.match(path.name)
+    if m is None:
+        return False
+    if m["pid"] is None:  # ownerless: only versions before owner-named temp files wrote these
+        return True
+    if m["host"] == _host_tag() and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
+        return True
+    try:
+        return time.time() - path.stat().st_mtime > STALE_TMP_S
+    except OSError:
+        return False
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", HOST) or "host"
+
+
+def clean_stale_tmp(folder: Path) -> list[Path]:
+    """Remove the temporary files of interrupted writes in ``folder``."""
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if p.name.startswith(".") and p.name.endswith(".tmp") and _tmp_is_stale(p):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def _create(path: Path) -> int:
+    """Open a new file for writing with mode ``0666 & ~umask`` (mkstemp would use 0600)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    clean_stale_tmp(path.parent)
+    tmp = path.parent / f".{path.name}.{_host_tag()}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        pq.write_table(table, tmp)
+        with os.fdopen(_create(tmp), "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def _jsonable(value: Any) -> str:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import SpecError, parse_spec
-from mlrsnet.harness.store import Store
+from mlrsnet.harness.store import Store, _host_tag
 
 
 def _row(run_id: str, status: str) -> dict:
     return {"run_id": run_id, "experiment": "exp", "task": "t", "profile": "smoke", "method": "fixed",
             "hparams": {"lr": 0.1}, "seed": 0, "status": status}
+
+
+def _finished_run(store: Store, rid: str) -> None:
+    store.write_run_row(_row(rid, "finished"))
+    store.write_curves("exp", rid, [{"epoch": 1, "split": "test", "metric": "acc", "value": 0.5}],
+                       {"step": [0], "epoch": [0], "lr": [0.1], "loss": [2.3]})
 
 
 def test_a_run_is_done_only_once_its_row_says_finished_or_diverged(tmp_path: Path) -> None:
@@ -52,6 +62,40 @@ def test_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
 def test_an_empty_store_reads_as_an_empty_frame_with_the_schema_columns(tmp_path: Path) -> None:
     df = Store(tmp_path).read("epochs")
     assert df.empty and list(df.columns) == ["run_id", "epoch", "split", "metric", "value"]
+
+
+# -- temporary files, permissions --------------------------------------------------------------
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_stale_temporary_files_are_removed_by_the_next_write_and_live_ones_kept(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.write_run_row(_row("a", "running"))
+    folder = store.path("exp", "runs", "a").parent
+    dead = _dead_pid()
+    host = _host_tag()
+    legacy = folder / ".a.parquet.k2j4h_x9.tmp"         # written by versions before this one
+    orphan = folder / f".a.parquet.{host}-{dead}.0f3a.tmp"  # its writer is dead
+    live = folder / f".b.parquet.{host}-{os.getppid()}.77aa.tmp"  # being written right now
+    for p in (legacy, orphan, live):
+        p.write_bytes(b"PAR1")
+    store.write_run_row(_row("a", "finished"))
+    assert not legacy.exists() and not orphan.exists()
+    assert live.exists()
+
+
+def test_files_are_created_with_the_process_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path)
+        _finished_run(store, "a")
+    finally:
+        os.umask(old)
+    for table in ("runs", "epochs", "steps"):
+        assert stat.S_IMODE(store.path("exp", table, "a").stat().st_mode) == 0o644
 
 
 # -- where results go --------------------------------------------------------------------------
