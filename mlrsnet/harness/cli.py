@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if "failed" in outcomes.values() else 0
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings as one line, ``mlrsnet-bench: warning: ...`` (no source location)."""
+    print(f"mlrsnet-bench: warning: {message}", file=file or sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------------------------------
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options every training command takes (data, results, device, progress, resume)."""
@@ -161,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "checkpoints", None):
         os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -171,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(finished runs are kept, the current one restarts from its last epoch).",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

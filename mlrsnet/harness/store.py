@@ -9,6 +9,10 @@ Files are created with the process umask (``0666 & ~umask``).  Temporary files a
 ``.<file>.<host>-<pid>.<random>.tmp``; the next write into the folder removes those of dead
 processes on this host, those older than :data:`STALE_TMP_S` and ownerless ones left by
 earlier versions.
+
+A file that cannot be read (truncated, empty, not Parquet) is never trusted: reading skips
+it with a :class:`DamagedFileWarning` naming the path, and a run with a damaged file is not
+done (the executor trains it again and rewrites all its tables).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import secrets
 import socket
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,10 @@ STALE_TMP_S = 3600.0
 HOST = socket.gethostname()
 _TMP_RE = re.compile(r"^\.(?P<name>.+\.parquet)\.(?:(?P<host>[^.]+)-(?P<pid>\d+)\.)?[0-9a-z_]+\.tmp$")
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
+
+
+class DamagedFileWarning(UserWarning):
+    """A results file that cannot be read; it is skipped and its run is trained again."""
 
 
 def check_component(value: str, what: str = "experiment name") -> str | None:
@@ -148,6 +157,23 @@ def _jsonable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _damaged(path: Path, exc: BaseException) -> None:
+    warnings.warn(f"damaged results file {path} ({type(exc).__name__}: {exc}); skipped, and its run "
+                  f"is not trusted (re-running it rewrites the file)", DamagedFileWarning, stacklevel=3)
+
+
+def _read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """The file's table, or None (with a warning naming it) when it cannot be read."""
+    try:
+        table = pq.read_table(path, columns=list(columns) if columns else None)
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        _damaged(path, exc)
+        return None
+    return table
+
+
 class Store:
     """Append-only Parquet tables under one results folder."""
 
@@ -179,13 +205,31 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------
     def status(self, experiment: str, run_id: str) -> str | None:
-        path = self.path(experiment, "runs", run_id)
-        if not path.exists():
+        """The run's status; None if it has no readable ``runs`` row (a damaged one warns)."""
+        table = _read_table(self.path(experiment, "runs", run_id), columns=["status"])
+        if table is None or table.num_rows == 0:
             return None
-        return str(pq.read_table(path, columns=["status"]).column("status")[0].as_py())
+        return str(table.column("status")[0].as_py())
+
+    def damaged(self, experiment: str, run_id: str) -> list[Path]:
+        """The run's files that exist but cannot be read (each warns)."""
+        bad = []
+        for table in TABLES:
+            path = self.path(experiment, table, run_id)
+            if not path.exists():
+                continue
+            try:
+                pq.read_table(path)  # the whole file: an intact footer can hide damaged pages
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                _damaged(path, exc)
+                bad.append(path)
+        return bad
 
     def is_done(self, experiment: str, run_id: str) -> bool:
-        return self.status(experiment, run_id) in FINAL_STATUSES
+        """A final status, and none of the run's curve files damaged."""
+        if self.status(experiment, run_id) not in FINAL_STATUSES:
+            return False
+        return not [p for p in self.damaged(experiment, run_id) if p.parent.name != "runs"]
 
     def experiments(self) -> list[str]:
         if not self.root.exists():
@@ -193,7 +237,9 @@ class Store:
         return sorted(p.name for p in self.root.iterdir() if (p / "runs").is_dir())
 
     def read(self, table: str, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:
-        """The union of a table's files (empty frame with the right columns if none)."""
+        """The union of a table's files (empty frame with the right columns if none).
+
+        Damaged files are skipped, each with a :class:`DamagedFileWarning` naming it."""
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; tables: {TABLES}")
         if experiments is None:
@@ -203,10 +249,11 @@ class Store:
         else:
             exps = list(experiments)
         files = sorted(f for e in exps for f in (self.root / e / table).glob("*.parquet"))
-        if not files:
+        tables = [t for t in (_read_table(f) for f in files) if t is not None]
+        frames = [t.to_pandas() for t in tables]
+        if not frames:
             cols = RUNS_COLUMNS if table == "runs" else (EPOCHS_SCHEMA if table == "epochs" else STEPS_SCHEMA).names
             return pd.DataFrame(columns=list(cols))
-        frames = [pq.read_table(f).to_pandas() for f in files]
         return pd.concat(frames, ignore_index=True)
 
     def runs(self, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:

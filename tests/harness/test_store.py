@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import SpecError, parse_spec
-from mlrsnet.harness.store import Store, _host_tag
+from mlrsnet.harness.store import DamagedFileWarning, Store, _host_tag
 
 
 def _row(run_id: str, status: str) -> dict:
@@ -62,6 +63,34 @@ def test_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
 def test_an_empty_store_reads_as_an_empty_frame_with_the_schema_columns(tmp_path: Path) -> None:
     df = Store(tmp_path).read("epochs")
     assert df.empty and list(df.columns) == ["run_id", "epoch", "split", "metric", "value"]
+
+
+# -- damaged files -----------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_file_is_skipped_with_a_warning_naming_it_and_its_run_is_not_done(
+        tmp_path: Path, damage: str) -> None:
+    store = Store(tmp_path)
+    for rid in ("a", "b"):
+        _finished_run(store, rid)
+    bad = store.path("exp", "epochs", "a")
+    bad.write_bytes(bad.read_bytes()[:40] if damage == "truncated" else b"")
+    with pytest.warns(DamagedFileWarning, match=re.escape(str(bad))):
+        epochs = store.read("epochs", "exp")
+    assert list(epochs["run_id"]) == ["b"]
+    with pytest.warns(DamagedFileWarning, match=re.escape(str(bad))):
+        assert not store.is_done("exp", "a")
+    assert store.is_done("exp", "b")
+
+
+def test_a_damaged_runs_file_reads_as_no_row_not_as_an_error(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _finished_run(store, "a")
+    _finished_run(store, "b")
+    store.path("exp", "runs", "a").write_bytes(b"")
+    with pytest.warns(DamagedFileWarning, match="runs/a.parquet"):
+        assert store.status("exp", "a") is None
+    with pytest.warns(DamagedFileWarning, match="runs/a.parquet"):
+        assert list(store.runs("exp")["run_id"]) == ["b"]
 
 
 # -- temporary files, permissions --------------------------------------------------------------
