@@ -7,10 +7,14 @@ one resumes from its last epoch checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -20,7 +24,7 @@ from typing import Any
 from mlrsnet.errors import UserError
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.loop import RunResult, pick_device, train
-from mlrsnet.harness.store import Store
+from mlrsnet.harness.store import HOST, Store
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
              "hpbandster", "ConfigSpace", "hyperopt")
@@ -53,10 +57,38 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class _Segment:
+    """Writes the ``running`` row's heartbeat (and time so far) at each epoch end."""
+
+    def __init__(self, store: Store, row: dict[str, Any], on_epoch: Any) -> None:
+        self.store, self.row, self.on_epoch = store, row, on_epoch
+        self.t0 = time.perf_counter()
+        self.warned = False
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        try:
+            self.store.write_run_row({**self.row, "heartbeat": _now(), "epochs_done": epoch,
+                                      "wall_time_s": self.wall()})
+        except OSError as exc:  # the final write reports it; training goes on
+            if not self.warned:
+                warnings.warn(f"run {self.row['run_id']}: could not write its heartbeat: {exc}",
+                              stacklevel=2)
+                self.warned = True
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, metrics)
+
+
 def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: str | None = None,
              quiet: bool = True, force: bool = False, artifact_dir: str | Path | None = None,
              on_epoch: Any = None) -> RunResult | None:
-    """Run one cell into the store; ``None`` if it was already done (and not forced)."""
+    """Run one cell into the store; ``None`` if it was already done (and not forced).
+
+    While it trains, its row says ``running`` with the owner's host and pid and a heartbeat
+    written at each epoch end (:meth:`Store.liveness` tells a stale row from a live one);
+    a failure, including one writing the final rows, is recorded as ``failed``."""
     run_id = cell.run_id
     if not force and store.is_done(cell.experiment, run_id):
         return None
@@ -72,23 +104,44 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
         "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
         "overrides": dict(cell.overrides), "status": "running", "started": _now(),
         "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
+        "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
     }
     store.write_run_row(row)
+    segment = _Segment(store, row, on_epoch)
+
+    def fail(error: str) -> None:
+        try:
+            store.write_run_row({**row, "status": "failed", "error": error, "finished": _now(),
+                                 "heartbeat": _now(), "wall_time_s": segment.wall()})
+        except Exception as exc:  # the original error is what gets raised
+            warnings.warn(f"run {run_id}: could not record its failure ({error}): {exc}; its row "
+                          f"may still say 'running' (host {HOST}, pid {os.getpid()}, now dead)",
+                          stacklevel=3)
+
     try:
         result = train(cell, data_dir=data_dir, device=dev, quiet=quiet, checkpoint_path=checkpoint,
-                       artifact_dir=artifacts, on_epoch=on_epoch)
+                       artifact_dir=artifacts, on_epoch=segment)
     except UserError as exc:
-        store.write_run_row({**row, "status": "failed", "error": str(exc), "finished": _now()})
+        fail(str(exc))
         raise
     except Exception as exc:  # a crash ends this run, not the experiment
-        store.write_run_row({**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                             "finished": _now()})
+        fail(f"{type(exc).__name__}: {exc}")
         raise
-    store.write_curves(cell.experiment, run_id, result.epochs, result.steps)
+    except BaseException as exc:  # Ctrl-C, a stopped Tune trial: the row stays "running" (resumable)
+        with contextlib.suppress(Exception):
+            store.write_run_row({**row, "heartbeat": _now(), "wall_time_s": segment.wall(),
+                                 "error": f"interrupted ({type(exc).__name__})"})
+        raise
     epochs_done = max((r["epoch"] for r in result.epochs), default=0)
-    store.write_run_row({**row, "status": result.status, "diverged_step": result.diverged_step,
-                         "finished": _now(), "wall_time_s": result.wall_time_s,
-                         "method_info": result.method_info, "epochs_done": epochs_done})
+    final = {**row, "status": result.status, "diverged_step": result.diverged_step,
+             "finished": _now(), "heartbeat": _now(), "wall_time_s": result.wall_time_s,
+             "method_info": result.method_info, "epochs_done": epochs_done}
+    try:
+        store.write_curves(cell.experiment, run_id, result.epochs, result.steps)
+        store.write_run_row(final)
+    except Exception as exc:
+        fail(f"could not write the results: {type(exc).__name__}: {exc}")
+        raise
     checkpoint.unlink(missing_ok=True)
     return result
 

@@ -40,7 +40,10 @@ RUNS_COLUMNS = (
     "run_id", "experiment", "task", "profile", "method", "hparams", "seed", "tags",
     "overrides", "status", "error", "diverged_step", "started", "finished", "wall_time_s",
     "git_commit", "versions", "device", "method_info", "epochs_done",
+    # who runs it: a ``running`` row whose owner is dead is stale
+    "host", "pid", "heartbeat",
 )
+JSON_COLUMNS = ("hparams", "tags", "overrides", "versions", "method_info")
 EPOCHS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -81,6 +84,29 @@ def pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
+    return True
+
+
+def pid_start(pid: int) -> str | None:
+    """The process's start time (Linux), to tell a reused pid from its first owner."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22: starttime
+
+
+def owner_alive(host: Any, pid: Any, start: Any = None) -> bool | None:
+    """True/False for an owner on this host; None when it is on another host (unknowable)."""
+    if not host or pid is None or (isinstance(pid, float) and pid != pid):
+        return None
+    if host != HOST:
+        return None
+    pid = int(pid)
+    if not pid_alive(pid):
+        return False
+    if start and pid_start(pid) not in (None, str(start)):
+        return False  # the pid was reused by another process
     return True
 
 
@@ -190,7 +216,7 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
     def write_run_row(self, row: Mapping[str, Any]) -> None:
         full = {col: row.get(col) for col in RUNS_COLUMNS}
-        for key in ("hparams", "tags", "overrides", "versions", "method_info"):
+        for key in JSON_COLUMNS:
             full[key] = _jsonable(full[key] if full[key] is not None else {})
         _atomic_write(pa.Table.from_pylist([full]), self.path(row["experiment"], "runs", row["run_id"]))
 
@@ -204,6 +230,20 @@ class Store:
         _atomic_write(st, self.path(experiment, "steps", run_id))
 
     # -- reading ---------------------------------------------------------------------------
+    def run_row(self, experiment: str, run_id: str) -> dict[str, Any] | None:
+        """The run's ``runs`` row with JSON columns decoded; None if absent or damaged."""
+        table = _read_table(self.path(experiment, "runs", run_id))
+        if table is None or table.num_rows == 0:
+            return None
+        row = table.slice(0, 1).to_pylist()[0]
+        for key in JSON_COLUMNS:
+            if isinstance(row.get(key), str):
+                try:
+                    row[key] = json.loads(row[key]) if row[key] else {}
+                except json.JSONDecodeError:
+                    row[key] = {}
+        return row
+
     def status(self, experiment: str, run_id: str) -> str | None:
         """The run's status; None if it has no readable ``runs`` row (a damaged one warns)."""
         table = _read_table(self.path(experiment, "runs", run_id), columns=["status"])
@@ -230,6 +270,16 @@ class Store:
         if self.status(experiment, run_id) not in FINAL_STATUSES:
             return False
         return not [p for p in self.damaged(experiment, run_id) if p.parent.name != "runs"]
+
+    @staticmethod
+    def liveness(row: Mapping[str, Any]) -> str:
+        """For a ``running`` row: ``live`` (its process runs), ``dead`` (its process on this
+        host is gone: a stale row) or ``unknown`` (another host, or a row without an owner;
+        see its ``heartbeat``).  Rows with any other status are ``ended``."""
+        if row.get("status") != "running":
+            return "ended"
+        alive = owner_alive(row.get("host"), row.get("pid"))
+        return "unknown" if alive is None else ("live" if alive else "dead")
 
     def experiments(self) -> list[str]:
         if not self.root.exists():
@@ -259,7 +309,7 @@ class Store:
     def runs(self, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:
         """The ``runs`` table with its JSON columns decoded into dicts."""
         df = self.read("runs", experiments)
-        for key in ("hparams", "tags", "overrides", "versions", "method_info"):
+        for key in JSON_COLUMNS:
             if key in df:
                 df[key] = df[key].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
         return df

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -9,9 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mlrsnet.harness.executor import run_local, run_ray
+import mlrsnet.harness.executor as executor_module
+import mlrsnet.harness.store as store_module
+from mlrsnet.harness.executor import run_cell, run_local, run_ray
 from mlrsnet.harness.experiment import Cell
-from mlrsnet.harness.store import DamagedFileWarning, Store
+from mlrsnet.harness.store import HOST, DamagedFileWarning, Store
+
+executor_module_train = executor_module.train
 
 
 def _curves(store: Store, exp: str) -> pd.DataFrame:
@@ -42,6 +48,10 @@ def _cell(**kw) -> Cell:
     return Cell("resnet18-cifar10", "smoke", kw.pop("method", "fixed"), {"lr": 0.05}, experiment="e", **kw)
 
 
+def _no_temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize(("table", "damage"), [("epochs", "truncated"), ("steps", "empty"),
                                                ("runs", "empty"), ("runs", "truncated")])
 def test_a_finished_run_with_a_damaged_file_is_trained_again_and_all_its_tables_rewritten(
@@ -58,3 +68,62 @@ def test_a_finished_run_with_a_damaged_file_is_trained_again_and_all_its_tables_
     assert store.is_done("e", cell.run_id)
     pd.testing.assert_frame_equal(_curves(store, "e"), before)
     assert run_local([cell], store, quiet=True) == {cell.run_id: "skipped"}
+
+
+def test_a_failure_writing_the_final_rows_is_recorded_and_leaves_no_temporaries(
+        tmp_path: Path, data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, cell = Store(tmp_path), _cell()
+    real = store_module.pq.write_table
+
+    def disk_full(table, where, **kw):
+        if "split" in table.schema.names:  # the epochs table, after training
+            where.write(b"PAR1 half a file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(store_module.pq, "write_table", disk_full)
+    assert run_local([cell], store, quiet=True) == {cell.run_id: "failed"}
+    row = store.run_row("e", cell.run_id)
+    assert row["status"] == "failed"
+    assert "could not write the results" in row["error"] and "No space left on device" in row["error"]
+    assert row["finished"] and row["pid"] == os.getpid() and row["host"] == HOST
+    assert _no_temporaries(tmp_path) == []
+    monkeypatch.setattr(store_module.pq, "write_table", real)
+    assert run_local([cell], store, quiet=True) == {cell.run_id: "finished"}  # resumes
+    assert store.run_row("e", cell.run_id)["status"] == "finished"
+
+
+@pytest.mark.filterwarnings("ignore:.*could not write its heartbeat")
+def test_when_not_even_the_failure_can_be_written_the_row_names_its_owner(
+        tmp_path: Path, data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, cell = Store(tmp_path), _cell()
+    real, trained = store_module.pq.write_table, []
+
+    def read_only(table, where, **kw):
+        if trained:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(executor_module, "train",
+                        lambda *a, **kw: trained.append(1) or executor_module_train(*a, **kw))
+    monkeypatch.setattr(store_module.pq, "write_table", read_only)
+    with pytest.warns(UserWarning, match="could not record its failure"):
+        assert run_local([cell], store, quiet=True) == {cell.run_id: "failed"}
+    row = store.run_row("e", cell.run_id)
+    assert row["status"] == "running" and row["heartbeat"]
+    assert (row["host"], row["pid"]) == (HOST, os.getpid())
+    assert _no_temporaries(tmp_path) == []
+
+
+def test_the_running_row_has_owner_and_a_heartbeat_each_epoch(tmp_path: Path, data_dir) -> None:
+    store, cell = Store(tmp_path), _cell()
+    seen = []
+
+    def on_epoch(epoch, metrics):
+        seen.append(store.run_row("e", cell.run_id))
+
+    run_cell(cell, store, on_epoch=on_epoch)
+    assert [r["epochs_done"] for r in seen] == [1, 2]
+    for r in seen:
+        assert r["status"] == "running" and r["heartbeat"] and r["wall_time_s"] > 0
+        assert Store.liveness(r) == "live"

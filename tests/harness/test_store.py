@@ -13,7 +13,7 @@ import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import SpecError, parse_spec
-from mlrsnet.harness.store import DamagedFileWarning, Store, _host_tag
+from mlrsnet.harness.store import HOST, DamagedFileWarning, Store, _host_tag
 
 
 def _row(run_id: str, status: str) -> dict:
@@ -65,7 +65,6 @@ def test_an_empty_store_reads_as_an_empty_frame_with_the_schema_columns(tmp_path
     assert df.empty and list(df.columns) == ["run_id", "epoch", "split", "metric", "value"]
 
 
-# -- damaged files -----------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_a_damaged_file_is_skipped_with_a_warning_naming_it_and_its_run_is_not_done(
         tmp_path: Path, damage: str) -> None:
@@ -93,7 +92,6 @@ def test_a_damaged_runs_file_reads_as_no_row_not_as_an_error(tmp_path: Path) -> 
         assert list(store.runs("exp")["run_id"]) == ["b"]
 
 
-# -- temporary files, permissions --------------------------------------------------------------
 def _dead_pid() -> int:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -127,7 +125,19 @@ def test_files_are_created_with_the_process_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(store.path("exp", table, "a").stat().st_mode) == 0o644
 
 
-# -- where results go --------------------------------------------------------------------------
+def test_a_running_row_tells_a_live_owner_from_a_dead_one(tmp_path: Path) -> None:
+    live = {**_row("a", "running"), "host": HOST, "pid": os.getpid(), "heartbeat": "2026-01-01T00:00:00+00:00"}
+    assert Store.liveness(live) == "live"
+    assert Store.liveness({**live, "pid": _dead_pid()}) == "dead"
+    assert Store.liveness({**live, "host": "some-other-host"}) == "unknown"
+    assert Store.liveness({**live, "status": "finished"}) == "ended"
+    store = Store(tmp_path)
+    store.write_run_row(live)
+    row = store.runs("exp").iloc[0].to_dict()
+    assert (row["host"], row["pid"], row["heartbeat"]) == (HOST, os.getpid(), live["heartbeat"])
+    assert Store.liveness(row) == "live"
+
+
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", ".hidden", "", "a\\b"])
 def test_an_experiment_name_that_is_not_one_safe_folder_name_is_refused(tmp_path: Path, name: str,
                                                                       capsys: pytest.CaptureFixture) -> None:
