@@ -99,7 +99,9 @@ class RunContext:
     #: Endless iterator over held-out batches of the training split (the meta/validation
     #: data; never the test split).  ``None`` when the profile holds nothing out.  A source
     #: that keeps a position (a shuffled pass, a carried hidden state) has ``state_dict`` /
-    #: ``load_state_dict``, which the loop checkpoints with the run.
+    #: ``load_state_dict``, which the loop checkpoints with the run.  A source that knows
+    #: how many batches one pass over the whole held-out data takes says so in
+    #: ``batches_per_pass`` (images: ceil(held-out / batch size); text: validation windows).
     meta_batches: Iterator[Any] | None = None
     #: ``meta_loss(params, batch)``: the loss of ``batch`` evaluated with the model's
     #: parameters replaced by ``params`` (a name -> tensor mapping, as from

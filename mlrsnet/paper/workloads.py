@@ -310,6 +310,11 @@ class HeldOutImageBatches:
     def __iter__(self) -> HeldOutImageBatches:
         return self
 
+    @property
+    def batches_per_pass(self) -> int:
+        """Batches in one pass over the whole held-out set (the last one may be smaller)."""
+        return math.ceil(len(self.workload.y_held) / self.workload.batch_size)
+
     def __next__(self) -> tuple[Tensor, Tensor]:
         wl = self.workload
         n = len(wl.y_held)
@@ -355,6 +360,11 @@ class ValidationWindows:
 
     def __iter__(self) -> ValidationWindows:
         return self
+
+    @property
+    def batches_per_pass(self) -> int:
+        """Windows in one pass over the whole validation split."""
+        return self.windows
 
     def __next__(self) -> MetaWindow:
         wl = self.workload
