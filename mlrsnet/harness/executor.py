@@ -24,7 +24,7 @@ from typing import Any
 from mlrsnet.errors import UserError
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.loop import RunResult, pick_device, train
-from mlrsnet.harness.store import HOST, Store
+from mlrsnet.harness.store import HOST, RunClaimed, Store
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
              "hpbandster", "ConfigSpace", "hyperopt")
@@ -60,8 +60,8 @@ def _now() -> str:
 class _Segment:
     """Writes the ``running`` row's heartbeat (and time so far) at each epoch end."""
 
-    def __init__(self, store: Store, row: dict[str, Any], on_epoch: Any) -> None:
-        self.store, self.row, self.on_epoch = store, row, on_epoch
+    def __init__(self, store: Store, row: dict[str, Any], on_epoch: Any, lock_path: Path) -> None:
+        self.store, self.row, self.on_epoch, self.lock_path = store, row, on_epoch, lock_path
         self.t0 = time.perf_counter()
         self.warned = False
 
@@ -69,6 +69,8 @@ class _Segment:
         return time.perf_counter() - self.t0
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.lock_path)  # the lock's mtime is the claim's heartbeat too
         try:
             self.store.write_run_row({**self.row, "heartbeat": _now(), "epochs_done": epoch,
                                       "wall_time_s": self.wall()})
@@ -86,15 +88,35 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
              on_epoch: Any = None) -> RunResult | None:
     """Run one cell into the store; ``None`` if it was already done (and not forced).
 
-    While it trains, its row says ``running`` with the owner's host and pid and a heartbeat
-    written at each epoch end (:meth:`Store.liveness` tells a stale row from a live one);
-    a failure, including one writing the final rows, is recorded as ``failed``."""
+    The run is claimed first (:class:`~mlrsnet.harness.store.RunLock`); a run another live
+    process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  While it trains, its
+    row says ``running`` with the owner's host and pid and a heartbeat written at each epoch
+    end (:meth:`Store.liveness` tells a stale row from a live one); a failure, including one
+    writing the final rows, is recorded as ``failed``."""
     run_id = cell.run_id
-    if not force and store.is_done(cell.experiment, run_id):
-        return None
+    with warnings.catch_warnings():  # the check under the lock warns
+        warnings.simplefilter("ignore")
+        if not force and store.is_done(cell.experiment, run_id):
+            return None  # cheap path: no lock needed to skip a finished run
+    lock = store.lock(cell.experiment, run_id)
+    lock.acquire(run_id)
+    try:
+        if not force and store.is_done(cell.experiment, run_id):
+            return None  # finished by another process meanwhile
+        return _train_claimed(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force,
+                              artifact_dir=artifact_dir, on_epoch=on_epoch)
+    finally:
+        lock.release()
+
+
+def _train_claimed(cell: Cell, store: Store, *, data_dir: str | None, device: str | None, quiet: bool,
+                   force: bool, artifact_dir: str | Path | None, on_epoch: Any) -> RunResult:
+    run_id = cell.run_id
     dev = pick_device(device)
     exp_dir = store.root / cell.experiment
     checkpoint = exp_dir / "checkpoints" / f"{run_id}.pt"
+    # We hold the run's lock: a checkpoint temp file of this run is a dead writer's.
+    checkpoint.with_suffix(".pt.tmp").unlink(missing_ok=True)
     if force:
         checkpoint.unlink(missing_ok=True)
     artifacts = Path(artifact_dir) if artifact_dir else exp_dir / "artifacts" / run_id
@@ -107,7 +129,7 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
         "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
     }
     store.write_run_row(row)
-    segment = _Segment(store, row, on_epoch)
+    segment = _Segment(store, row, on_epoch, store.lock(cell.experiment, run_id).path)
 
     def fail(error: str) -> None:
         try:
@@ -160,6 +182,13 @@ def run_local(cells: Sequence[Cell], store: Store, *, data_dir: str | None = Non
         tag = f"[{k}/{len(cells)}] {cell.task} {cell.profile} {cell.method} seed={cell.seed}"
         try:
             result = run_cell(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force)
+        except RunClaimed as exc:
+            outcomes[cell.run_id] = "claimed"
+            hint = ("" if exc.owner.get("host") in (HOST, None) else
+                    f" (a lock of another host is never broken here; if that process is gone, "
+                    f"delete {exc.path})")
+            _print(f"{tag}: claimed by {exc.who}, skipped{hint}", quiet)
+            continue
         except UserError:
             raise
         except Exception as exc:
@@ -205,7 +234,10 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
     @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
     def remote(cell_json: str) -> str:
         cell = Cell(**json.loads(cell_json))
-        res = run_cell(cell, Store(root), data_dir=data, device=device, quiet=True, force=force)
+        try:
+            res = run_cell(cell, Store(root), data_dir=data, device=device, quiet=True, force=force)
+        except RunClaimed as exc:
+            return f"claimed by {exc.who}, skipped"
         return "skipped" if res is None else res.status
 
     refs = {remote.remote(json.dumps(_cell_dict(c))): c for c in pending}

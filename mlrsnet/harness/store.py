@@ -13,6 +13,10 @@ earlier versions.
 A file that cannot be read (truncated, empty, not Parquet) is never trusted: reading skips
 it with a :class:`DamagedFileWarning` naming the path, and a run with a damaged file is not
 done (the executor trains it again and rewrites all its tables).
+
+:class:`RunLock` claims a run before it is trained (``<experiment>/locks/<run_id>.lock``,
+created with ``O_CREAT | O_EXCL``), so two processes on one results folder never train the
+same run; a lock whose owner died on this host is broken.
 """
 
 from __future__ import annotations
@@ -313,3 +317,120 @@ class Store:
             if key in df:
                 df[key] = df[key].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
         return df
+
+    def lock(self, experiment: str, run_id: str) -> RunLock:
+        return RunLock(self.path(experiment, "locks", run_id).with_suffix(".lock"))
+
+
+class RunClaimed(Exception):
+    """Another live process holds the run's lock."""
+
+    def __init__(self, run_id: str, owner: Mapping[str, Any], path: Path) -> None:
+        self.run_id, self.owner, self.path = run_id, dict(owner), path
+        who = f"{owner.get('host', '?')}:{owner.get('pid', '?')}"
+        super().__init__(f"claimed by {who}, skipped")
+
+    @property
+    def who(self) -> str:
+        return f"{self.owner.get('host', '?')}:{self.owner.get('pid', '?')}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Ray)
+        return (RunClaimed, (self.run_id, self.owner, self.path))
+
+
+class RunLock:
+    """An exclusive claim on one run: a file created with ``O_CREAT | O_EXCL`` holding its
+    owner's host, pid and pid start time.  A lock whose owner is dead (same host, pid gone
+    or reused) is broken; one held by a live process, or by another host, is respected."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held = False
+
+    def owner(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return {}
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    def _try_create(self) -> bool:
+        me = {"host": HOST, "pid": os.getpid(), "pid_start": pid_start(os.getpid()),
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            fd = _create(self.path)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(me))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.held = True
+        return True
+
+    def _is_stale(self, owner: Mapping[str, Any] | None) -> bool:
+        if owner is None:
+            return False
+        if not owner:  # unreadable or half-written: stale only once it has aged
+            try:
+                return time.time() - self.path.stat().st_mtime > 60
+            except OSError:
+                return False
+        if owner.get("host") == HOST and owner.get("pid") == os.getpid():
+            return True  # left by this very process (nothing else here can hold it)
+        return owner_alive(owner.get("host"), owner.get("pid"), owner.get("pid_start")) is False
+
+    def _break(self, owner: Mapping[str, Any] | None) -> None:
+        """Remove a stale lock, serialised by a second O_EXCL file so that two breakers
+        cannot both remove it (one of them would remove the other's fresh lock)."""
+        guard = self.path.with_suffix(".break")
+        try:
+            fd = _create(guard)
+        except FileExistsError:
+            try:  # a breaker that died mid-way
+                if time.time() - guard.stat().st_mtime > 60:
+                    guard.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return
+        os.close(fd)
+        try:
+            if self.owner() == owner:
+                self.path.unlink(missing_ok=True)
+        finally:
+            guard.unlink(missing_ok=True)
+
+    def acquire(self, run_id: str = "") -> None:
+        """Claim the run or raise :class:`RunClaimed`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            if self._try_create():
+                return
+            owner = self.owner()
+            if owner is None:
+                continue  # released meanwhile
+            if not self._is_stale(owner):
+                raise RunClaimed(run_id or self.path.stem, owner, self.path)
+            self._break(owner)
+            time.sleep(0.01)
+        raise RunClaimed(run_id or self.path.stem, self.owner() or {}, self.path)
+
+    def release(self) -> None:
+        if self.held:
+            owner = self.owner()
+            if owner and owner.get("pid") == os.getpid() and owner.get("host") == HOST:
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -88,6 +91,7 @@ def test_a_failure_writing_the_final_rows_is_recorded_and_leaves_no_temporaries(
     assert "could not write the results" in row["error"] and "No space left on device" in row["error"]
     assert row["finished"] and row["pid"] == os.getpid() and row["host"] == HOST
     assert _no_temporaries(tmp_path) == []
+    assert not store.lock("e", cell.run_id).path.exists()
     monkeypatch.setattr(store_module.pq, "write_table", real)
     assert run_local([cell], store, quiet=True) == {cell.run_id: "finished"}  # resumes
     assert store.run_row("e", cell.run_id)["status"] == "finished"
@@ -127,3 +131,35 @@ def test_the_running_row_has_owner_and_a_heartbeat_each_epoch(tmp_path: Path, da
     for r in seen:
         assert r["status"] == "running" and r["heartbeat"] and r["wall_time_s"] > 0
         assert Store.liveness(r) == "live"
+
+
+KILLED = """
+import os, signal, sys
+from mlrsnet.harness.executor import run_cell
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.store import Store
+
+cell = Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, experiment="e")
+def die(epoch, metrics):
+    os.kill(os.getpid(), signal.SIGKILL)
+run_cell(cell, Store(sys.argv[1]), device="cpu", force=sys.argv[2] == "force", on_epoch=die)
+"""
+
+
+def _run_and_kill(root: Path, force: bool = False) -> None:
+    proc = subprocess.run([sys.executable, "-c", KILLED, str(root), "force" if force else "-"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def test_a_killed_run_leaves_a_dead_row_and_a_lock_that_the_next_run_breaks(tmp_path: Path, data_dir) -> None:
+    store, cell = Store(tmp_path), _cell()
+    _run_and_kill(tmp_path)
+    stale = store.run_row("e", cell.run_id)
+    assert stale["status"] == "running" and stale["epochs_done"] == 1
+    assert Store.liveness(stale) == "dead"
+    assert store.lock("e", cell.run_id).path.exists()  # left behind by the killed process
+    run_cell(cell, store, device="cpu")  # breaks the dead lock
+    done = store.run_row("e", cell.run_id)
+    assert done["status"] == "finished"
+    assert not store.lock("e", cell.run_id).path.exists()

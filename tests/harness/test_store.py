@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -13,7 +14,7 @@ import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import SpecError, parse_spec
-from mlrsnet.harness.store import HOST, DamagedFileWarning, Store, _host_tag
+from mlrsnet.harness.store import HOST, DamagedFileWarning, RunClaimed, Store, _host_tag
 
 
 def _row(run_id: str, status: str) -> dict:
@@ -136,6 +137,25 @@ def test_a_running_row_tells_a_live_owner_from_a_dead_one(tmp_path: Path) -> Non
     row = store.runs("exp").iloc[0].to_dict()
     assert (row["host"], row["pid"], row["heartbeat"]) == (HOST, os.getpid(), live["heartbeat"])
     assert Store.liveness(row) == "live"
+
+
+def test_a_run_lock_is_exclusive_released_and_broken_when_its_owner_is_dead(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    lock = store.lock("exp", "a")
+    other = {"host": HOST, "pid": os.getppid()}  # a live process that is not this one
+    lock.path.parent.mkdir(parents=True)
+    lock.path.write_text(json.dumps(other))
+    with pytest.raises(RunClaimed, match=f"claimed by {re.escape(HOST)}:{os.getppid()}, skipped"):
+        lock.acquire("a")
+    assert json.loads(lock.path.read_text()) == other  # respected, untouched
+    lock.path.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    with pytest.raises(RunClaimed):  # another host: cannot tell, so respected
+        lock.acquire("a")
+    lock.path.write_text(json.dumps({"host": HOST, "pid": _dead_pid()}))
+    lock.acquire("a")  # dead owner: broken and taken
+    assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not lock.path.exists()
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", ".hidden", "", "a\\b"])
