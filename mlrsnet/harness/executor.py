@@ -24,7 +24,7 @@ from typing import Any
 from mlrsnet.errors import UserError
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.loop import RunResult, pick_device, train
-from mlrsnet.harness.store import HOST, RunClaimed, Store
+from mlrsnet.harness.store import FINAL_STATUSES, HOST, RunClaimed, Store
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
              "hpbandster", "ConfigSpace", "hyperopt")
@@ -60,25 +60,28 @@ def _now() -> str:
 class _Segment:
     """Writes the ``running`` row's heartbeat (and time so far) at each epoch end."""
 
-    def __init__(self, store: Store, row: dict[str, Any], on_epoch: Any, lock_path: Path) -> None:
-        self.store, self.row, self.on_epoch, self.lock_path = store, row, on_epoch, lock_path
+    def __init__(self, store: Store, row: dict[str, Any], wall_before: float, own_row: bool,
+                 on_epoch: Any, lock_path: Path) -> None:
+        self.store, self.row, self.wall_before, self.own_row = store, row, wall_before, own_row
+        self.on_epoch, self.lock_path = on_epoch, lock_path
         self.t0 = time.perf_counter()
         self.warned = False
 
     def wall(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.wall_before + (time.perf_counter() - self.t0)
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         with contextlib.suppress(OSError):
             os.utime(self.lock_path)  # the lock's mtime is the claim's heartbeat too
-        try:
-            self.store.write_run_row({**self.row, "heartbeat": _now(), "epochs_done": epoch,
-                                      "wall_time_s": self.wall()})
-        except OSError as exc:  # the final write reports it; training goes on
-            if not self.warned:
-                warnings.warn(f"run {self.row['run_id']}: could not write its heartbeat: {exc}",
-                              stacklevel=2)
-                self.warned = True
+        if self.own_row:
+            try:
+                self.store.write_run_row({**self.row, "heartbeat": _now(), "epochs_done": epoch,
+                                          "wall_time_s": self.wall()})
+            except OSError as exc:  # the final write reports it; training goes on
+                if not self.warned:
+                    warnings.warn(f"run {self.row['run_id']}: could not write its heartbeat: {exc}",
+                                  stacklevel=2)
+                    self.warned = True
         if self.on_epoch is not None:
             self.on_epoch(epoch, metrics)
 
@@ -92,7 +95,9 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
     process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  While it trains, its
     row says ``running`` with the owner's host and pid and a heartbeat written at each epoch
     end (:meth:`Store.liveness` tells a stale row from a live one); a failure, including one
-    writing the final rows, is recorded as ``failed``."""
+    writing the final rows, is recorded as ``failed``.  A resumed run keeps its first
+    ``started`` and adds up the wall time of its segments; ``--force`` keeps the old result
+    readable until the new one is written."""
     run_id = cell.run_id
     with warnings.catch_warnings():  # the check under the lock warns
         warnings.simplefilter("ignore")
@@ -101,35 +106,47 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
     lock = store.lock(cell.experiment, run_id)
     lock.acquire(run_id)
     try:
-        if not force and store.is_done(cell.experiment, run_id):
+        prior = store.run_row(cell.experiment, run_id)  # a damaged row warns here, once
+        if not force and prior is not None and store.is_done(cell.experiment, run_id):
             return None  # finished by another process meanwhile
-        return _train_claimed(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force,
-                              artifact_dir=artifact_dir, on_epoch=on_epoch)
+        return _train_claimed(cell, store, prior, data_dir=data_dir, device=device, quiet=quiet,
+                              force=force, artifact_dir=artifact_dir, on_epoch=on_epoch)
     finally:
         lock.release()
 
 
-def _train_claimed(cell: Cell, store: Store, *, data_dir: str | None, device: str | None, quiet: bool,
-                   force: bool, artifact_dir: str | Path | None, on_epoch: Any) -> RunResult:
+def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, *,
+                   data_dir: str | None, device: str | None, quiet: bool, force: bool,
+                   artifact_dir: str | Path | None, on_epoch: Any) -> RunResult:
     run_id = cell.run_id
     dev = pick_device(device)
     exp_dir = store.root / cell.experiment
     checkpoint = exp_dir / "checkpoints" / f"{run_id}.pt"
     # We hold the run's lock: a checkpoint temp file of this run is a dead writer's.
     checkpoint.with_suffix(".pt.tmp").unlink(missing_ok=True)
-    if force:
-        checkpoint.unlink(missing_ok=True)
+    prior_final = prior is not None and prior.get("status") in FINAL_STATUSES
+    if force or prior_final:
+        checkpoint.unlink(missing_ok=True)  # a fresh start: nothing to resume from
+    resuming = checkpoint.exists() and prior is not None and not prior_final
+    started = str(prior["started"]) if resuming and prior.get("started") else _now()
+    wall_before = float(prior.get("wall_time_s") or 0.0) if resuming else 0.0
+    if wall_before != wall_before:  # NaN
+        wall_before = 0.0
     artifacts = Path(artifact_dir) if artifact_dir else exp_dir / "artifacts" / run_id
     row: dict[str, Any] = {
         "run_id": run_id, "experiment": cell.experiment, "task": cell.task, "profile": cell.profile,
         "method": cell.method, "hparams": dict(cell.hparams), "seed": cell.seed,
         "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
-        "overrides": dict(cell.overrides), "status": "running", "started": _now(),
+        "overrides": dict(cell.overrides), "status": "running", "started": started,
         "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
         "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
     }
-    store.write_run_row(row)
-    segment = _Segment(store, row, on_epoch, store.lock(cell.experiment, run_id).path)
+    # A forced re-run of a finished run leaves the old row (and curves) readable until the
+    # new curves are written; otherwise the row says "running" from the start.
+    own_row = not prior_final
+    if own_row:
+        store.write_run_row(row)
+    segment = _Segment(store, row, wall_before, own_row, on_epoch, store.lock(cell.experiment, run_id).path)
 
     def fail(error: str) -> None:
         try:
@@ -144,21 +161,26 @@ def _train_claimed(cell: Cell, store: Store, *, data_dir: str | None, device: st
         result = train(cell, data_dir=data_dir, device=dev, quiet=quiet, checkpoint_path=checkpoint,
                        artifact_dir=artifacts, on_epoch=segment)
     except UserError as exc:
-        fail(str(exc))
+        if own_row:
+            fail(str(exc))
         raise
     except Exception as exc:  # a crash ends this run, not the experiment
-        fail(f"{type(exc).__name__}: {exc}")
+        if own_row:
+            fail(f"{type(exc).__name__}: {exc}")
         raise
     except BaseException as exc:  # Ctrl-C, a stopped Tune trial: the row stays "running" (resumable)
-        with contextlib.suppress(Exception):
-            store.write_run_row({**row, "heartbeat": _now(), "wall_time_s": segment.wall(),
-                                 "error": f"interrupted ({type(exc).__name__})"})
+        if own_row:
+            with contextlib.suppress(Exception):
+                store.write_run_row({**row, "heartbeat": _now(), "wall_time_s": segment.wall(),
+                                     "error": f"interrupted ({type(exc).__name__})"})
         raise
     epochs_done = max((r["epoch"] for r in result.epochs), default=0)
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
-             "finished": _now(), "heartbeat": _now(), "wall_time_s": result.wall_time_s,
+             "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
              "method_info": result.method_info, "epochs_done": epochs_done}
     try:
+        if not own_row:
+            store.write_run_row(row)  # the old curves are about to be replaced
         store.write_curves(cell.experiment, run_id, result.epochs, result.steps)
         store.write_run_row(final)
     except Exception as exc:
@@ -263,6 +285,4 @@ def _cell_dict(cell: Cell) -> dict[str, Any]:
 
 
 def _forwarded_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}

@@ -152,14 +152,27 @@ def _run_and_kill(root: Path, force: bool = False) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-def test_a_killed_run_leaves_a_dead_row_and_a_lock_that_the_next_run_breaks(tmp_path: Path, data_dir) -> None:
+def test_a_killed_run_leaves_a_dead_row_and_its_resume_keeps_started_and_adds_wall_time(
+        tmp_path: Path, data_dir) -> None:
     store, cell = Store(tmp_path), _cell()
     _run_and_kill(tmp_path)
     stale = store.run_row("e", cell.run_id)
     assert stale["status"] == "running" and stale["epochs_done"] == 1
     assert Store.liveness(stale) == "dead"
     assert store.lock("e", cell.run_id).path.exists()  # left behind by the killed process
-    run_cell(cell, store, device="cpu")  # breaks the dead lock
+    result = run_cell(cell, store, device="cpu")       # breaks the dead lock, resumes
     done = store.run_row("e", cell.run_id)
     assert done["status"] == "finished"
+    assert done["started"] == stale["started"]
+    assert done["wall_time_s"] == pytest.approx(stale["wall_time_s"] + result.wall_time_s)
     assert not store.lock("e", cell.run_id).path.exists()
+
+
+def test_a_forced_rerun_killed_midway_keeps_the_old_result(tmp_path: Path, data_dir) -> None:
+    store, cell = Store(tmp_path), _cell()
+    run_cell(cell, store, device="cpu")
+    old_row, old_curves = store.run_row("e", cell.run_id), _curves(store, "e")
+    _run_and_kill(tmp_path, force=True)
+    assert store.run_row("e", cell.run_id) == old_row
+    pd.testing.assert_frame_equal(_curves(store, "e"), old_curves)
+    assert run_cell(cell, store, device="cpu") is None  # still done
