@@ -1,47 +1,54 @@
 """RTHO: real-time hyper-parameter optimisation of the LR (Franceschi et al., ICML 2017).
 
-RTHO carries the forward-mode derivative of the weights with respect to the learning rate
-alongside training, never resetting it, and every ``update_every`` steps moves the LR
-along the hypergradient of a held-out loss.  For the task's SGD (momentum ``mu``, weight
-decay folded into the gradient ``g_t = grad L_t(w_t) + wd * w_t``)::
+RTHO carries the forward-mode derivative ``Z = dw/d eta`` of the weights with respect to
+the learning rate alongside training, never resetting it, and every ``update_every`` steps
+moves the LR along the hypergradient ``grad E_val(w_{t+1}) . Z_{t+1}`` of a held-out loss.
+The recursion of ``Z`` (and of the momentum buffer's tangent), with weight decay, momentum,
+Nesterov and the loop's gradient clipping, is :mod:`baselines._tangent`'s, shared with
+MARTHE (RTHO is its discount ``mu = 1``: the exact derivative).  ``E_val`` is the loss on
+held-out batches of the training split (``RunContext.meta_batches``; never the test split).
 
-    b_{t+1} = mu * b_t + g_t                      d_t = b_{t+1}        (heavy ball)
-                                                  d_t = g_t + mu*b_{t+1} (Nesterov)
-    w_{t+1} = w_t - eta * d_t
+Settings follow the official code:
 
-and the tangents ``Z = dw/d eta``, ``Q = db/d eta`` (both start at zero) follow::
-
-    HZ_t    = (H_t + wd * I) Z_t                  (Hessian-vector product, double backward)
-    Q_{t+1} = mu * Q_t + HZ_t
-    D_t     = Q_{t+1}   or   HZ_t + mu * Q_{t+1}  (heavy ball / Nesterov)
-    Z_{t+1} = Z_t - eta * D_t - d_t
-
-With ``mu = 0`` this is ``Z_{t+1} = (I - eta H_t) Z_t - g_t``.  The hypergradient after
-step ``t`` is ``grad E_val(w_{t+1}) . Z_{t+1}``, with ``E_val`` the loss on held-out
-batches of the training split (``RunContext.meta_batches``; never the test split).  When
-the loop clipped the gradient (``clip_grad_norm``), ``d`` uses the clipped gradient and
-the tangent uses the Jacobian of the clipping, ``c (I - u u^T)`` with ``c`` the clip
-factor and ``u`` the unit raw gradient.
-
-Settings follow the official code (github.com/lucfra/RFHO):
-
+* hypergradient on the WHOLE held-out set (``val_batches=None``, the default): FAR-HO's
+  RTHO example feeds the whole validation set to the outer objective
+  (``far_ho/examples/autoMLDemos``, ``validation_set.create_supplier(x, y)`` without a
+  batch size; ``far_ho/examples/datasets.py``: no batch size = the entire set).  Here that
+  is one pass of the held-out source (``batches_per_pass`` batches of the training batch
+  size, weighted by their size: the gradient of the mean held-out loss), so the supplement's
+  Fig. 3 sweep over the held-out size (``[overrides] holdout = 1000 ... 5000``) changes the
+  hypergradient.  An int ``val_batches`` averages that many batches instead (the previous
+  default here was 1; adatune's PyTorch RTHO uses one validation mini-batch per step).
+* hyper-step every ``update_every`` steps: the official value is 100
+  (``hyper_batch_size = 100`` in FAR-HO's RTHO demo, 5,000 inner steps -> 50 hyper-steps;
+  also RFHO's ``rfho/examples/all_methods_on_mnist.py``), used at the ``paper`` profile.
+  The short profiles have too few steps for that (``mini`` ResNet-18 would make one
+  hyper-step, ``smoke`` none), so ``update_every=None`` (the default) is
+  ``max(1, min(100, total_steps // 20))`` there: at least about 20 hyper-steps per run, never
+  rarer than the official 100.  The value in force is ``rtho_update_every`` in
+  ``runs.method_info``.
 * hyper-optimiser: Adam on the LR with hyper-LR 5e-3 (``hyper_learning_rate=5.e-3`` of
-  ``rfho/experiments/rtho_phonetic_embedding.py``, the paper's large-scale RTHO run),
+  RFHO's ``rfho/experiments/rtho_phonetic_embedding.py``, the paper's large-scale RTHO run),
   beta1 0.9, beta2 0.999, epsilon 1e-8 *inside* the square root and bias correction
   ``sqrt(1 - beta2^k) / (1 - beta1^k)`` (``rfho.doh.adam_dynamics``);
 * positivity projection ``eta <- max(eta, 0)`` after every hyper-update (``positivity``);
-* initial LR 0.075 (``learning_rate=.075`` of the same script);
-* hyper-batch (steps between LR updates) 100 (``hyper_batch_size=100`` in the RTHO mode of
-  ``rfho/examples/all_methods_on_mnist.py`` and in the README's RTHO example).  The paper's
-  own value for its TIMIT run could not be retrieved; tune ``update_every`` if it matters.
+* initial LR 0.075 on image tasks (``learning_rate=.075`` of the same script).
 
-Each hypergradient averages ``val_batches`` held-out batches (default 1); the size of the
-held-out set (the supplement's Fig. 3 sweep) is the task profile's ``holdout`` (an
-experiment's ``[overrides] holdout = 2000``).
+Language models: neither the RTHO paper nor its code has a language-model setting, and the
+image defaults cannot reach these tasks' regime (base LR 20, clipping 0.25): Adam moves the
+LR by about ``hyper_lr`` per hyper-step, so from 0.075 with 5e-3 it would take thousands of
+hyper-steps to get near 20.  On text tasks ``lr=None`` therefore starts from the task's base
+LR (``RunContext.base_lr``) and ``hyper_lr=None`` is 5e-3 scaled by ``base_lr / 0.075``
+(the same relative move per hyper-step as on images); :meth:`RealTimeHO.space` searches the
+LR and hyper-LR around that regime for text.  Both are this suite's choices.
+
+The held-out loss runs in the model's current mode, train mode during training (BatchNorm
+with the held-out batch's statistics, running buffers untouched; dropout on), see
+:mod:`baselines._tangent`.
 
 Cost: every step takes the gradient with its graph and one Hessian-vector product through
 it (about 3.5x a plain step on the CPU ``mini`` ResNet-18, a third of the product being
-BatchNorm's double backward); the held-out gradient comes once per ``update_every`` steps.
+BatchNorm's double backward); the held-out pass comes once per ``update_every`` steps.
 cuDNN's RNN kernels have no double backward, so on a GPU the model's RNN modules run with
 cuDNN switched off (forward hooks set while RTHO is bound).
 """
@@ -55,29 +62,42 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from baselines._direction import (
-    clone_all,
-    dot,
-    placed_like,
-    require_keys,
-    squared_norm,
-)
+from baselines._direction import require_keys
+from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
 
 _HYPER_BETA1 = 0.9
 _HYPER_BETA2 = 0.999
 _HYPER_EPSILON = 1e-8
+#: Official values (RFHO / FAR-HO, see the module docstring).
+OFFICIAL_LR = 0.075
+OFFICIAL_HYPER_LR = 5e-3
+OFFICIAL_UPDATE_EVERY = 100
+#: Hyper-steps a short profile makes at least (about; ``update_every=None``).
+MIN_HYPER_STEPS = 20
+
+
+def scaled_update_every(profile: str, total_steps: int, official: int = OFFICIAL_UPDATE_EVERY) -> int:
+    """The official interval at the paper profile; elsewhere often enough for about
+    :data:`MIN_HYPER_STEPS` hyper-steps per run, never rarer than the official one."""
+    if profile == "paper":
+        return official
+    return max(1, min(official, total_steps // MIN_HYPER_STEPS))
 
 
 class RealTimeHO(Method):
     name: ClassVar[str] = "rtho"
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
-        "lr": 0.075,
-        "hyper_lr": 5e-3,
-        "update_every": 100,
-        "val_batches": 1,
+        #: None: 0.075 on image tasks (official), the task's base LR on text tasks.
+        "lr": None,
+        #: None: 5e-3 on image tasks (official), 5e-3 * base_lr / 0.075 on text tasks.
+        "hyper_lr": None,
+        #: None: 100 at the paper profile (official), max(1, min(100, steps // 20)) elsewhere.
+        "update_every": None,
+        #: None: the whole held-out set (official); an int: that many held-out batches.
+        "val_batches": None,
         "positive": True,
     }
     search_space: ClassVar[dict[str, SearchDim]] = {
@@ -85,25 +105,33 @@ class RealTimeHO(Method):
         "hyper_lr": ("loguniform", 1e-4, 1e-1),
         "update_every": ("choice", [10, 50, 100, 500]),
     }
+    #: Language models (base LR 20): this suite's range around the tasks' regime.
+    text_search_space: ClassVar[dict[str, SearchDim]] = {
+        "lr": ("loguniform", 1.0, 40.0),
+        "hyper_lr": ("loguniform", 1e-2, 10.0),
+        "update_every": ("choice", [10, 50, 100, 500]),
+    }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
         for key in ("update_every", "val_batches"):
             value = self.hparams[key]
-            if int(value) != value or value < 1:
-                raise UserError(f"rtho: {key} must be a positive integer, got {value!r}")
-        self._lr = float(self.hparams["lr"])
+            if value is not None and (int(value) != value or value < 1):
+                raise UserError(f"rtho: {key} must be a positive integer or None, got {value!r}")
+        self._lr: float | None = None  # set in bind() unless restored first
+        self._update_every: int | None = None
         self._steps_done = 0
-        self._z: list[Tensor] | None = None  # dw/d eta
-        self._q: list[Tensor] | None = None  # d(momentum buffer)/d eta
-        self._momentum_buffer: list[Tensor] | None = None
+        self._tangent = LRTangent(self.name)
         self._hyper_m = 0.0
         self._hyper_v = 0.0
         self._hyper_updates = 0
         self._last_hypergradient = float("nan")
-        self._raw_grads: tuple[Tensor | None, ...] | None = None
-        self._placed = True
         self._rnn_hooks: list[Any] = []
+        self._val_batches_used: int | None = None
+
+    @classmethod
+    def space(cls, kind: str) -> dict[str, SearchDim]:
+        return dict(cls.text_search_space if kind == "text" else cls.search_space)
 
     # -- contract ---------------------------------------------------------------------------
     def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
@@ -117,14 +145,32 @@ class RealTimeHO(Method):
                 f"rtho needs held-out data of the training split for its validation loss, but "
                 f"task {run.task_name!r} (profile {run.profile!r}) holds nothing out"
             )
-        self._rnn_hooks = _run_rnns_without_cudnn(run.model) if run.device.type == "cuda" else []
+        if self._lr is None:
+            self._lr = self.initial_lr()
+        value = self.hparams["update_every"]
+        self._update_every = (scaled_update_every(run.profile, run.epochs * run.steps_per_epoch)
+                              if value is None else int(value))
+        self._rnn_hooks = run_rnns_without_cudnn(run.model) if run.device.type == "cuda" else []
+
+    def initial_lr(self) -> float:
+        """``lr``; ``None``: the official 0.075 on images, the task's base LR on text."""
+        value = self.hparams["lr"]
+        if value is not None:
+            return float(value)
+        return self.run.base_lr if self.run is not None and self.run.kind == "text" else OFFICIAL_LR
+
+    def hyper_lr(self) -> float:
+        """``hyper_lr``; ``None``: the official 5e-3 on images, scaled to the base LR on text."""
+        value = self.hparams["hyper_lr"]
+        if value is not None:
+            return float(value)
+        if self.run is not None and self.run.kind == "text":
+            return OFFICIAL_HYPER_LR * self.run.base_lr / OFFICIAL_LR
+        return OFFICIAL_HYPER_LR
 
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         """Gradients with their graph kept (for the Hessian-vector product), detached copies in ``p.grad``."""
-        raw = torch.autograd.grad(loss, list(params), create_graph=True, allow_unused=True)
-        for p, g in zip(params, raw, strict=True):
-            p.grad = None if g is None else g.detach().clone()
-        self._raw_grads = raw
+        self._tangent.backward(loss, params)
 
     def lr(self, step: StepInfo) -> float:
         """The LR in force: it moves only in the hyper-steps of :meth:`after_step`."""
@@ -133,128 +179,48 @@ class RealTimeHO(Method):
     def direction(self, step: StepInfo) -> list[Tensor]:
         """``d_t`` of the task's SGD (momentum, Nesterov, weight decay kept here), and the
         tangent ``Z`` advanced to ``Z_{t+1}`` with the LR of this step."""
-        params = self.run.params
-        if self._raw_grads is None:
-            raise RuntimeError("rtho: direction() called without rtho's backward(); the step must call method.backward")
-        if not self._placed:
-            for attr in ("_z", "_q", "_momentum_buffer"):
-                setattr(self, attr, placed_like(getattr(self, attr), params))
-            self._placed = True
-        optim = self.run.optim
-        wd, mu = optim.weight_decay, optim.momentum
-        nesterov = optim.nesterov and mu > 0
-
-        raw = [torch.zeros_like(p) if g is None else g
-               for p, g in zip(params, self._raw_grads, strict=True)]
-        self._raw_grads = None
-        with torch.no_grad():
-            grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
-        tangent_hz = self._curvature_times_z(params, raw, grads)
-
-        with torch.no_grad():
-            if wd:
-                torch._foreach_add_(grads, [p.detach() for p in params], alpha=wd)
-            direction, tangent_d = self._direction_and_tangent(grads, tangent_hz, mu, nesterov)
-            if self._z is None:
-                self._z = [torch.zeros_like(d) for d in direction]
-            torch._foreach_add_(self._z, tangent_d, alpha=-self._lr)
-            torch._foreach_sub_(self._z, direction)
-        return direction
+        return self._tangent.direction(self.run, self._lr)
 
     def after_step(self, step: StepInfo) -> None:
         self._steps_done += 1
-        if self._steps_done % int(self.hparams["update_every"]) == 0:
+        if self._steps_done % self._update_every == 0:
             self._hyper_update()
 
     def extra_info(self) -> dict[str, Any]:
-        return {"rtho_update_every": int(self.hparams["update_every"])}
-
-    # -- forward-mode tangent --------------------------------------------------------------
-    def _curvature_times_z(self, params: Sequence[Tensor], raw: list[Tensor],
-                           clipped: list[Tensor]) -> list[Tensor] | None:
-        """``J_t Z_t`` for the gradient map actually applied (clipping included), or None when Z = 0."""
-        if self._z is None:
-            return None
-        needs_graph = [g.requires_grad for g in raw]
-        outputs = [g for g, keep in zip(raw, needs_graph, strict=True) if keep]
-        vectors = [z for z, keep in zip(self._z, needs_graph, strict=True) if keep]
-        hz = [torch.zeros_like(p) for p in params]
-        if outputs:
-            products = torch.autograd.grad(outputs, list(params), grad_outputs=vectors, allow_unused=True)
-            hz = [torch.zeros_like(p) if h is None else h for p, h in zip(params, products, strict=True)]
-        if self.run.optim.clip_grad_norm is None:
-            return hz
-        with torch.no_grad():
-            raw_norm = math.sqrt(float(squared_norm([g.detach() for g in raw])))
-            clipped_norm = math.sqrt(float(squared_norm(clipped)))
-            if raw_norm > 0 and clipped_norm < raw_norm * (1 - 1e-12):
-                # clipping g -> c g with c = max_norm / |g|: Jacobian c (I - u u^T) H, u = g/|g|
-                scale = clipped_norm / raw_norm
-                unit = [g.detach() / raw_norm for g in raw]
-                along = float(dot(unit, hz))
-                torch._foreach_add_(hz, unit, alpha=-along)
-                torch._foreach_mul_(hz, scale)
-        return hz
-
-    def _direction_and_tangent(self, grads: list[Tensor], hz: list[Tensor] | None, mu: float,
-                               nesterov: bool) -> tuple[list[Tensor], list[Tensor]]:
-        wd = self.run.optim.weight_decay
-        if hz is None:  # Z_t = 0: the tangent of the gradient map vanishes
-            hz = [torch.zeros_like(g) for g in grads]
-        elif wd:
-            torch._foreach_add_(hz, self._z, alpha=wd)
-        if mu == 0:
-            return grads, hz
-        if self._momentum_buffer is None:
-            self._momentum_buffer = [g.clone() for g in grads]
-            self._q = [h.clone() for h in hz]
-        else:
-            torch._foreach_mul_(self._momentum_buffer, mu)
-            torch._foreach_add_(self._momentum_buffer, grads)
-            torch._foreach_mul_(self._q, mu)
-            torch._foreach_add_(self._q, hz)
-        if nesterov:
-            return (torch._foreach_add(grads, self._momentum_buffer, alpha=mu),
-                    torch._foreach_add(hz, self._q, alpha=mu))
-        return [b.clone() for b in self._momentum_buffer], [q.clone() for q in self._q]
+        run = self.run
+        info: dict[str, Any] = {"rtho_update_every": self._update_every, "rtho_lr0": self.initial_lr(),
+                                "rtho_hyper_lr": self.hyper_lr(), "rtho_hyper_steps": self._hyper_updates}
+        if run is not None and run.meta_batches is not None:
+            val = self.hparams["val_batches"]
+            info["rtho_val_batches"] = ("whole held-out set" if val is None else int(val))
+            per_pass = getattr(run.meta_batches, "batches_per_pass", None)
+            if per_pass is not None:
+                info["rtho_held_out_batches_per_pass"] = int(per_pass)
+            if self._val_batches_used is not None:
+                info["rtho_held_out_batches_per_hyper_step"] = self._val_batches_used
+        return info
 
     # -- the hyper-step --------------------------------------------------------------------
     def _hyper_update(self) -> None:
-        hypergradient = self._hypergradient()
-        self._last_hypergradient = hypergradient
-        self._hyper_m = _HYPER_BETA1 * self._hyper_m + (1 - _HYPER_BETA1) * hypergradient
-        self._hyper_v = _HYPER_BETA2 * self._hyper_v + (1 - _HYPER_BETA2) * hypergradient**2
+        batches = held_out_batches(self.run, self.hparams["val_batches"])
+        self._val_batches_used = batches
+        value = hypergradient(self.run, self._tangent.z, batches)
+        self._last_hypergradient = value
+        self._hyper_m = _HYPER_BETA1 * self._hyper_m + (1 - _HYPER_BETA1) * value
+        self._hyper_v = _HYPER_BETA2 * self._hyper_v + (1 - _HYPER_BETA2) * value**2
         k = self._hyper_updates + 1
-        step_size = self.hparams["hyper_lr"] * math.sqrt(1 - _HYPER_BETA2**k) / (1 - _HYPER_BETA1**k)
+        step_size = self.hyper_lr() * math.sqrt(1 - _HYPER_BETA2**k) / (1 - _HYPER_BETA1**k)
         self._lr -= step_size * self._hyper_m / math.sqrt(self._hyper_v + _HYPER_EPSILON)
         if self.hparams["positive"]:
             self._lr = max(self._lr, 0.0)
         self._hyper_updates = k
-
-    def _hypergradient(self) -> float:
-        """``grad E_val(w) . Z`` averaged over ``val_batches`` held-out batches."""
-        run = self.run
-        params = run.params
-        if run.param_names:
-            named = dict(zip(run.param_names, params, strict=True))
-        else:
-            named = dict(run.model.named_parameters())
-        total = 0.0
-        for _ in range(int(self.hparams["val_batches"])):
-            loss = run.meta_loss(named, next(run.meta_batches))
-            grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-            total += float(dot(grads, self._z))
-        return total / int(self.hparams["val_batches"])
 
     # -- resume ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "lr": self._lr,
             "steps_done": self._steps_done,
-            "z": clone_all(self._z),
-            "q": clone_all(self._q),
-            "momentum_buffer": clone_all(self._momentum_buffer),
+            **self._tangent.state_dict(),
             "hyper_m": self._hyper_m,
             "hyper_v": self._hyper_v,
             "hyper_updates": self._hyper_updates,
@@ -266,30 +232,8 @@ class RealTimeHO(Method):
         require_keys(state, keys, self.name)
         self._lr = float(state["lr"])
         self._steps_done = int(state["steps_done"])
-        self._z = clone_all(state["z"])
-        self._q = clone_all(state["q"])
-        self._momentum_buffer = clone_all(state["momentum_buffer"])
+        self._tangent.load_state_dict(state)
         self._hyper_m = float(state["hyper_m"])
         self._hyper_v = float(state["hyper_v"])
         self._hyper_updates = int(state["hyper_updates"])
         self._last_hypergradient = float(state.get("last_hypergradient", float("nan")))
-        self._placed = False
-
-
-def _run_rnns_without_cudnn(model: nn.Module) -> list[Any]:
-    """cuDNN's RNN kernels have no double backward; run the model's RNNs with cuDNN off."""
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.RNNBase):
-            saved: dict[str, bool] = {}
-
-            def switch_off(_module: nn.Module, _inputs: Any, saved: dict[str, bool] = saved) -> None:
-                saved["enabled"] = torch.backends.cudnn.enabled
-                torch.backends.cudnn.enabled = False
-
-            def restore(_module: nn.Module, _inputs: Any, _output: Any, saved: dict[str, bool] = saved) -> None:
-                torch.backends.cudnn.enabled = saved.get("enabled", True)
-
-            handles.append(module.register_forward_pre_hook(switch_off))
-            handles.append(module.register_forward_hook(restore))
-    return handles
