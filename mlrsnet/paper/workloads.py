@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,17 @@ from mlrsnet.paper.data import (
     load_image_dataset,
     to_float,
 )
-from mlrsnet.paper.tasks import Profile, Task
+from mlrsnet.paper.profiles import Profile
+
+
+class Task(Protocol):
+    """What a workload reads of a task setting (:class:`mlrsnet.paper.tasks.Task` has it)."""
+
+    name: str
+    kind: str
+    dataset: str
+    num_classes: int | None
+    augment: bool
 
 #: Seed of the train/held-out split (fixed: the split is part of the task, not the run).
 SPLIT_SEED = 1234

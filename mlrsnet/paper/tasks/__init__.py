@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 
 from mlrsnet.errors import UserError
+from mlrsnet.paper.profiles import PROFILES, Profile
 from mlrsnet.paper.tasks.catalog import build_catalog
-from mlrsnet.paper.tasks.spec import PROFILES, Profile, Task
+from mlrsnet.paper.tasks.spec import Task
 
 TASKS: dict[str, Task] = build_catalog()
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlrsnet.harness.contract import OptimSettings
-from mlrsnet.paper.tasks.spec import Profile, Task
+from mlrsnet.paper.profiles import Profile
+from mlrsnet.paper.tasks.spec import Task
 
 IMAGE_SGD = OptimSettings(momentum=0.0, weight_decay=5e-4)
 EFFICIENTNET_SGD = OptimSettings(momentum=0.9, weight_decay=1e-5, nesterov=True)
