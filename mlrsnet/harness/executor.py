@@ -57,6 +57,78 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class DataChangedWarning(UserWarning):
+    """A finished run was produced from other data than the current invocation finds."""
+
+
+def data_search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """The data folders this invocation searches, in order, resolved; only existing ones.
+
+    The lookup order of the data layer (``--data-dir``, ``$MLRSNET_DATA_DIR``, ``./data``;
+    first match wins), computed here because the harness does not import the paper's data
+    layer."""
+    candidates = [data_dir, os.environ.get("MLRSNET_DATA_DIR"), "data"]
+    out: list[str] = []
+    for c in candidates:
+        if c is None or str(c) == "":
+            continue
+        p = Path(c).expanduser().resolve()
+        if p.is_dir() and str(p) not in out:
+            out.append(str(p))
+    return out
+
+
+def _fingerprint(source: Any) -> dict[str, list[int]]:
+    """path -> [size, mtime_ns] of the data file (or the files of the data folder) a run read."""
+    if not isinstance(source, str) or not source:
+        return {}
+    p = Path(source)
+    try:
+        if p.is_file():
+            st = p.stat()
+            return {str(p.resolve()): [st.st_size, st.st_mtime_ns]}
+        if p.is_dir():
+            out = {}
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    st = f.stat()
+                    out[str(f.resolve())] = [st.st_size, st.st_mtime_ns]
+            return out
+    except OSError:
+        return {}
+    return {}
+
+
+def data_identity(data_dir: str | os.PathLike[str] | None, source: Any = None) -> dict[str, Any]:
+    """What a run's ``data`` column records: the folders searched and, once trained, the
+    source the workload read (``method_info["data"]``) with each file's size and mtime."""
+    ident: dict[str, Any] = {"dirs": data_search_dirs(data_dir)}
+    if source is not None:
+        ident["source"] = str(source)
+        ident["files"] = _fingerprint(source)
+    return ident
+
+
+def data_mismatch(recorded: Any, current_dirs: Sequence[str]) -> str | None:
+    """Why a run recorded with ``recorded`` data is not this invocation's (None if it is).
+
+    Rows without a data identity (written before it was recorded) are trusted."""
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    dirs = recorded.get("dirs")
+    if dirs is not None and list(dirs) != list(current_dirs):
+        return (f"it was trained with data from {', '.join(dirs) or '(no folder)'} and this run "
+                f"looks in {', '.join(current_dirs) or '(no folder)'}")
+    for path, stamp in (recorded.get("files") or {}).items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"its data file {path} is gone"
+        if [st.st_size, st.st_mtime_ns] != list(stamp):
+            return f"its data file {path} changed since (size or modification time)"
+    return None
+
+
 class _Segment:
     """Writes the ``running`` row's heartbeat (and time so far) at each epoch end."""
 
@@ -92,30 +164,49 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
     """Run one cell into the store; ``None`` if it was already done (and not forced).
 
     The run is claimed first (:class:`~mlrsnet.harness.store.RunLock`); a run another live
-    process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  While it trains, its
-    row says ``running`` with the owner's host and pid and a heartbeat written at each epoch
-    end (:meth:`Store.liveness` tells a stale row from a live one); a failure, including one
-    writing the final rows, is recorded as ``failed``.  A resumed run keeps its first
-    ``started`` and adds up the wall time of its segments; ``--force`` keeps the old result
-    readable until the new one is written."""
+    process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  A finished run counts
+    as done only if its files are readable and it was trained on the data this invocation
+    finds (see :func:`data_mismatch`); otherwise it is trained again, with a warning.
+    ``--force`` keeps the old result readable until the new one is written."""
     run_id = cell.run_id
-    with warnings.catch_warnings():  # the check under the lock warns
-        warnings.simplefilter("ignore")
-        if not force and store.is_done(cell.experiment, run_id):
-            return None  # cheap path: no lock needed to skip a finished run
+    dirs = data_search_dirs(data_dir)
+    if not force and _done(cell, store, dirs, warn=False):
+        return None  # cheap path: no lock needed to skip a finished run
     lock = store.lock(cell.experiment, run_id)
     lock.acquire(run_id)
     try:
         prior = store.run_row(cell.experiment, run_id)  # a damaged row warns here, once
-        if not force and prior is not None and store.is_done(cell.experiment, run_id):
+        if not force and prior is not None and _done(cell, store, dirs, warn=True, row=prior):
             return None  # finished by another process meanwhile
-        return _train_claimed(cell, store, prior, data_dir=data_dir, device=device, quiet=quiet,
+        return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=device, quiet=quiet,
                               force=force, artifact_dir=artifact_dir, on_epoch=on_epoch)
     finally:
         lock.release()
 
 
-def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, *,
+def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
+          row: dict[str, Any] | None = None) -> bool:
+    """Whether the cell's stored run stands: a final status, readable curves, same data."""
+    with warnings.catch_warnings():
+        if not warn:
+            warnings.simplefilter("ignore")
+        if row is None:
+            row = store.run_row(cell.experiment, cell.run_id)
+        if row is None or row.get("status") not in FINAL_STATUSES:
+            return False
+        if [p for p in store.damaged(cell.experiment, cell.run_id) if p.parent.name != "runs"]:
+            return False
+        why = data_mismatch(row.get("data"), dirs)
+    if why:
+        if warn:
+            warnings.warn(f"run {cell.run_id} ({cell.task} {cell.method} seed={cell.seed}) is "
+                          f"{row.get('status')} but {why}: training it again", DataChangedWarning,
+                          stacklevel=3)
+        return False
+    return True
+
+
+def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs: Sequence[str], *,
                    data_dir: str | None, device: str | None, quiet: bool, force: bool,
                    artifact_dir: str | Path | None, on_epoch: Any) -> RunResult:
     run_id = cell.run_id
@@ -125,7 +216,8 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, *,
     # We hold the run's lock: a checkpoint temp file of this run is a dead writer's.
     checkpoint.with_suffix(".pt.tmp").unlink(missing_ok=True)
     prior_final = prior is not None and prior.get("status") in FINAL_STATUSES
-    if force or prior_final:
+    prior_dirs = (prior or {}).get("data", {}).get("dirs") if isinstance((prior or {}).get("data"), dict) else None
+    if force or prior_final or (prior_dirs is not None and list(prior_dirs) != list(dirs)):
         checkpoint.unlink(missing_ok=True)  # a fresh start: nothing to resume from
     resuming = checkpoint.exists() and prior is not None and not prior_final
     started = str(prior["started"]) if resuming and prior.get("started") else _now()
@@ -139,7 +231,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, *,
         "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
         "overrides": dict(cell.overrides), "status": "running", "started": started,
         "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
-        "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
+        "host": HOST, "pid": os.getpid(), "heartbeat": _now(), "data": data_identity(data_dir),
     }
     # A forced re-run of a finished run leaves the old row (and curves) readable until the
     # new curves are written; otherwise the row says "running" from the start.
@@ -177,7 +269,8 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, *,
     epochs_done = max((r["epoch"] for r in result.epochs), default=0)
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
              "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
-             "method_info": result.method_info, "epochs_done": epochs_done}
+             "method_info": result.method_info, "epochs_done": epochs_done,
+             "data": data_identity(data_dir, result.method_info.get("data"))}
     try:
         if not own_row:
             store.write_run_row(row)  # the old curves are about to be replaced
@@ -243,7 +336,8 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
     """Run each cell as a Ray task (local Ray instance, or the cluster at ``address``)."""
     import ray
 
-    pending = [c for c in cells if force or not store.is_done(c.experiment, c.run_id)]
+    dirs = data_search_dirs(data_dir)
+    pending = [c for c in cells if force or not _done(c, store, dirs, warn=False)]
     outcomes = {c.run_id: "skipped" for c in cells if c not in pending}
     if not pending:
         return outcomes

@@ -5,14 +5,14 @@ write atomic (temp file + fsync + rename) and lets several Ray workers write wit
 lock; the tables are read back as the union of their files.  A run's ``runs`` row is
 written last, so a ``finished`` row implies its curves are on disk.
 
+A file that cannot be read (truncated, empty, not Parquet) is never trusted: reading skips
+it with a :class:`DamagedFileWarning` naming the path, and a run with a damaged file is not
+done (the executor trains it again and rewrites all its tables).
+
 Files are created with the process umask (``0666 & ~umask``).  Temporary files are named
 ``.<file>.<host>-<pid>.<random>.tmp``; the next write into the folder removes those of dead
 processes on this host, those older than :data:`STALE_TMP_S` and ownerless ones left by
 earlier versions.
-
-A file that cannot be read (truncated, empty, not Parquet) is never trusted: reading skips
-it with a :class:`DamagedFileWarning` naming the path, and a run with a damaged file is not
-done (the executor trains it again and rewrites all its tables).
 
 :class:`RunLock` claims a run before it is trained (``<experiment>/locks/<run_id>.lock``,
 created with ``O_CREAT | O_EXCL``), so two processes on one results folder never train the
@@ -44,10 +44,10 @@ RUNS_COLUMNS = (
     "run_id", "experiment", "task", "profile", "method", "hparams", "seed", "tags",
     "overrides", "status", "error", "diverged_step", "started", "finished", "wall_time_s",
     "git_commit", "versions", "device", "method_info", "epochs_done",
-    # who runs it: a ``running`` row whose owner is dead is stale
-    "host", "pid", "heartbeat",
+    # who runs it (a ``running`` row whose owner is dead is stale) and the data it used
+    "host", "pid", "heartbeat", "data",
 )
-JSON_COLUMNS = ("hparams", "tags", "overrides", "versions", "method_info")
+JSON_COLUMNS = ("hparams", "tags", "overrides", "versions", "method_info", "data")
 EPOCHS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -56,7 +56,6 @@ STEPS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("step", pa.int64()), ("epoch", pa.int32()),
     ("lr", pa.float64()), ("loss", pa.float64()),
 ])
-
 #: A temporary file older than this is stale whoever wrote it (a write takes seconds).
 STALE_TMP_S = 3600.0
 

@@ -10,13 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import DATA_DIR
 
 import mlrsnet.harness.executor as executor_module
 import mlrsnet.harness.store as store_module
-from mlrsnet.harness.executor import run_cell, run_local, run_ray
+from mlrsnet.harness.executor import DataChangedWarning, run_cell, run_local, run_ray
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.store import HOST, DamagedFileWarning, Store
 
@@ -47,6 +49,7 @@ def test_ray_tasks_produce_the_same_tables_as_local_runs(tmp_path: Path, data_di
     assert sorted(remote.runs("e")["status"]) == ["finished", "finished"]
 
 
+# -- damaged files, write failures, stale rows, resume, --force, data identity -----------------
 def _cell(**kw) -> Cell:
     return Cell("resnet18-cifar10", "smoke", kw.pop("method", "fixed"), {"lr": 0.05}, experiment="e", **kw)
 
@@ -176,3 +179,36 @@ def test_a_forced_rerun_killed_midway_keeps_the_old_result(tmp_path: Path, data_
     assert store.run_row("e", cell.run_id) == old_row
     pd.testing.assert_frame_equal(_curves(store, "e"), old_curves)
     assert run_cell(cell, store, device="cpu") is None  # still done
+
+
+def _data_copy(root: Path, shift: int = 0) -> Path:
+    root.mkdir()
+    src = np.load(DATA_DIR / "cifar10-mini.npz")
+    arrays = {k: src[k] for k in src.files}
+    arrays["y_train"] = np.roll(arrays["y_train"], shift)
+    np.savez(root / "cifar10-mini.npz", **arrays)
+    return root
+
+
+def test_a_finished_run_on_other_data_is_not_done(tmp_path: Path, data_dir) -> None:
+    a, b = _data_copy(tmp_path / "a"), _data_copy(tmp_path / "b", shift=7)
+    store, cell = Store(tmp_path / "results"), _cell()
+    assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "finished"}
+    data = store.run_row("e", cell.run_id)["data"]
+    assert data["dirs"][0] == str(a.resolve())
+    assert list(data["files"]) == [str((a / "cifar10-mini.npz").resolve())]
+    assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "skipped"}
+    with pytest.warns(DataChangedWarning, match=re.escape(str(b.resolve()))):
+        assert run_local([cell], store, data_dir=str(b), quiet=True) == {cell.run_id: "finished"}
+    assert store.run_row("e", cell.run_id)["data"]["dirs"][0] == str(b.resolve())
+    st = (b / "cifar10-mini.npz").stat()  # the same folder, its file rewritten
+    os.utime(b / "cifar10-mini.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.warns(DataChangedWarning, match="changed since"):
+        assert run_local([cell], store, data_dir=str(b), quiet=True) == {cell.run_id: "finished"}
+    assert run_cell(cell, store, data_dir=str(b)) is None
+
+
+def test_a_row_without_a_data_identity_is_trusted(tmp_path: Path) -> None:
+    store, cell = Store(tmp_path), _cell()
+    store.write_run_row({"run_id": cell.run_id, "experiment": "e", "status": "finished"})
+    assert run_cell(cell, store) is None

@@ -66,6 +66,7 @@ def test_an_empty_store_reads_as_an_empty_frame_with_the_schema_columns(tmp_path
     assert df.empty and list(df.columns) == ["run_id", "epoch", "split", "metric", "value"]
 
 
+# -- damaged files -----------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_a_damaged_file_is_skipped_with_a_warning_naming_it_and_its_run_is_not_done(
         tmp_path: Path, damage: str) -> None:
@@ -93,6 +94,7 @@ def test_a_damaged_runs_file_reads_as_no_row_not_as_an_error(tmp_path: Path) -> 
         assert list(store.runs("exp")["run_id"]) == ["b"]
 
 
+# -- temporary files, permissions --------------------------------------------------------------
 def _dead_pid() -> int:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -126,6 +128,7 @@ def test_files_are_created_with_the_process_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(store.path("exp", table, "a").stat().st_mode) == 0o644
 
 
+# -- owners, locks -----------------------------------------------------------------------------
 def test_a_running_row_tells_a_live_owner_from_a_dead_one(tmp_path: Path) -> None:
     live = {**_row("a", "running"), "host": HOST, "pid": os.getpid(), "heartbeat": "2026-01-01T00:00:00+00:00"}
     assert Store.liveness(live) == "live"
@@ -158,6 +161,7 @@ def test_a_run_lock_is_exclusive_released_and_broken_when_its_owner_is_dead(tmp_
     assert not lock.path.exists()
 
 
+# -- where results go --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", ".hidden", "", "a\\b"])
 def test_an_experiment_name_that_is_not_one_safe_folder_name_is_refused(tmp_path: Path, name: str,
                                                                       capsys: pytest.CaptureFixture) -> None:
