@@ -1,4 +1,4 @@
-"""What HD, L4 and RTHO cost per training step on top of plain SGD with a fixed LR.
+"""What HD, L4, RTHO and MARTHE cost per training step on top of plain SGD with a fixed LR.
 
 Every method trains its own copy of the same initial model on the same batches, in
 interleaved blocks so that drift in machine load hits all of them alike.  Each run is set up
@@ -6,13 +6,14 @@ and stepped by the training loop's own functions (``mlrsnet.harness.step``: ``st
 then the forward pass and ``train_step``); the time inside the method's hooks (``backward``,
 ``lr``, ``direction``, ``after_step``) is measured by wrapping them.  RTHO gets the task's
 held-out batches and makes its hyper-steps at the paper profile's interval (every 100 steps,
-on the whole held-out set), so its row is the per-step cost of the tangent as the paper runs it.
+on the whole held-out set), so its row is the per-step cost of the tangent as the paper runs it;
+MARTHE runs its defaults (adatune's: a hyper-step on one held-out batch after every step).
 
 Targets (time per step relative to ``fixed``): HD <= 1.05, L4 <= 1.10, RTHO <= 3.
 
 Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/perf/adaptive_overhead.py \\
           [--task resnet18-cifar10] [--profile mini] [--device cpu] [--steps 200] [--block 10] \\
-          [--methods hd l4-mom l4-adam rtho] [--threads N] [--json PATH]
+          [--methods hd l4-mom l4-adam rtho marthe] [--threads N] [--json PATH]
 Prints a table (``--json PATH`` also writes the numbers); nothing is asserted.
 """
 
@@ -45,6 +46,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any], float | None]] = [
     ("l4-adam", "l4-adam", {}, 1.10),
     # the paper profile's interval (the short profiles' default hyper-steps every few steps)
     ("rtho", "rtho", {"update_every": 100}, 3.0),
+    # adatune's defaults: a hyper-step on one held-out batch after every step
+    ("marthe", "marthe", {}, None),
 ]
 
 #: The method hooks whose time is a method's own cost (RTHO's Hessian-vector product is in
