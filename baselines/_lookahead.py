@@ -31,6 +31,15 @@ PAPER_META_UPDATES = 200
 META_LR = 1e-3
 META_WEIGHT_DECAY = 1e-4
 
+#: When a meta update happens, by task kind, as each official meta-training script decides it
+#: (``i`` the in-epoch step index): the image script (``meta-train/image-classification/
+#: meta_train.py:88``) updates when ``(i + 1) % t_val == 0`` (i = t_val-1, 2 t_val-1, ...: one
+#: per CIFAR epoch at t_val 300, 383 steps), the language-model script
+#: (``meta-train/language-modeling/meta_train.py:164,170``) when ``i % t_val == 0``
+#: (i = 0, t_val, 2 t_val, ...: the first window of every epoch, three per PTB epoch of 829
+#: windows at t_val 300).
+META_STEP_RULES = {"image": "(i+1) % t_val == 0", "text": "i % t_val == 0"}
+
 
 def default_t_val(profile: str, steps_per_epoch: int, epochs: int) -> int:
     """``t_val`` when none is given: 300 at paper scale, else about 200 updates per run."""
@@ -101,6 +110,7 @@ class LookaheadMetaMethod(Method):
         if self.hparams["t_val"] is not None and int(self.hparams["t_val"]) < 1:
             raise UserError(f"method {self.name!r}: t_val must be a positive number of steps")
         self.t_val = 0
+        self.meta_step_rule = META_STEP_RULES["image"]
         self.meta_updates = 0
         self.last_meta_loss = float("nan")
         self._named: list[tuple[str, Tensor]] = []
@@ -113,10 +123,15 @@ class LookaheadMetaMethod(Method):
         t_val = self.hparams["t_val"]
         self.t_val = int(t_val) if t_val is not None else default_t_val(
             run.profile, run.steps_per_epoch, run.epochs)
+        self.meta_step_rule = META_STEP_RULES.get(run.kind, META_STEP_RULES["image"])
         names = run.param_names or [f"param{i}" for i in range(len(run.params))]
         self._named = list(zip(names, run.params, strict=True))
 
     def is_meta_step(self, step: StepInfo) -> bool:
+        """Whether ``step`` makes a meta update: every ``t_val`` in-epoch steps, counted as
+        the official script of the run's kind counts them (:data:`META_STEP_RULES`)."""
+        if self.meta_step_rule == META_STEP_RULES["text"]:
+            return step.index_in_epoch % self.t_val == 0
         return (step.index_in_epoch + 1) % self.t_val == 0
 
     def lookahead_backward(self, lr: Tensor) -> float:
@@ -133,7 +148,8 @@ class LookaheadMetaMethod(Method):
         return self.last_meta_loss
 
     def _counters(self) -> dict[str, Any]:
-        return {"meta_updates": self.meta_updates, "last_meta_loss": self.last_meta_loss}
+        return {"meta_updates": self.meta_updates, "last_meta_loss": self.last_meta_loss,
+                "meta_step_rule": self.meta_step_rule}
 
     def _load_counters(self, state: Mapping[str, Any]) -> None:
         self.meta_updates = int(state["meta_updates"])

@@ -20,8 +20,14 @@ baseline, which learns one LR per step instead of a network.
 Choices where this differs in detail from the official script, stated so results can be
 read correctly:
 
-* ``t_val``: a meta update happens at in-epoch step ``i`` when ``(i + 1) % t_val == 0``
-  (the official image script's rule).  ``t_val=None`` means 300 at the ``paper`` profile
+* ``t_val``: a meta update happens every ``t_val`` in-epoch steps, counted as the official
+  script of the run's kind counts them (:data:`baselines._lookahead.META_STEP_RULES`): image
+  runs at in-epoch step ``i`` when ``(i + 1) % t_val == 0`` (``meta-train/image-classification/
+  meta_train.py:88``: i = 299 of each 383-step CIFAR epoch, one per epoch), language models
+  when ``i % t_val == 0`` (``meta-train/language-modeling/meta_train.py:164,170``: windows 0,
+  300 and 600 of each 829-window PTB epoch, three per epoch, the first window of every epoch
+  included).  The rule in force is ``meta_step_rule`` in ``runs.method_info``.
+  ``t_val=None`` means 300 at the ``paper`` profile
   and otherwise ``max(1, min(steps_per_epoch, round(total_steps / 200)))``: the official
   ResNet-18/CIFAR-10 run made 200 meta updates (one per epoch, 383 steps per epoch), and a
   smaller profile keeps about that many, at most one per step.

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from baselines._lookahead import default_t_val, lookahead_params, sgd_directions
+from baselines.meta_sgd import MetaSGD
 from baselines.mlrsnet_meta import MLRSNetMeta
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
@@ -58,7 +59,7 @@ def make_batches(n: int, seed: int, dtype: torch.dtype = torch.float64) -> list[
 
 def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_per_epoch: int = 4,
             epochs: int = 3, artifact_dir: Path | None = None, method: type | None = None,
-            **hparams: object) -> tuple[MLRSNetMeta, RunContext, CountingBatches]:
+            kind: str = "image", **hparams: object) -> tuple[MLRSNetMeta, RunContext, CountingBatches]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
     meta_cls = method or MLRSNetMeta
@@ -70,7 +71,7 @@ def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_p
 
     run = start_stub_run(m, model, optim, steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
                          profile="smoke", num_outputs=3, meta_batches=meta, meta_loss=meta_loss,
-                         artifact_dir=str(artifact_dir) if artifact_dir else None)
+                         artifact_dir=str(artifact_dir) if artifact_dir else None, kind=kind)
     return m, run, meta
 
 
@@ -214,17 +215,41 @@ def test_the_returned_lr_uses_the_updated_network_on_the_same_state() -> None:
     assert method.gamma == pytest.approx(TaskScale("image", 3).gamma(float(loss.detach())))
 
 
-def test_meta_updates_happen_every_t_val_in_epoch_steps_and_draw_one_meta_batch_each() -> None:
-    method, run, meta = toy_run(OptimSettings(), t_val=3, steps_per_epoch=4, epochs=2)
+def meta_update_history(method: MLRSNetMeta, run: RunContext, steps: int) -> list[bool]:
+    """For each step of the loop, whether MLR-SNet's parameters moved (a meta update)."""
     history = []
-    for s in range(8):
+    for s in range(steps):
         before = [p.detach().clone() for p in method.net.parameters()]
         loop(method, run, range(s, s + 1))
-        moved = any(not torch.equal(b, p) for b, p in zip(before, method.net.parameters(), strict=True))
-        history.append(moved)
-    # (index_in_epoch + 1) % 3 == 0 -> in-epoch index 2 of each 4-step epoch
-    assert history == [False, False, True, False, False, False, True, False]
-    assert method.meta_updates == meta.drawn == 2
+        history.append(any(not torch.equal(b, p) for b, p in zip(before, method.net.parameters(), strict=True)))
+    return history
+
+
+@pytest.mark.parametrize("cls", [MLRSNetMeta, MetaSGD], ids=["mlrsnet", "meta-sgd"])
+def test_meta_updates_follow_the_image_scripts_rule_on_image_runs(cls: type) -> None:
+    method, run, meta = toy_run(OptimSettings(), t_val=3, steps_per_epoch=7, epochs=2, method=cls)
+    assert method.meta_step_rule == "(i+1) % t_val == 0"
+    if cls is MLRSNetMeta:
+        # (index_in_epoch + 1) % 3 == 0 -> in-epoch indices 2 and 5 of each 7-step epoch
+        assert meta_update_history(method, run, 14) == [i % 7 in (2, 5) for i in range(14)]
+    else:
+        loop(method, run, range(14))
+    assert method.meta_updates == meta.drawn == 4
+
+
+@pytest.mark.parametrize("cls", [MLRSNetMeta, MetaSGD], ids=["mlrsnet", "meta-sgd"])
+def test_meta_updates_follow_the_language_model_scripts_rule_on_text_runs(cls: type) -> None:
+    method, run, meta = toy_run(OptimSettings(clip_grad_norm=CLIP), t_val=3, steps_per_epoch=7, epochs=2,
+                                method=cls, kind="text")
+    assert method.meta_step_rule == "i % t_val == 0"
+    if cls is MLRSNetMeta:
+        # index_in_epoch % 3 == 0 -> in-epoch windows 0, 3 and 6: the first step of every epoch
+        # (as the official script's step = (i + 1) // 35 at 0, 300, 600 of a PTB epoch)
+        assert meta_update_history(method, run, 14) == [i % 7 in (0, 3, 6) for i in range(14)]
+    else:
+        loop(method, run, range(14))
+    assert method.meta_updates == meta.drawn == 6
+    assert method.extra_info()["meta_step_rule"] == "i % t_val == 0"
 
 
 def test_t_val_defaults_to_300_at_paper_scale_and_about_200_updates_otherwise() -> None:
