@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import Method, RunContext, StepInfo
-from mlrsnet.snet.net import DEFAULT_CELL, check_cell
+from mlrsnet.snet.net import check_cell
 from mlrsnet.snet.scheduler import MLRSNetScheduler
+
+#: Where ``gamma``'s training loss comes from (class docstring).
+GAMMA_LOSSES = ("train-pass", "recent-mean")
 
 
 class MLRSNetTransfer(Method):
@@ -25,9 +29,15 @@ class MLRSNetTransfer(Method):
     ``checkpoint_dir``  where the official files are (else ``$MLRSNET_CHECKPOINTS``).
     ``single``          an epoch label (e.g. 200) to use that one checkpoint throughout;
                         ``None`` for the paper's three-stage rule.
-    ``gate_convention`` gate convention, ``"meta-train"`` or ``"meta-test-script"``.
-    ``loss_window``     steps averaged for the "current training loss" at a stage switch
-                        (``None``: a quarter of an epoch).
+    ``gate_convention`` ``"meta-train"`` or ``"meta-test-script"``; ``None`` (default):
+                        the set's own (the official set's is the released meta-test
+                        script's, ``"meta-test-script"``; ours records its own).
+    ``gamma_loss``      the training loss ``gamma`` is computed from at the start and at each
+                        stage switch: ``"train-pass"`` (default, as the official meta-test
+                        script: a full eval-mode pass over the training split) or
+                        ``"recent-mean"`` (the mean of the last ``loss_window`` mini-batch
+                        losses: no extra pass).
+    ``loss_window``     steps averaged by ``"recent-mean"`` (``None``: a quarter of an epoch).
     """
 
     name: ClassVar[str] = "mlrsnet-transfer"
@@ -36,13 +46,18 @@ class MLRSNetTransfer(Method):
         "checkpoints": "official",
         "checkpoint_dir": None,
         "single": None,
-        "gate_convention": DEFAULT_CELL,
+        "gate_convention": None,
+        "gamma_loss": "train-pass",
         "loss_window": None,
     }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        check_cell(self.hparams["gate_convention"])
+        if self.hparams["gate_convention"] is not None:
+            check_cell(self.hparams["gate_convention"])
+        if self.hparams["gamma_loss"] not in GAMMA_LOSSES:
+            raise UserError(f"mlrsnet-transfer: gamma_loss must be one of {', '.join(GAMMA_LOSSES)}, "
+                            f"not {self.hparams['gamma_loss']!r}")
         self.scheduler: MLRSNetScheduler | None = None
 
     def bind(self, run: RunContext) -> None:
@@ -59,6 +74,7 @@ class MLRSNetTransfer(Method):
             single=h["single"],
             cell=h["gate_convention"],
             loss_window=h["loss_window"],
+            reference_loss=run.train_loss if h["gamma_loss"] == "train-pass" else None,
         )
 
     def lr(self, step: StepInfo) -> float:
@@ -66,7 +82,8 @@ class MLRSNetTransfer(Method):
         return self.scheduler.next_lr(step.loss)
 
     def extra_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"mlrsnet_cell": self.hparams["gate_convention"]}
+        info: dict[str, Any] = {"mlrsnet_cell": self.hparams["gate_convention"],
+                                "mlrsnet_gamma_loss": self.hparams["gamma_loss"]}
         if self.scheduler is not None:
             sched = self.scheduler
             info.update({
@@ -75,6 +92,11 @@ class MLRSNetTransfer(Method):
                 "mlrsnet_stage_starts": list(sched.stage_starts),
                 "mlrsnet_parameters": sched.net_parameters,
                 "mlrsnet_gamma": sched.gamma,
+                "mlrsnet_cell": sched.cell,
+                # the full passes gamma needs: (step, loss) and their wall time, the cost of
+                # "train-pass" over "recent-mean"
+                "mlrsnet_gamma_reference": [[step, loss] for step, loss, _ in sched.reference_calls],
+                "mlrsnet_train_pass_s": sum(sec for _, _, sec in sched.reference_calls),
             })
         return info
 

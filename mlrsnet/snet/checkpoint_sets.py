@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.snet.net import DEFAULT_CELL, MLRSNet, load_mlrsnet
+from mlrsnet.snet.net import CELL_META_TEST_SCRIPT, DEFAULT_CELL, MLRSNet, check_cell, load_mlrsnet
 
 ENV_VAR = "MLRSNET_CHECKPOINTS"
 #: Set to 1 to never try the network for the official files.
@@ -42,6 +42,10 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "mlrsnet-checkpoints/1"
 
 OFFICIAL_EPOCHS = (1, 100, 200)
+#: The gate convention the authors' released meta-test script (``meta-test/meta_test.py``,
+#: the script they published for their meta-test experiments) runs the released files with:
+#: the official set's own convention, hence its default.
+OFFICIAL_CONVENTION = CELL_META_TEST_SCRIPT
 #: sha256 of the released files (meta-test/mlr_snet {1,100,200}.pth of xjtushujun/MLR-SNet).
 OFFICIAL_SHA256 = {
     1: "7159d1e0b20dc1f2f340a8d73757b4b94fea923e62539653571bb75014bcb07d",
@@ -94,6 +98,15 @@ class CheckpointSet:
         first, last = epochs[0], epochs[-1]
         middle = min(epochs, key=lambda e: (abs(e - last // 2), e))
         return first, middle, last
+
+    @property
+    def convention(self) -> str:
+        """The set's own gate convention, the default for running it: the official set's is
+        the released meta-test script's (:data:`OFFICIAL_CONVENTION`); a folder's is its
+        manifest's ``cell`` (the method ``mlrsnet`` records the one it trained with); a folder
+        without a manifest says nothing, and gets the meta-training code's
+        (:data:`~mlrsnet.snet.net.DEFAULT_CELL`)."""
+        return check_cell(str(self.manifest.get("cell", DEFAULT_CELL)))
 
     def path(self, epoch: int) -> Path:
         if epoch not in self.files:
@@ -183,7 +196,8 @@ def official_checkpoints(checkpoint_dir: str | os.PathLike[str] | None = None, *
     for folder in candidates:
         files = _official_files_in(folder)
         if files is not None:
-            return CheckpointSet("official", files, {"source": "official release", "folder": str(folder)})
+            return CheckpointSet("official", files, {"source": "official release", "folder": str(folder),
+                                                     "cell": OFFICIAL_CONVENTION})
     if allow_download is None:
         allow_download = os.environ.get(OFFLINE_ENV_VAR, "") not in ("1", "true", "yes")
     problem = "downloads are disabled"
@@ -192,7 +206,8 @@ def official_checkpoints(checkpoint_dir: str | os.PathLike[str] | None = None, *
             folder = download_official(default_cache_dir())
             files = _official_files_in(folder)
             if files is not None:
-                return CheckpointSet("official", files, {"source": "downloaded", "folder": str(folder)})
+                return CheckpointSet("official", files, {"source": "downloaded", "folder": str(folder),
+                                                         "cell": OFFICIAL_CONVENTION})
         except OSError as exc:
             problem = f"the download failed ({exc})"
     names = ", ".join(checkpoint_filename(e) for e in OFFICIAL_EPOCHS)

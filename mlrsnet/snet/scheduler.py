@@ -24,13 +24,19 @@ C^0.25 / 4|`` from the current training loss ``L`` (:mod:`mlrsnet.snet.gamma`); 
 LR of every step is ``gamma * MLR-SNet(loss)`` on that mini-batch's loss; the LSTM state
 is carried across every step, stage switch and epoch.  Where this class differs:
 
-* ``L`` at a stage switch is the mean of the last ``loss_window`` mini-batch losses (the
-  script evaluates the whole training set there; a running mean costs nothing and needs no
-  second pass).  The first stage uses ``initial_loss`` when given, else the first
-  mini-batch loss (the script: the loss on the whole training set before training).
-* The default gate convention is ``"meta-train"``, the one that wrote the released
-  checkpoints; the script's own cell is ``cell="meta-test-script"``
-  (:mod:`mlrsnet.snet.net`).
+* ``L`` at a stage switch: the script evaluates the whole training set in eval mode there
+  (and before training).  Give ``reference_loss=`` a function that does (the harness's
+  ``mlrsnet-transfer`` passes its full eval-mode pass, ``RunContext.train_loss``) and it is
+  called at each switch, the first included; without one, ``L`` is the mean of the last
+  ``loss_window`` mini-batch losses (costs nothing, needs no second pass; at the first
+  step, the first mini-batch loss).  ``initial_loss`` overrides the first stage's.  The
+  pass runs at the switch step, after that step's forward (the script: at the start of the
+  epoch, before it).
+* The gate convention defaults to the checkpoint set's own
+  (:attr:`~mlrsnet.snet.checkpoint_sets.CheckpointSet.convention`): for the official files
+  that is the released meta-test script's, ``"meta-test-script"``; ``cell="meta-train"``
+  runs them with the cell of the meta-training code that wrote them
+  (:mod:`mlrsnet.snet.net`; ``docs/transfer_conventions.md`` shows both).
 * Param groups keep their LR ratios (the script has one group, and sets every group to the
   same LR); see below.  With one group, or groups that all start at the same LR, or a
   first group that starts at 0, every group gets the script's LR.
@@ -79,9 +85,10 @@ says so, once.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -91,7 +98,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from mlrsnet.errors import UserError
 from mlrsnet.snet.checkpoint_sets import CheckpointSet, resolve_checkpoints
 from mlrsnet.snet.gamma import TaskScale
-from mlrsnet.snet.net import DEFAULT_CELL, LSTMState, MLRSNet, check_cell
+from mlrsnet.snet.net import LSTMState, MLRSNet, check_cell
 
 WRONG_ORDER_WARNING = (
     "MLRSNetScheduler.step(loss) was first called after optimizer.step(): call it after "
@@ -149,18 +156,22 @@ class MLRSNetScheduler(LRScheduler):
         steps_per_epoch: int | None = None,
         total_steps: int | None = None,
         single: int | None = None,
-        cell: str = DEFAULT_CELL,
+        cell: str | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         initial_loss: float | None = None,
         loss_window: int | None = None,
+        reference_loss: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.optimizer = optimizer
         self.scale = TaskScale.of(num_classes=num_classes, vocab_size=vocab_size)
-        self.cell = check_cell(cell)
         self.checkpoints = (checkpoints if isinstance(checkpoints, CheckpointSet)
                             else resolve_checkpoints(checkpoints, checkpoint_dir=checkpoint_dir))
+        self.cell = check_cell(cell if cell is not None else self.checkpoints.convention)
+        self.reference_loss = reference_loss
+        #: ``(step, loss, seconds)`` of every ``reference_loss()`` call (a stage switch).
+        self.reference_calls: list[tuple[int, float, float]] = []
         if single is not None:
             self.stage_epochs: tuple[int, ...] = (int(single),)
             self.stage_starts: tuple[int, ...] = (0,)
@@ -168,7 +179,7 @@ class MLRSNetScheduler(LRScheduler):
             self.stage_epochs = self.checkpoints.stages
             self.stage_starts = stage_starts(total_steps=total_steps, epochs=epochs,
                                              steps_per_epoch=steps_per_epoch)
-        self._nets: dict[int, MLRSNet] = {e: self.checkpoints.load(e, cell) for e in set(self.stage_epochs)}
+        self._nets: dict[int, MLRSNet] = {e: self.checkpoints.load(e, self.cell) for e in set(self.stage_epochs)}
         if loss_window is None:
             loss_window = max(1, steps_per_epoch // 4) if steps_per_epoch else 25
         self.loss_window = int(loss_window)
@@ -250,8 +261,14 @@ class MLRSNetScheduler(LRScheduler):
         stage = self._stage_at(step)
         if stage != self._stage:
             first = self._stage < 0
-            reference = self.initial_loss if (first and self.initial_loss is not None) \
-                else sum(self._recent) / len(self._recent)
+            if first and self.initial_loss is not None:
+                reference = self.initial_loss
+            elif self.reference_loss is not None:
+                started = time.perf_counter()
+                reference = float(self.reference_loss())
+                self.reference_calls.append((step, reference, time.perf_counter() - started))
+            else:
+                reference = sum(self._recent) / len(self._recent)
             self.gamma = self.scale.gamma(reference)
             self._stage = stage
         net = self._nets[self.stage_epochs[stage]]

@@ -58,7 +58,8 @@ def test_checkpoints_1_100_200_each_cover_a_third_of_the_epochs(official_ckpts: 
     assert [gammas[0], gammas[4], gammas[8]] == pytest.approx(
         [scale.gamma(2.30), scale.gamma(1.6), scale.gamma(1.0)])
     info = method.extra_info()
-    assert info["mlrsnet_cell"] == "meta-train" and info["mlrsnet_stage_epochs"] == [1, 100, 200]
+    # the official set runs, by default, with the released meta-test script's cell
+    assert info["mlrsnet_cell"] == "meta-test-script" and info["mlrsnet_stage_epochs"] == [1, 100, 200]
     assert info["mlrsnet_checkpoints"] == "official" and info["mlrsnet_parameters"] == 11_776
 
 
@@ -129,7 +130,26 @@ def test_transfer_runs_on_smoke_profiles_with_positive_lrs(task: str, data_dir: 
                                  hparams={"checkpoint_dir": str(official_ckpts)}, seed=0))
     assert result.status == "finished"
     assert all(lr > 0 for lr in result.steps["lr"])
-    assert result.method_info["mlrsnet_cell"] == "meta-train"
+    info = result.method_info
+    assert info["mlrsnet_cell"] == "meta-test-script" and info["mlrsnet_gamma_loss"] == "train-pass"
+    # gamma came from a full eval-mode pass at each stage start (smoke: 2 epochs, one stage)
+    (step, loss), = info["mlrsnet_gamma_reference"]
+    assert step == 0 and info["mlrsnet_train_pass_s"] > 0
+    assert info["mlrsnet_gamma"] == pytest.approx(TaskScale(
+        "image" if task.startswith("resnet") else "text", 10 if task.startswith("resnet") else 10_000).gamma(loss))
+
+
+def test_each_set_runs_with_its_own_gate_convention_unless_told(official_ckpts: Path) -> None:
+    conventions = {}
+    for checkpoints, cell in [("official", None), ("ours", None), ("official", "meta-train"),
+                              ("ours", "meta-test-script")]:
+        method = MLRSNetTransfer(checkpoints=checkpoints, checkpoint_dir=str(official_ckpts),
+                                 gate_convention=cell)
+        toy_run(method)
+        conventions[(checkpoints, cell)] = method.extra_info()["mlrsnet_cell"]
+    assert conventions == {("official", None): "meta-test-script", ("ours", None): "meta-train",
+                           ("official", "meta-train"): "meta-train",
+                           ("ours", "meta-test-script"): "meta-test-script"}
 
 
 @pytest.mark.parametrize("task", SMOKE_TASKS)

@@ -77,7 +77,7 @@ def test_the_lr_is_gamma_times_the_official_output_and_lands_in_every_param_grou
 
 
 def test_three_stages_switch_checkpoints_and_recompute_gamma_from_recent_losses(official_ckpts: Path) -> None:
-    sched = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, epochs=3,
+    sched = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", num_classes=10, epochs=3,
                              steps_per_epoch=4, loss_window=2)
     losses = [2.3, 2.2, 2.0, 1.9, 1.7, 1.6, 1.4, 1.2, 1.0, 0.9, 0.8, 0.7]
     scale = TaskScale("image", 10)
@@ -94,7 +94,7 @@ def test_three_stages_switch_checkpoints_and_recompute_gamma_from_recent_losses(
 
 
 def test_the_lstm_state_is_carried_across_a_checkpoint_switch(official_ckpts: Path) -> None:
-    sched = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, total_steps=6)
+    sched = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", num_classes=10, total_steps=6)
     for loss in (2.3, 2.1):
         sched.step(loss)
     carried = sched.state_dict()
@@ -129,7 +129,7 @@ def test_a_restored_scheduler_continues_the_same_schedule(official_ckpts: Path) 
 
 
 def test_a_state_from_another_configuration_is_refused(official_ckpts: Path) -> None:
-    a = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, total_steps=30)
+    a = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", num_classes=10, total_steps=30)
     b = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, total_steps=30,
                          cell=CELL_META_TEST_SCRIPT)
     with pytest.raises(ValueError, match="cell"):
@@ -137,7 +137,7 @@ def test_a_state_from_another_configuration_is_refused(official_ckpts: Path) -> 
 
 
 def test_language_models_feed_loss_over_log_v_and_scale_by_perplexity(official_ckpts: Path) -> None:
-    sched = MLRSNetScheduler(sgd(), official(official_ckpts), vocab_size=10_000, single=200)
+    sched = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", vocab_size=10_000, single=200)
     loss = math.log(10_000) * 0.9
     sched.step(loss)
     net = load_mlrsnet(official_ckpts / "mlr_snet_200.pth")
@@ -150,7 +150,7 @@ def test_language_models_feed_loss_over_log_v_and_scale_by_perplexity(official_c
 
 def test_the_task_must_be_given_as_classes_or_vocabulary(official_ckpts: Path) -> None:
     with pytest.raises(UserError, match="exactly one"):
-        MLRSNetScheduler(sgd(), official(official_ckpts), total_steps=10)
+        MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", total_steps=10)
 
 
 def test_the_readme_example_runs_and_trains(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def two_groups(lr0: float = 0.1, lr1: float = 0.01) -> torch.optim.SGD:
 
 def test_it_is_a_torch_lr_scheduler_that_takes_no_step_when_built(official_ckpts: Path) -> None:
     opt = two_groups()
-    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1)
     assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
     assert sched.last_epoch == -1 and sched.current_checkpoint is None
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]  # unlike torch's base class: no step yet
@@ -193,7 +193,7 @@ def test_two_groups_built_with_0_1_and_0_01_get_lrs_in_ratio_10(official_ckpts: 
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD([{"params": [model.weight], "lr": 0.1}, {"params": [model.bias], "lr": 0.01},
                            {"params": [nn.Parameter(torch.zeros(1))], "lr": 0.0}])
-    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1, initial_loss=2.3)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1, initial_loss=2.3)
     for t in range(20):
         sched.step(trace["losses"][t])
         mlrsnet_lr = official_gamma(2.3, 10) * trace["output_meta_train_cell"][t]
@@ -207,7 +207,7 @@ def test_two_groups_built_with_0_1_and_0_01_get_lrs_in_ratio_10(official_ckpts: 
 
 def test_a_group_added_later_gets_its_ratio_from_its_lr_then(official_ckpts: Path) -> None:
     opt = two_groups(0.1, 0.01)
-    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1)
     sched.step(2.3)
     opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], "lr": 0.05})
     sched.step(2.2)
@@ -219,7 +219,7 @@ def test_a_group_added_later_gets_its_ratio_from_its_lr_then(official_ckpts: Pat
 def test_groups_that_start_at_lr_0_all_get_the_mlrsnet_lr(official_ckpts: Path) -> None:
     trace = trace_of(official_ckpts)
     opt = two_groups(0.0, 0.0)
-    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1, initial_loss=2.3)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1, initial_loss=2.3)
     sched.step(trace["losses"][0])
     expected = official_gamma(2.3, 10) * trace["output_meta_train_cell"][0]
     assert sched.get_last_lr() == pytest.approx([expected, expected], abs=1e-6)
@@ -229,7 +229,7 @@ def test_groups_that_start_at_lr_0_all_get_the_mlrsnet_lr(official_ckpts: Path) 
 def test_a_first_group_at_0_beside_a_positive_one_is_warned_about_and_ratios_are_1(official_ckpts: Path) -> None:
     opt = two_groups(0.0, 0.01)
     with pytest.warns(UserWarning, match="ratios are undefined"):
-        sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1)
+        sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1)
     sched.step(2.3)
     first, second = sched.get_last_lr()
     assert first == second > 0
@@ -237,7 +237,7 @@ def test_a_first_group_at_0_beside_a_positive_one_is_warned_about_and_ratios_are
 
 def test_get_last_lr_is_a_copy_of_the_lrs_just_set(official_ckpts: Path) -> None:
     opt = two_groups()
-    sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1)
+    sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1)
     sched.step(2.3)
     last = sched.get_last_lr()
     last[0] = -1.0
@@ -282,9 +282,9 @@ def test_a_state_dict_round_trip_resumes_the_same_lr_sequence_in_every_group(off
 ])
 def test_a_state_from_another_task_kind_is_refused_naming_both(
         official_ckpts: Path, other: dict, mine: dict, names: list[str]) -> None:
-    a = MLRSNetScheduler(sgd(), official(official_ckpts), total_steps=30, **other)
+    a = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", total_steps=30, **other)
     a.step(2.3)
-    b = MLRSNetScheduler(sgd(), official(official_ckpts), total_steps=30, **mine)
+    b = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", total_steps=30, **mine)
     with pytest.raises(ValueError) as refused:
         b.load_state_dict(a.state_dict())
     assert f"state is for {names[0]}, this scheduler for {names[1]}" in str(refused.value)
@@ -297,7 +297,7 @@ def _train(sched_first: bool, official_ckpts: Path, iterations: int = 5) -> list
     x, y = torch.randn(8, 2), torch.randn(8, 1)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")  # no de-duplication: "once" must be the scheduler's doing
-        sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=200)
+        sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=200)
         for _ in range(iterations):
             loss = F.mse_loss(model(x), y)
             opt.zero_grad()
@@ -328,7 +328,7 @@ def test_optimizer_steps_before_the_scheduler_was_built_do_not_count(official_ck
     opt.step()  # e.g. a warm-up that ran before MLR-SNet took over
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=200)
+        sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=200)
         sched.step(2.3)
         opt.step()
 
@@ -348,7 +348,7 @@ def test_a_linear_lr_warm_up_hands_over_to_mlrsnet_keeping_the_group_ratio(offic
             opt.step()
             warm.step()
         assert seen_lrs == pytest.approx([0.025, 0.0025, 0.0625, 0.00625])  # 0.25 then 0.625 of 0.1 / 0.01
-        sched = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1, initial_loss=2.3)
+        sched = MLRSNetScheduler(opt, official(official_ckpts), cell="meta-train", num_classes=10, single=1, initial_loss=2.3)
         for t in range(6):
             sched.step(trace["losses"][t])
             opt.step()
@@ -358,6 +358,38 @@ def test_a_linear_lr_warm_up_hands_over_to_mlrsnet_keeping_the_group_ratio(offic
 
 
 def test_it_refuses_to_be_chained_by_torch_schedulers_that_step_without_a_loss(official_ckpts: Path) -> None:
-    sched = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, single=1)
+    sched = MLRSNetScheduler(sgd(), official(official_ckpts), cell="meta-train", num_classes=10, single=1)
     with pytest.raises(TypeError):
         sched.step()  # type: ignore[call-arg]  # what ChainedScheduler / SequentialLR would call
+
+
+def test_the_gate_convention_defaults_to_the_sets_own(official_ckpts: Path) -> None:
+    # the official files run with the released meta-test script's cell: its recorded outputs
+    trace = json.loads((official_ckpts / "forward_trace_ckpt1.json").read_text())
+    opt = sgd()
+    default = MLRSNetScheduler(opt, official(official_ckpts), num_classes=10, single=1, initial_loss=2.3)
+    assert default.cell == "meta-test-script"
+    for t, loss in enumerate(trace["losses"][:5]):
+        default.step(loss)
+        assert opt.param_groups[0]["lr"] == pytest.approx(
+            official_gamma(2.3, 10) * trace["output_meta_test_cell"][t], abs=1e-6)
+    # our packaged set records the meta-training cell it was trained with
+    assert MLRSNetScheduler(sgd(), "ours", num_classes=10, total_steps=9).cell == "meta-train"
+
+
+def test_a_reference_loss_function_gives_gamma_at_every_stage_start(official_ckpts: Path) -> None:
+    calls = []
+
+    def full_pass() -> float:
+        calls.append(len(calls))
+        return [2.0, 1.5, 1.0][len(calls) - 1]
+
+    sched = MLRSNetScheduler(sgd(), official(official_ckpts), num_classes=10, total_steps=9,
+                             reference_loss=full_pass)
+    gammas = []
+    for _ in range(9):
+        sched.step(3.0)  # the mini-batch loss never enters gamma
+        gammas.append(sched.gamma)
+    scale = TaskScale("image", 10)
+    assert gammas == pytest.approx([scale.gamma(2.0)] * 3 + [scale.gamma(1.5)] * 3 + [scale.gamma(1.0)] * 3)
+    assert [step for step, _, _ in sched.reference_calls] == [0, 3, 6]
