@@ -19,20 +19,25 @@ from torch import Tensor
 from mlrsnet.errors import UserError
 
 
-def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float) -> list[Tensor]:
-    """Fresh tensors ``p.grad + weight_decay * p`` (a missing gradient counts as zero).
+def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float,
+                                scale: float = 1.0) -> list[Tensor]:
+    """Fresh tensors ``scale * p.grad + weight_decay * p`` (a missing gradient counts as zero).
 
     This is the gradient the task's SGD would follow (its weight decay is an L2 penalty
-    folded into the gradient, after any clipping the loop did).
+    folded into the gradient, after any clipping the loop did); ``scale`` (default 1) lets a
+    method undo that clipping.  One ``torch._foreach`` call per term: the same elementwise
+    arithmetic as ``p.grad.clone().add_(p, alpha=weight_decay)``, without a clone pass.
     """
-    grads = []
     with torch.no_grad():
-        for p in params:
-            g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
+        if scale != 1.0:
+            grads = torch._foreach_mul(grads, scale)
             if weight_decay:
-                g.add_(p.detach(), alpha=weight_decay)
-            grads.append(g)
-    return grads
+                torch._foreach_add_(grads, [p.detach() for p in params], alpha=weight_decay)
+            return grads
+        if weight_decay:
+            return torch._foreach_add(grads, [p.detach() for p in params], alpha=weight_decay)
+        return [g.clone() for g in grads]
 
 
 def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
