@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 
 import pytest
@@ -20,6 +21,7 @@ from torch.func import functional_call
 
 from baselines._lookahead import LookaheadMetaMethod, sgd_directions
 from baselines.meta_sgd import MetaSGD
+from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
 from mlrsnet.harness.step import compute_gradients, train_step
@@ -103,20 +105,69 @@ def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
     assert method.last_hypergradient == pytest.approx(fd, rel=1e-6)
 
 
-def test_each_alpha_gets_pytorchs_adam_step_with_its_own_moments() -> None:
+@pytest.mark.parametrize("positivity", ["log", "project"])
+def test_each_alpha_gets_pytorchs_adam_step_with_its_own_moments(positivity: str) -> None:
     method, run = toy(steps_per_epoch=6, epochs=1, t_val=1, interval=3, lr=0.2,
-                      hyper_lr=0.01, hyper_weight_decay=1e-4)
-    reference = [nn.Parameter(torch.tensor(0.2, dtype=torch.float64)) for _ in range(2)]
-    adams = [torch.optim.Adam([p], lr=0.01, weight_decay=1e-4) for p in reference]
+                      hyper_lr=0.01, hyper_weight_decay=1e-4, positivity=positivity)
+    # the reference: torch's Adam on each entry's free parameter (log alpha, or alpha itself)
+    log = positivity == "log"
+    reference = [nn.Parameter(torch.tensor(math.log(0.2) if log else 0.2, dtype=torch.float64)) for _ in range(2)]
+    adams = [torch.optim.Adam([p], lr=0.01, weight_decay=0.0 if log else 1e-4) for p in reference]
     for s in range(6):
         k = s // 3
         if s == 3:  # alpha_2 starts from alpha_1's latest value
             with torch.no_grad():
                 reference[1].copy_(reference[0])
         lr, _ = step_once(method, run, s)
-        reference[k].grad = torch.tensor(method.last_hypergradient, dtype=torch.float64)
+        if log:  # d/drho of (meta loss + wd/2 alpha^2) at alpha = exp(rho)
+            alpha = float(reference[k].detach().exp())
+            grad = alpha * (method.last_hypergradient + 1e-4 * alpha)
+        else:
+            grad = method.last_hypergradient
+        reference[k].grad = torch.tensor(grad, dtype=torch.float64)
         adams[k].step()
-        assert lr == pytest.approx(float(reference[k].detach()), rel=1e-12)
+        expected = float(reference[k].detach().exp()) if log else float(reference[k].detach())
+        assert lr == pytest.approx(expected, rel=1e-12)
+
+
+class PushedDown(MetaSGD):
+    """A hypergradient of +1 for every alpha (the meta loss grows with the LR): every meta
+    update pushes the LR in use towards and, unconstrained, past zero."""
+
+    def lookahead_backward(self, lr: Tensor) -> float:
+        lr.reshape(()).backward(torch.tensor(1.0, dtype=lr.dtype))
+        self.meta_updates += 1
+        return 0.0
+
+
+@pytest.mark.parametrize("positivity", ["log", "project"])
+def test_the_learned_lrs_stay_positive_under_a_hypergradient_pushing_them_negative(positivity: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    method = PushedDown(t_val=1, lr=0.05, hyper_lr=0.05, positivity=positivity)
+    run = start_stub_run(method, model, OptimSettings(), steps_per_epoch=40, epochs=1, task_name="toy",
+                         profile="smoke", num_outputs=3, meta_batches=itertools.repeat(None),
+                         meta_loss=lambda params, batch: torch.zeros(()))
+    lrs = [step_once(method, run, s)[0] for s in range(40)]
+    # every step is a meta step (t_val=1) and each entry's first Adam step has size hyper_lr:
+    # unconstrained, 0.05 - 0.05 * 2 < 0 from the second step on
+    assert all(lr > 0 for lr in lrs) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.05 / 2
+    assert float(method.alphas.min()) > 0 and method.extra_info()["min_learned_lr"] == lrs[-1]
+    if positivity == "project":
+        assert lrs[-1] == pytest.approx(0.05 * 1e-3, rel=1e-12)  # at the floor
+    else:
+        assert lrs[:2] == pytest.approx([0.05 * math.exp(-0.05), 0.05 * math.exp(-0.1)], rel=1e-6)  # Adam eps
+
+
+def test_positivity_settings_are_checked_and_recorded() -> None:
+    method, _ = toy()
+    info = method.extra_info()
+    assert info["positivity"] == "log" and info["meta_sgd_hyper_lr"] == 1e-2
+    assert toy(positivity="project")[0].extra_info()["meta_sgd_hyper_lr"] == 1e-3
+    with pytest.raises(UserError):
+        MetaSGD(positivity="clamp")
+    with pytest.raises(UserError):
+        MetaSGD(min_lr_ratio=0.0)
 
 
 def test_a_restored_state_continues_identically() -> None:
