@@ -23,8 +23,9 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.files import HOST
 from mlrsnet.harness.loop import RunResult, pick_device, train
-from mlrsnet.harness.store import FINAL_STATUSES, HOST, RunClaimed, Store
+from mlrsnet.harness.store import FINAL_STATUSES, RunClaimed, Store
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
              "hpbandster", "ConfigSpace", "hyperopt")

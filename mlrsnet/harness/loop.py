@@ -10,7 +10,6 @@ it would have produced uninterrupted.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import BatchStats, Method, StepInfo
 from mlrsnet.harness.experiment import Cell, resolved_profile
+from mlrsnet.harness.files import atomic_write
 from mlrsnet.harness.registry import get_method, get_task
 from mlrsnet.harness.step import start_run, train_step
 
@@ -55,10 +55,8 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` that never leaves a torn checkpoint nor shares a temp file."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def _progress(total: int, desc: str, quiet: bool) -> Any:
@@ -140,7 +138,9 @@ def train(
                 split, metric = key.split("/")
                 result.epochs.append({"epoch": epoch + 1, "split": split, "metric": metric, "value": float(value)})
             method.end_epoch(epoch, metrics)
-            if checkpoint_path is not None and epoch + 1 < profile.epochs:
+            # every epoch, the last included: a failure while the results are written then
+            # costs nothing on resume (the executor deletes the checkpoint once they are)
+            if checkpoint_path is not None:
                 _save_atomic({
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "method": method.state_dict(), "torch_rng": torch.get_rng_state(),

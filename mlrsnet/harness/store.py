@@ -9,10 +9,8 @@ A file that cannot be read (truncated, empty, not Parquet) is never trusted: rea
 it with a :class:`DamagedFileWarning` naming the path, and a run with a damaged file is not
 done (the executor trains it again and rewrites all its tables).
 
-Files are created with the process umask (``0666 & ~umask``).  Temporary files are named
-``.<file>.<host>-<pid>.<random>.tmp``; the next write into the folder removes those of dead
-processes on this host, those older than :data:`STALE_TMP_S` and ownerless ones left by
-earlier versions.
+Files are written by :func:`mlrsnet.harness.files.atomic_write` (the process umask,
+owner-named temporary files, stale ones of dead writers removed on the next write).
 
 :class:`RunLock` claims a run before it is trained (``<experiment>/locks/<run_id>.lock``,
 created with ``O_CREAT | O_EXCL``), so two processes on one results folder never train the
@@ -24,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import socket
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +31,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mlrsnet.harness.files import HOST, atomic_write, create_file, owner_alive, pid_start
 
 TABLES = ("runs", "epochs", "steps")
 #: Statuses after which a run is never started again (unless forced).
@@ -57,10 +55,7 @@ STEPS_SCHEMA = pa.schema([
     ("lr", pa.float64()), ("loss", pa.float64()),
 ])
 #: A temporary file older than this is stale whoever wrote it (a write takes seconds).
-STALE_TMP_S = 3600.0
 
-HOST = socket.gethostname()
-_TMP_RE = re.compile(r"^\.(?P<name>.+\.parquet)\.(?:(?P<host>[^.]+)-(?P<pid>\d+)\.)?[0-9a-z_]+\.tmp$")
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
 
 
@@ -78,108 +73,8 @@ def check_component(value: str, what: str = "experiment name") -> str | None:
     return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def pid_start(pid: int) -> str | None:
-    """The process's start time (Linux), to tell a reused pid from its first owner."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22: starttime
-
-
-def owner_alive(host: Any, pid: Any, start: Any = None) -> bool | None:
-    """True/False for an owner on this host; None when it is on another host (unknowable)."""
-    if not host or pid is None or (isinstance(pid, float) and pid != pid):
-        return None
-    if host != HOST:
-        return None
-    pid = int(pid)
-    if not pid_alive(pid):
-        return False
-    if start and pid_start(pid) not in (None, str(start)):
-        return False  # the pid was reused by another process
-    return True
-
-
-def _tmp_is_stale(path: Path) -> bool:
-    m = _TMP_RE.match(path.name)
-    if m is None:
-        return False
-    if m["pid"] is None:  # ownerless: only versions before owner-named temp files wrote these
-        return True
-    if m["host"] == _host_tag() and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
-        return True
-    try:
-        return time.time() - path.stat().st_mtime > STALE_TMP_S
-    except OSError:
-        return False
-
-
-def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", HOST) or "host"
-
-
-def clean_stale_tmp(folder: Path) -> list[Path]:
-    """Remove the temporary files of interrupted writes in ``folder``."""
-    removed = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for p in entries:
-        if p.name.startswith(".") and p.name.endswith(".tmp") and _tmp_is_stale(p):
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass
-    return removed
-
-
-def _create(path: Path) -> int:
-    """Open a new file for writing with mode ``0666 & ~umask`` (mkstemp would use 0600)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(path.parent)
-    tmp = path.parent / f".{path.name}.{_host_tag()}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with os.fdopen(_create(tmp), "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
 def _jsonable(value: Any) -> str:
@@ -363,7 +258,7 @@ class RunLock:
         me = {"host": HOST, "pid": os.getpid(), "pid_start": pid_start(os.getpid()),
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
-            fd = _create(self.path)
+            fd = create_file(self.path)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as fh:
@@ -390,7 +285,7 @@ class RunLock:
         cannot both remove it (one of them would remove the other's fresh lock)."""
         guard = self.path.with_suffix(".break")
         try:
-            fd = _create(guard)
+            fd = create_file(guard)
         except FileExistsError:
             try:  # a breaker that died mid-way
                 if time.time() - guard.stat().st_mtime > 60:

@@ -20,7 +20,8 @@ import mlrsnet.harness.executor as executor_module
 import mlrsnet.harness.store as store_module
 from mlrsnet.harness.executor import DataChangedWarning, run_cell, run_local, run_ray
 from mlrsnet.harness.experiment import Cell
-from mlrsnet.harness.store import HOST, DamagedFileWarning, Store
+from mlrsnet.harness.files import HOST
+from mlrsnet.harness.store import DamagedFileWarning, Store
 
 executor_module_train = executor_module.train
 

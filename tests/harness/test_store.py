@@ -14,7 +14,8 @@ import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import SpecError, parse_spec
-from mlrsnet.harness.store import HOST, DamagedFileWarning, RunClaimed, Store, _host_tag
+from mlrsnet.harness.files import HOST, host_tag
+from mlrsnet.harness.store import DamagedFileWarning, RunClaimed, Store
 
 
 def _row(run_id: str, status: str) -> dict:
@@ -106,7 +107,7 @@ def test_stale_temporary_files_are_removed_by_the_next_write_and_live_ones_kept(
     store.write_run_row(_row("a", "running"))
     folder = store.path("exp", "runs", "a").parent
     dead = _dead_pid()
-    host = _host_tag()
+    host = host_tag()
     legacy = folder / ".a.parquet.k2j4h_x9.tmp"         # written by versions before this one
     orphan = folder / f".a.parquet.{host}-{dead}.0f3a.tmp"  # its writer is dead
     live = folder / f".b.parquet.{host}-{os.getppid()}.77aa.tmp"  # being written right now
