@@ -43,6 +43,9 @@ code is used, the decay has no effect:
   ``weight_decay/2 * |w|^2``, which at paper scale is of the order of the cross-entropy or
   larger, so it dominates the gap ``L - gamma L_min`` late in training.
 
+In the last two the decay term is added after the loop's clipping, as the task's SGD adds
+it (a TF user clipping the gradient of the penalised loss would clip it too).
+
 Clipping (``clipped_gradient``).  Both official codes take the gradient as the user leaves it
 (the TF README: gradients may be manipulated between ``compute_gradients`` and
 ``apply_gradients``; the wrapper reads ``p.grad``), so by default L4 reads the gradient after
