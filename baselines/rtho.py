@@ -47,8 +47,15 @@ with the held-out batch's statistics, running buffers untouched; dropout on), se
 :mod:`baselines._tangent`.
 
 Cost: every step takes the gradient with its graph and one Hessian-vector product through
-it (about 3.5x a plain step on the CPU ``mini`` ResNet-18, a third of the product being
-BatchNorm's double backward); the held-out pass comes once per ``update_every`` steps.
+it (3.6x-4.6x a plain step on the CPU ``mini`` ResNet-18 in ``benchmarks/perf/adaptive_overhead.py``,
+depending on the machine's load; about a quarter of it BatchNorm's double backward); the
+held-out pass comes once per ``update_every`` steps.  Two exact alternatives were measured
+slower on that CPU (same batch, interleaved, medians): forward-over-reverse with dual
+parameters (``torch.autograd.forward_ad`` through the same forward) 5.1x a plain
+forward+backward against 3.8x for the double backward, and a composite (var_mean/addcmul)
+BatchNorm 4.8x.  For convolutions the exact product costs about twice the first-order
+work whichever way it is taken (tangent forward two convolutions, tangent backward four),
+so about 3x a plain step is a floor before BatchNorm and element-wise work.
 cuDNN's RNN kernels have no double backward, so on a GPU the model's RNN modules run with
 cuDNN switched off (forward hooks set while RTHO is bound).
 """
