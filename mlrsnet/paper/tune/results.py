@@ -9,7 +9,8 @@ configuration a search found":
   (task, profile, searcher, objective) counts;
 - the best trial is the one with the best *final-epoch* objective among trials that
   trained the full budget (``finished``); diverged, stopped-early (BOHB) and failed trials
-  count as trials but cannot be best.
+  count as trials but cannot be best; equally good trials go to the lowest trial number
+  (then run_id), so the choice does not depend on the order the rows were read in.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def final_metrics(epochs: pd.DataFrame, run_ids: Any) -> dict[str, dict[str, flo
     return out
 
 
+def _trial_order(row: Any) -> tuple[float, str]:
+    """How equally good trials are ordered: by trial number (from 1), then by run_id."""
+    number = getattr(row, "trial", None)
+    try:
+        key = float(number) if number is not None and number == number else float("inf")
+    except (TypeError, ValueError):
+        key = float("inf")
+    return key, str(row.run_id)
+
+
 def summarize_search(trials: pd.DataFrame, finals: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Counts and the best trial of one search's trials."""
     objective = str(trials["objective"].iloc[0])
@@ -89,15 +100,16 @@ def summarize_search(trials: pd.DataFrame, finals: dict[str, dict[str, float]]) 
     }
     split, metric = objective.split("/")
     sign = 1.0 if mode_of(objective) == "max" else -1.0
-    best = None
+    candidates = []
     for row in trials[trials["status"] == "finished"].itertuples():
         value = finals.get(row.run_id, {}).get(objective)
         if value is None or value != value:
             continue
-        if best is None or sign * value > sign * best[0]:
-            best = (value, row)
-    if best is not None:
-        value, row = best
+        candidates.append((value, row))
+    if candidates:
+        # Ties go to the lowest trial number (then run_id), never to row order: the
+        # local and the cluster reading of the same trials must pick the same one.
+        value, row = min(candidates, key=lambda c: (-sign * c[0], *_trial_order(c[1])))
         summary.update(best_run_id=row.run_id, best_hparams=dict(row.hparams), best_value=value,
                        best_test=finals.get(row.run_id, {}).get(f"test/{metric}"))
     return summary

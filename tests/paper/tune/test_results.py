@@ -16,13 +16,14 @@ _ids = itertools.count()
 
 
 def trial(store, *, status="finished", lr=0.1, gamma=0.1, val=(0.3, 0.5), test=(0.3, 0.45),
-          search="bohb", search_id="s@20250101T000000Z", task="resnet18-cifar10", metric="acc"):
+          search="bohb", search_id="s@20250101T000000Z", task="resnet18-cifar10", metric="acc",
+          number=1):
     run_id = f"run{next(_ids):04d}"
     store.write_run_row({
         "run_id": run_id, "experiment": "exp", "task": task, "profile": "mini", "method": "multistep",
         "hparams": {"lr": lr, "decay": gamma}, "seed": 0, "status": status,
         "tags": {"search": search, "search_id": search_id, "objective": f"val/{metric}",
-                 "searcher_seed": None, "trial": 1},
+                 "searcher_seed": None, "trial": number},
     })
     rows = [{"epoch": e + 1, "split": split, "metric": metric, "value": v}
             for split, values in (("val", val), ("test", test)) for e, v in enumerate(values)]
@@ -66,3 +67,18 @@ def test_a_search_without_a_finished_trial_has_no_best(tmp_path):
     trial(store, status="diverged", val=(0.1,))
     s = summarize_searches(store.runs("exp"), store.read("epochs", "exp")).iloc[0]
     assert s["best_hparams"] is None and s["diverged"] == 1
+
+
+def test_ties_go_to_the_lowest_trial_number_whatever_the_row_order(tmp_path):
+    """The local and the cluster summaries of the same trials read the rows in different
+    orders: a tie must not be decided by row order."""
+    store = Store(tmp_path)
+    late = trial(store, lr=0.2, val=(0.3, 0.5), number=3)
+    early = trial(store, lr=0.1, val=(0.3, 0.5), number=2)
+    trial(store, lr=0.3, val=(0.3, 0.4), number=1)
+    runs, epochs = store.runs("exp"), store.read("epochs", "exp")
+    picks = {best_trial(order, epochs, "s@20250101T000000Z")["best_run_id"]
+             for order in (runs, runs.iloc[::-1], runs.sort_values("run_id", ascending=False))}
+    assert picks == {early} and early != late
+    table = summarize_searches(runs.iloc[::-1], epochs).iloc[0]
+    assert table["best_run_id"] == early
