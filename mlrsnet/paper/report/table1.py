@@ -10,6 +10,7 @@ searched are listed with the reason (e.g. a dataset that is not prepared).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ SEARCHER_ORDER = ("bayesopt", "bohb", "random", "grid")
 COLUMNS = [
     "setting", "task", "searcher", "profile", "objective", "status", "alpha0", "gamma",
     "objective_value", "test_metric", "test_value", "trials", "finished", "stopped_early",
-    "diverged", "failed", "paper_alpha0", "paper_gamma", "search_id", "best_run_id", "note",
+    "diverged", "failed", "paper_alpha0", "paper_gamma", "paper_probe", "search_id", "best_run_id",
+    "note",
 ]
 
 
@@ -72,9 +74,32 @@ def table1_frame(runs: pd.DataFrame, epochs: pd.DataFrame, paper: pd.DataFrame) 
             for searcher in searchers:
                 rows.extend(_rows_for(task, searcher, profile, summaries, skipped, paper))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("trials", "finished", "stopped_early", "diverged", "failed"):
+    for col in ("trials", "finished", "stopped_early", "diverged", "failed", "paper_probe"):
         frame[col] = frame[col].astype("Int64")
     return frame
+
+
+@functools.cache
+def _default_probes(searcher: str, kind: str) -> tuple[dict[str, Any], ...]:
+    """The searcher's random warm-up probes under its default seed, for MultiStep's space of
+    a task kind (empty for a searcher without a default seed)."""
+    from baselines.multistep import MultiStep
+    from mlrsnet.paper.tune.probes import initial_probes
+    from mlrsnet.paper.tune.searchers import SEARCHERS
+
+    entry = SEARCHERS.get(searcher)
+    if entry is None or entry.name != "bayesopt" or entry.default_seed is None:
+        return ()
+    return tuple(initial_probes(MultiStep.space(kind)))
+
+
+def paper_probe(task: str, searcher: str, alpha0: float | None, gamma: float | None) -> int | None:
+    """Which default-seed random probe of ``searcher`` the paper's value is, if any (1-based)."""
+    from mlrsnet.paper.tune.probes import matching_probe
+
+    if alpha0 is None or gamma is None or task not in TASKS:
+        return None
+    return matching_probe({"lr": alpha0, "decay": gamma}, list(_default_probes(searcher, TASKS[task].kind)))
 
 
 def _rows_for(task: str, searcher: str, profile: str, summaries: pd.DataFrame,
@@ -85,6 +110,7 @@ def _rows_for(task: str, searcher: str, profile: str, summaries: pd.DataFrame,
         "paper_alpha0": float(ref["alpha0"].iloc[0]) if len(ref) else None,
         "paper_gamma": float(ref["gamma"].iloc[0]) if len(ref) else None,
     }
+    base["paper_probe"] = paper_probe(task, searcher, base["paper_alpha0"], base["paper_gamma"])
     mine = summaries[(summaries["task"] == task) & (summaries["search"] == searcher)
                      & (summaries["profile"] == profile)] if len(summaries) else summaries
     if len(mine):
@@ -178,6 +204,14 @@ def to_markdown(frame: pd.DataFrame, experiment: str) -> str:
         if len(notes):
             lines += [""] + [f"- {r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: "
                              f"{r['status']} — {r['note']}" for _, r in notes.iterrows()]
+        probes = part[part["paper_probe"].notna()]
+        if len(probes):
+            lines += [""] + [
+                f"- {r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: the paper's "
+                f"(α0, γ_M) is the searcher's random probe {int(r['paper_probe'])} under its default "
+                "seed (42), one of the points it tries before its Gaussian process has seen a result "
+                "(the paper's bounds searched uniformly; see `mlrsnet/paper/tune/probes.py`)."
+                for _, r in probes.iterrows()]
         lines.append("")
     return "\n".join(lines)
 

@@ -164,9 +164,10 @@ def tune_command(args: argparse.Namespace) -> int:
         for searcher in plan.searchers:
             n = budget(plan, tp, spec.profile, searcher, args.samples)
             opts = plan.options_for(spec.profile, searcher)
-            space = ray_space(tp.space, searcher, budget=n, grid=plan.grid)
+            space = ray_space(tp.space, searcher, budget=n, grid=plan.grid, options=opts)
             tags = {"search": searcher, "searcher_seed": plan.seed_for(spec.profile, searcher),
-                    "objective": tp.objective.key}
+                    "objective": tp.objective.key,
+                    "space_encoding": get_searcher(searcher).encoding(opts)}
             if opts:
                 tags["searcher_options"] = opts
             setup = TrialSetup(

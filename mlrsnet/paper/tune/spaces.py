@@ -3,10 +3,12 @@
 Each searcher says in its registry entry (:attr:`~mlrsnet.paper.tune.searchers.Searcher.space`)
 which encoding it takes.  The paper samples alpha0 and gamma_M log-uniformly.  Random
 search and BOHB take ``tune.loguniform`` directly (``native``).  BayesOptSearch only
-understands bounded *uniform* ranges (it silently drops a log-uniform sampler), so for it
-(``log10``) each log-uniform dimension is searched as ``log10(value)`` uniform on
-``[log10(low), log10(high)]`` and turned back into the value in the trial (:func:`decode`):
-the Gaussian process then models the objective over the log scale the paper intends.  Grid
+understands bounded *uniform* ranges: handed the paper's space as is (``native``, its
+default here, as the paper ran it) it drops the log-uniform sampler and searches the bounds
+uniformly.  With ``bayesopt_space = "log10"`` (``log10``) each log-uniform dimension is
+searched as ``log10(value)`` uniform on ``[log10(low), log10(high)]`` and turned back into
+the value in the trial (:func:`decode`): the Gaussian process then models the objective over
+the log scale the paper says it intends.  Grid
 search (``grid``) runs the paper's 14 candidates per dimension; a budget below the full grid
 takes a centred sub-grid (:func:`grid_subset`), the same for every run, so small profiles
 still spread over the range instead of taking its first corner.
@@ -44,24 +46,27 @@ def resolve_space(declared: Mapping[str, tuple], overrides: Mapping[str, tuple],
 
 
 def ray_space(space: Mapping[str, tuple], searcher: str, *, budget: int,
-              grid: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
-    """The ``param_space`` for ``Tuner`` for one searcher, in the searcher's encoding."""
+              grid: Mapping[str, Sequence[float]] | None = None,
+              options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``param_space`` for ``Tuner`` for one searcher, in the encoding the searcher
+    takes with ``options`` (:meth:`~mlrsnet.paper.tune.searchers.Searcher.encoding`)."""
     from ray import tune
 
     from mlrsnet.paper.tune.searchers import get_searcher
 
     entry = get_searcher(searcher)
-    if entry.space == "grid":
+    encoding = entry.encoding(options)
+    if encoding == "grid":
         values = grid_subset(grid_candidates(space, grid or {}), budget)
         return {name: tune.grid_search(list(v)) for name, v in values.items()}
     out: dict[str, Any] = {}
     for name, dim in space.items():
         kind = dim[0]
         if kind in ("choice", "grid"):
-            if entry.space == "log10":
+            if entry.continuous_only:
                 raise UserError(f"{entry.title} searches continuous ranges only; {name!r} is a {kind}")
             out[name] = tune.choice(list(dim[1]))
-        elif entry.space == "log10" and kind == "loguniform":
+        elif encoding == "log10" and kind == "loguniform":
             out[LOG_PREFIX + name] = tune.uniform(math.log10(dim[1]), math.log10(dim[2]))
         elif kind == "loguniform":
             out[name] = tune.loguniform(dim[1], dim[2])

@@ -23,7 +23,7 @@ def test_the_supplements_four_searchers_with_their_options_and_seeds():
              for name, s in SEARCHERS.items()}
     assert facts == {
         "bayesopt": ("BayesOpt", {"random_state", "random_search_steps", "utility_kwargs", "patience",
-                                  "skip_duplicate"}, "random_state", 42, "log10", 0),
+                                  "skip_duplicate", "bayesopt_space"}, "random_state", 42, "native", 0),
         "bohb": ("BOHB", {"seed", "bohb_config", "reduction_factor"}, "seed", None, "native", 0),
         "random": ("random search", {"random_state"}, "random_state", None, "native", 1),
         "grid": ("grid search", set(), None, None, "grid", 1),
