@@ -11,8 +11,10 @@ The four searchers of the supplement, built the way Ray Tune ships them:
 - ``bayesopt``: ``BayesOptSearch`` (Gaussian process, UCB; its own default seed 42 and 10
   random warm-up trials unless the spec says otherwise);
 - ``bohb``: ``TuneBOHB`` with the ``HyperBandForBOHB`` scheduler; the budget is the epoch
-  (``time_attr="epoch"``, ``max_t`` = the profile's epochs), so weak configurations stop
-  after a third of the epochs (reduction factor 3) and only the promising ones train fully;
+  (``time_attr="epoch"``, ``max_t`` = the profile's epochs), weak configurations stop at
+  the lower rungs and only the promising ones train fully; the reduction factor is the one
+  closest to 3 for which every bracket's last rung is the full budget
+  (:func:`bohb_reduction_factor`: 5 epochs -> 5, 150 -> 15, 200 -> 10);
 - ``random``: Tune's ``BasicVariantGenerator`` sampling the log-uniform space;
 - ``grid``: the same generator over ``tune.grid_search`` candidates.
 
@@ -144,13 +146,66 @@ def _bayesopt(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
     return BayesOptSearch(**opts), None
 
 
+def hyperband_brackets(max_t: int, reduction_factor: float) -> list[tuple[int, list[int]]]:
+    """``(initial trials, rungs in epochs)`` of each bracket ``HyperBandForBOHB`` creates for
+    ``max_t`` and ``reduction_factor``, in the order it fills them (largest first).
+
+    Computed with the scheduler's own arithmetic (its ``_s_max_1``, ``_get_r0`` and the
+    brackets' successive halving), without trials: a bracket whose first rung rounds to 0
+    is skipped, as the scheduler skips it."""
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    scheduler = HyperBandForBOHB(time_attr="epoch", max_t=max_t, reduction_factor=reduction_factor)
+    out = []
+    for s in reversed(range(scheduler._s_max_1)):
+        if scheduler._get_r0(s) == 0:
+            continue
+        bracket = scheduler._create_bracket(s)
+        rungs = [int(bracket._cumul_r)]
+        while bracket._halves > 0:
+            bracket.successive_halving("objective", 1.0)
+            rungs.append(int(bracket._cumul_r))
+        out.append((int(bracket._n0), rungs))
+    return out
+
+
+def _reaches(max_t: int, reduction_factor: float) -> bool:
+    return all(rungs[-1] == max_t for _, rungs in hyperband_brackets(max_t, reduction_factor))
+
+
+def bohb_reduction_factor(epochs: int) -> int:
+    """The reduction factor BOHB runs with for ``epochs`` (HyperBand's ``max_t``): the
+    integer closest to BOHB's default 3 (in ratio; the larger on a tie) for which the last
+    rung of *every* bracket is the full budget.  HyperBand's rungs are
+    ``int(max_t / eta**s) * eta**k`` capped at ``max_t``, so with ``eta`` = 3 they miss 5,
+    150 and 200 epochs (last rungs 3, 81-150 and 162-200): no trial of the largest
+    brackets would train the full budget.  2, 3 -> 3; 4 -> 4; 5 -> 5; 150 -> 15; 200 -> 10."""
+    import math
+
+    candidates = sorted(range(2, max(int(epochs), 3) + 1), key=lambda e: (abs(math.log(e / 3)), -e))
+    for eta in candidates:
+        if _reaches(int(epochs), eta):
+            return eta
+    return max(int(epochs), 2)  # one rung of max_t: always reaches it
+
+
 def _bohb(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
     from ray.tune.schedulers import HyperBandForBOHB
 
+    from mlrsnet.errors import UserError
     from mlrsnet.paper.tune.bohb import ResumableTuneBOHB
 
-    sched_opts = {k: opts.pop(k) for k in ("reduction_factor",) if k in opts}
-    scheduler = HyperBandForBOHB(time_attr="epoch", max_t=max_epochs, **sched_opts)
+    eta = opts.pop("reduction_factor", None)
+    if eta is None:
+        eta = bohb_reduction_factor(max_epochs)
+    elif not _reaches(max_epochs, eta):
+        last = sorted({rungs[-1] for _, rungs in hyperband_brackets(max_epochs, eta)})
+        raise UserError(
+            f"bohb: reduction_factor {eta} with {max_epochs} epochs ends HyperBand's brackets "
+            f"at epochs {', '.join(map(str, last))}, so no trial of some bracket trains the full "
+            f"budget; leave it out (then {bohb_reduction_factor(max_epochs)} is used) or pick "
+            f"one for which {max_epochs} is a rung of every bracket")
+    scheduler = HyperBandForBOHB(time_attr="epoch", max_t=max_epochs, reduction_factor=eta)
     return ResumableTuneBOHB(**opts), scheduler
 
 

@@ -41,9 +41,9 @@ def test_builds_are_the_libraries_searchers():
 
     alg, sched = build_searcher("bayesopt", max_epochs=3)
     assert isinstance(alg, BayesOptSearch) and sched is None
-    alg, sched = build_searcher("bohb", max_epochs=3, options={"seed": 1, "reduction_factor": 2})
+    alg, sched = build_searcher("bohb", max_epochs=4, options={"seed": 1, "reduction_factor": 2})
     assert isinstance(alg, ResumableTuneBOHB) and isinstance(sched, HyperBandForBOHB)
-    assert sched._max_t_attr == 3 and sched._eta == 2
+    assert sched._max_t_attr == 4 and sched._eta == 2
     for name in ("random", "grid"):
         alg, sched = build_searcher(name, max_epochs=3)
         assert isinstance(alg, BasicVariantGenerator) and sched is None
@@ -142,3 +142,50 @@ def test_a_registered_searcher_runs_a_search_end_to_end(hyperopt, data_dir, tmp_
     assert {(t["search"], t["searcher_seed"]) for t in tags} == {("hyperopt", 5)}
     assert sorted(t["trial"] for t in tags) == [1, 2]
     assert all(0.01 <= hp["lr"] <= 0.5 and 0.01 <= hp["decay"] <= 0.5 for hp in trials["hparams"])
+
+
+# -- BOHB's brackets reach the full budget ------------------------------------------------
+def _brackets(scheduler):
+    """(initial trials, rungs) of each bracket the scheduler creates, largest first, from
+    Ray's own arithmetic: HyperBandForBOHB fills bracket s = s_max .. 0, skipping those
+    whose first rung rounds to 0 epochs, and each rung is the bracket's successive halving."""
+    out = []
+    for s in reversed(range(scheduler._s_max_1)):
+        if scheduler._get_r0(s) == 0:
+            continue
+        bracket = scheduler._create_bracket(s)
+        rungs = [bracket._cumul_r]
+        while bracket._halves > 0:
+            bracket.successive_halving("objective", 1.0)  # no trials: only the arithmetic
+            rungs.append(bracket._cumul_r)
+        out.append((bracket._n0, rungs))
+    return out
+
+
+@pytest.mark.parametrize("epochs", [2, 3, 4, 5, 150, 200])
+def test_every_bohb_bracket_ends_at_the_full_budget(epochs):
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    _, scheduler = build_searcher("bohb", max_epochs=epochs)
+    assert isinstance(scheduler, HyperBandForBOHB) and scheduler._max_t_attr == epochs
+    brackets = _brackets(scheduler)
+    assert brackets and all(rungs[-1] == epochs for _, rungs in brackets), brackets
+    if epochs >= 3:  # the largest bracket really stops trials early
+        assert len(brackets[0][1]) >= 2 and brackets[0][1][0] < epochs
+
+
+def test_the_documented_brackets():
+    """docs/tuning.md states these (trials in the first bracket, its rungs in epochs)."""
+    expect = {2: (3, [(2, [2])]), 3: (3, [(3, [1, 3]), (2, [3])]), 4: (4, [(4, [1, 4]), (2, [4])]),
+              5: (5, [(5, [1, 5]), (2, [5])]), 150: (15, [(23, [10, 150]), (3, [150])]),
+              200: (10, [(100, [2, 20, 200]), (15, [20, 200]), (3, [200])])}
+    for epochs, (eta, brackets) in expect.items():
+        _, scheduler = build_searcher("bohb", max_epochs=epochs)
+        assert (scheduler._eta, _brackets(scheduler)) == (eta, brackets)
+
+
+def test_a_reduction_factor_that_misses_the_full_budget_is_refused():
+    with pytest.raises(UserError, match="reduction_factor 3 .* 200 epochs.* 162"):
+        build_searcher("bohb", max_epochs=200, options={"reduction_factor": 3})
+    _, scheduler = build_searcher("bohb", max_epochs=200, options={"reduction_factor": 20})
+    assert scheduler._eta == 20 and {r[-1] for _, r in _brackets(scheduler)} == {200}
