@@ -156,7 +156,10 @@ class _L4(Method):
             self._place(params)
             self._placed = True
         weight_decay = self._weight_decay()
-        grads = gradients_with_weight_decay(params, weight_decay, scale=self._unclip)
+        if weight_decay or self._unclip != 1.0:
+            grads = gradients_with_weight_decay(params, weight_decay, scale=self._unclip)
+        else:  # only read below: no copy needed
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
         loss = float(step.loss.detach())
         if weight_decay and self.hparams["weight_decay_mode"] == "objective":
             loss += 0.5 * weight_decay * float(squared_norm([p.detach() for p in params]))
