@@ -58,6 +58,39 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: torch intra-op threads a run trains with unless told otherwise, on every executor (this
+#: process, a Ray task, a Tune trial's default): the same count on both executors gives
+#: bit-identical tables (float reductions are ordered by the thread count).
+DEFAULT_THREADS = 1
+THREADS_ENV = "MLRSNET_THREADS"
+
+
+def run_threads(threads: int | None = None) -> int:
+    """Intra-op threads for one run: ``threads`` if given (a Tune trial passes its CPUs),
+    else ``$MLRSNET_THREADS`` (forwarded to Ray workers like every ``MLRSNET_*`` variable),
+    else :data:`DEFAULT_THREADS`."""
+    if threads is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        try:
+            threads = int(text) if text else DEFAULT_THREADS
+        except ValueError:
+            raise UserError(f"${THREADS_ENV} must be a whole number of threads, got {text!r}") from None
+    return max(1, int(threads))
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int) -> Any:
+    """torch's intra-op thread count set to ``n`` for the block, the previous one put back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class DataChangedWarning(UserWarning):
     """A finished run was produced from other data than the current invocation finds."""
 
@@ -161,8 +194,11 @@ class _Segment:
 
 def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: str | None = None,
              quiet: bool = True, force: bool = False, artifact_dir: str | Path | None = None,
-             on_epoch: Any = None) -> RunResult | None:
+             on_epoch: Any = None, threads: int | None = None) -> RunResult | None:
     """Run one cell into the store; ``None`` if it was already done (and not forced).
+
+    The run trains with :func:`run_threads` (``threads``) torch intra-op threads, whichever
+    executor calls it, and records the count in ``method_info["threads"]``.
 
     The run is claimed first (:class:`~mlrsnet.harness.store.RunLock`); a run another live
     process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  A finished run counts
@@ -179,8 +215,10 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
         prior = store.run_row(cell.experiment, run_id)  # a damaged row warns here, once
         if not force and prior is not None and _done(cell, store, dirs, warn=True, row=prior):
             return None  # finished by another process meanwhile
-        return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=device, quiet=quiet,
-                              force=force, artifact_dir=artifact_dir, on_epoch=on_epoch)
+        n = run_threads(threads)
+        with _intra_op_threads(n):
+            return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=device, quiet=quiet,
+                                  force=force, artifact_dir=artifact_dir, on_epoch=on_epoch, threads=n)
     finally:
         lock.release()
 
@@ -209,7 +247,7 @@ def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
 
 def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs: Sequence[str], *,
                    data_dir: str | None, device: str | None, quiet: bool, force: bool,
-                   artifact_dir: str | Path | None, on_epoch: Any) -> RunResult:
+                   artifact_dir: str | Path | None, on_epoch: Any, threads: int) -> RunResult:
     run_id = cell.run_id
     dev = pick_device(device)
     exp_dir = store.root / cell.experiment
@@ -270,7 +308,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
     epochs_done = max((r["epoch"] for r in result.epochs), default=0)
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
              "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
-             "method_info": result.method_info, "epochs_done": epochs_done,
+             "method_info": {**result.method_info, "threads": threads}, "epochs_done": epochs_done,
              "data": data_identity(data_dir, result.method_info.get("data"))}
     try:
         if not own_row:

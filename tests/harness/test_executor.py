@@ -31,11 +31,26 @@ def _curves(store: Store, exp: str) -> pd.DataFrame:
     return df.sort_values(["run_id", "epoch", "split", "metric"]).reset_index(drop=True)
 
 
+def _steps(store: Store, exp: str) -> pd.DataFrame:
+    df = store.read("steps", exp)
+    return df.sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
 def test_ray_tasks_produce_the_same_tables_as_local_runs(tmp_path: Path, data_dir) -> None:
+    """Bit for bit: both executors train a run with the same intra-op thread count (one per
+    run by default), whatever this process's torch threads are."""
+    import torch
+
     ray = pytest.importorskip("ray")
     cells = [Cell("resnet18-cifar10", "smoke", m, {"lr": 0.05}, experiment="e") for m in ("fixed", "cosine")]
     local, remote = Store(tmp_path / "local"), Store(tmp_path / "ray")
-    assert set(run_local(cells, local, quiet=True, device="cpu").values()) == {"finished"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as `make test` runs on two cores; Ray workers start with one
+    try:
+        assert set(run_local(cells, local, quiet=True, device="cpu").values()) == {"finished"}
+        assert torch.get_num_threads() == 2  # the run's count is set for the run only
+    finally:
+        torch.set_num_threads(threads)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         outcomes = run_ray(cells, remote, quiet=True, device="cpu")
@@ -44,10 +59,12 @@ def test_ray_tasks_produce_the_same_tables_as_local_runs(tmp_path: Path, data_di
         assert set(run_ray(cells, remote, quiet=True, device="cpu").values()) == {"skipped"}
     finally:
         ray.shutdown()
-    # Ray workers run with one intra-op thread (num_cpus=1), this process with two: float
-    # reductions are ordered differently, so equal up to rounding rather than bit for bit.
-    pd.testing.assert_frame_equal(_curves(local, "e"), _curves(remote, "e"), check_exact=False, rtol=1e-4)
+    pd.testing.assert_frame_equal(_curves(local, "e"), _curves(remote, "e"), check_exact=True)
+    pd.testing.assert_frame_equal(_steps(local, "e"), _steps(remote, "e"), check_exact=True)
     assert sorted(remote.runs("e")["status"]) == ["finished", "finished"]
+    threads_used = {r["threads"] for r in local.runs("e")["method_info"]} | \
+        {r["threads"] for r in remote.runs("e")["method_info"]}
+    assert threads_used == {1}
 
 
 # -- damaged files, write failures, stale rows, resume, --force, data identity -----------------

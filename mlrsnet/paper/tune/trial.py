@@ -82,13 +82,11 @@ def stored_final_report(setup: TrialSetup, run_id: str) -> dict[str, Any]:
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable (bound to ``setup`` with ``tune.with_parameters``)."""
-    import torch
     from ray import tune
 
     from mlrsnet.harness.executor import run_cell
     from mlrsnet.harness.store import Store
 
-    torch.set_num_threads(max(1, int(setup.cpus)))
     context = tune.get_context()
     cell = trial_cell(setup, config, context.get_trial_id() or "local", context.get_trial_name())
     final: dict[str, Any] = {}
@@ -101,8 +99,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             final.update(report)
 
     store = Store(setup.store_root)
+    # a trial trains with as many intra-op threads as CPUs it reserves (run_cell sets them)
     result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
-                      on_epoch=on_epoch)
+                      on_epoch=on_epoch, threads=max(1, int(setup.cpus)))
     if result is None:
         final = stored_final_report(setup, cell.run_id)
     elif result.status == "diverged":
