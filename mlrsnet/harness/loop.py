@@ -24,7 +24,7 @@ from mlrsnet.harness.contract import BatchStats, Method, StepInfo
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import atomic_write
 from mlrsnet.harness.registry import get_method, get_task
-from mlrsnet.harness.step import start_run, train_step
+from mlrsnet.harness.step import first_non_finite, host_losses, start_run, train_step
 
 
 @dataclass
@@ -95,7 +95,15 @@ def train(
     result = RunResult(status="finished", device=str(dev))
     start_epoch = 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ck = torch.load(checkpoint_path, map_location=dev, weights_only=False)
+        try:
+            ck = torch.load(checkpoint_path, map_location=dev, weights_only=False)
+        except Exception:  # torn, truncated or foreign: torch's own advice does not apply
+            ck = None
+        if not isinstance(ck, dict) or not {"model", "optimizer", "method", "epoch"} <= set(ck):
+            raise UserError(
+                f"the epoch checkpoint {checkpoint_path} of run {cell.run_id} is damaged or is not "
+                "a checkpoint of this suite (it cannot be resumed from); delete it to train the run "
+                "from the start, or re-run with --force") from None
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         method.load_state_dict(ck["method"])
@@ -116,19 +124,28 @@ def train(
             model.train()
             carry = workload.start_epoch(model)
             stats = BatchStats()
+            taken: list[tuple[int, float, Any]] = []  # (step, lr, loss) of this epoch
             for i, batch in enumerate(workload.train_batches(generator)):
                 loss, carry = workload.loss(model, batch, carry, stats)
                 info = StepInfo(step=step, epoch=epoch, index_in_epoch=i, loss=loss)
                 lr, loss_value, diverged = train_step(method, info, params, optimizer, clip)
-                for key, val in (("step", step), ("epoch", epoch), ("lr", lr), ("loss", loss_value)):
-                    result.steps[key].append(val)
+                taken.append((step, lr, loss_value))
                 if diverged:
                     result.status, result.diverged_step = "diverged", step
                     break
                 step += 1
-                if i % 10 == 0:
+                if i % 10 == 0 and isinstance(loss_value, float):  # no wait for the device
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", refresh=False)
                 bar.update(1)
+            # The epoch's trace, moved to the host at once (one transfer for device losses).
+            losses = host_losses([loss_value for _, _, loss_value in taken])
+            bad = first_non_finite(losses)
+            if bad is not None and result.status != "diverged":  # found after the fact
+                taken = [*taken[:bad], (taken[bad][0], float("nan"), None)]
+                result.status, result.diverged_step = "diverged", taken[bad][0]
+            for (s_, lr_, _), loss_ in zip(taken, losses, strict=False):
+                for key, val in (("step", s_), ("epoch", epoch), ("lr", lr_), ("loss", loss_)):
+                    result.steps[key].append(val)
             if result.status == "diverged":
                 break
             metrics = {f"train/{k}": v for k, v in workload.summarize(stats).items()}

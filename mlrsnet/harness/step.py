@@ -26,18 +26,24 @@ class StepResult(NamedTuple):
 
     #: The LR the method chose (``nan`` when the loss was not finite: ``lr()`` was not called).
     lr: float
-    #: The mini-batch training loss as a float.
-    loss: float
+    #: The mini-batch training loss: a float when the step checked it on the host, else a 0-d
+    #: tensor on the training device (see :func:`train_step`).
+    loss: float | Tensor
     #: ``True`` when the loss or the LR was not finite; the parameters were then left alone
     #: (no direction, no ``optimizer.step()``, no ``after_step``).
     diverged: bool
+
+
+def reads_loss(method: Method) -> bool:
+    """Whether ``method`` needs the loss as a host value (:attr:`Method.reads_loss`)."""
+    return bool(getattr(method, "reads_loss", True))
 
 
 def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
                optimizer: torch.optim.Optimizer, clip_grad_norm: float | None) -> StepResult:
     """One training step on ``info.loss`` (the forward pass is the caller's)::
 
-        loss = float(info.loss); stop here if it is not finite
+        loss = float(info.loss); stop here if it is not finite   # methods that read the loss
         optimizer.zero_grad(set_to_none=True)
         method.backward(info.loss, params)      # leaves the gradient in p.grad
         clip p.grad to clip_grad_norm           # when the task clips
@@ -49,15 +55,32 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
         method.after_step(info)
 
     ``params`` is ``run.params`` (the direction's tensors pair with it, in order).
+
+    A method whose LR does not depend on the loss (``reads_loss = False``: the hand-designed
+    schedules) is stepped without reading the loss on the host, so a GPU step never waits
+    for the device: the loss comes back as a device tensor and the caller checks an epoch's
+    losses at once (:func:`first_non_finite`).  A non-finite loss then still takes its step
+    (on NaN gradients); the loop cuts the trace at that step, marks it as the step that was
+    not taken (LR ``nan``) and ends the run ``diverged``, so the tables are those of the host
+    check.
     """
+    if not reads_loss(method):
+        compute_gradients(method, info.loss, params, optimizer, clip_grad_norm)
+        return _apply(method, info, params, optimizer, info.loss.detach())
     loss_value = float(info.loss.detach())
     if not math.isfinite(loss_value):
         optimizer.zero_grad(set_to_none=True)
         return StepResult(float("nan"), loss_value, True)
     compute_gradients(method, info.loss, params, optimizer, clip_grad_norm)
+    return _apply(method, info, params, optimizer, loss_value)
+
+
+def _apply(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
+           optimizer: torch.optim.Optimizer, loss: float | Tensor) -> StepResult:
+    """The part of :func:`train_step` after the gradients: LR, direction, step, after_step."""
     lr = float(method.lr(info))
     if not math.isfinite(lr):
-        return StepResult(lr, loss_value, True)
+        return StepResult(lr, loss, True)
     direction = method.direction(info)
     if direction is not None:
         _use_direction(method, params, optimizer, direction)
@@ -65,7 +88,24 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
         group["lr"] = lr
     optimizer.step()
     method.after_step(info)
-    return StepResult(lr, loss_value, False)
+    return StepResult(lr, loss, False)
+
+
+def host_losses(losses: Sequence[float | Tensor]) -> list[float]:
+    """The losses of :class:`StepResult` as floats, with one transfer for all device tensors."""
+    on_device = [i for i, v in enumerate(losses) if isinstance(v, Tensor)]
+    if not on_device:
+        return [float(v) for v in losses]
+    moved = torch.stack([losses[i] for i in on_device]).tolist()
+    out = [float(v) if not isinstance(v, Tensor) else 0.0 for v in losses]
+    for i, v in zip(on_device, moved, strict=True):
+        out[i] = float(v)
+    return out
+
+
+def first_non_finite(values: Sequence[float]) -> int | None:
+    """Index of the first value that is not finite, or None."""
+    return next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
 
 
 def compute_gradients(method: Method, loss: Tensor, params: Sequence[nn.Parameter],

@@ -155,14 +155,15 @@ class ImageWorkload:
         x, y = batch
         logits = model(x)
         loss = F.cross_entropy(logits, y)
-        with torch.no_grad():
-            stats.loss_sum += float(loss.detach()) * len(y)
-            stats.correct += int((logits.argmax(1) == y).sum())
+        with torch.no_grad():  # kept on the device (float64: the same sums as on the host)
+            stats.loss_sum += loss.detach().double() * len(y)
+            stats.correct += (logits.argmax(1) == y).sum()
             stats.count += len(y)
         return loss, carry
 
     def summarize(self, stats: BatchStats) -> dict[str, float]:
-        return {"loss": stats.loss_sum / max(stats.count, 1), "acc": stats.correct / max(stats.count, 1)}
+        return {"loss": float(stats.loss_sum) / max(stats.count, 1),
+                "acc": int(stats.correct) / max(stats.count, 1)}
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -172,15 +173,16 @@ class ImageWorkload:
             return {}
         was_training = model.training
         model.eval()
-        loss_sum, correct = 0.0, 0
+        loss_sum: Any = 0.0  # device tensors, read once at the end (float64: as on the host)
+        correct: Any = 0
         for k in range(0, len(y_all), self.eval_batch_size):
             x = to_float(x_all[k:k + self.eval_batch_size], self.mean, self.std)
             y = y_all[k:k + self.eval_batch_size]
             logits = model(x)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum").double()
+            correct = correct + (logits.argmax(1) == y).sum()
         model.train(was_training)
-        return {"loss": loss_sum / len(y_all), "acc": correct / len(y_all)}
+        return {"loss": float(loss_sum) / len(y_all), "acc": int(correct) / len(y_all)}
 
     @torch.no_grad()
     def train_loss_pass(self, model: nn.Module, generator: torch.Generator) -> float:
@@ -245,13 +247,13 @@ class TextWorkload:
         x, y = batch
         logits, hidden = model(x, _detach(carry))
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-        with torch.no_grad():
-            stats.loss_sum += float(loss.detach()) * y.numel()
+        with torch.no_grad():  # kept on the device (float64: the same sums as on the host)
+            stats.loss_sum += loss.detach().double() * y.numel()
             stats.count += y.numel()
         return loss, hidden
 
     def summarize(self, stats: BatchStats) -> dict[str, float]:
-        loss = stats.loss_sum / max(stats.count, 1)
+        loss = float(stats.loss_sum) / max(stats.count, 1)
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
     @torch.no_grad()
@@ -260,14 +262,15 @@ class TextWorkload:
         was_training = model.training
         model.eval()
         hidden = model.init_hidden(data.size(1), device=self.device)
-        loss_sum, count = 0.0, 0
+        loss_sum: Any = 0.0  # a device tensor, read once at the end (float64: as on the host)
+        count = 0
         for x, y in bptt_batches(data, self.bptt):
             logits, hidden = model(x, hidden)
-            loss_sum += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
-                                              reduction="sum"))
+            loss_sum = loss_sum + F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                                  reduction="sum").double()
             count += y.numel()
         model.train(was_training)
-        loss = loss_sum / max(count, 1)
+        loss = float(loss_sum) / max(count, 1)
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
     @torch.no_grad()
