@@ -372,8 +372,15 @@ def _summary(result: RunResult) -> str:
 def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
             data_dir: str | None = None, device: str | None = None, quiet: bool = False,
             force: bool = False, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0) -> dict[str, str]:
-    """Run each cell as a Ray task (local Ray instance, or the cluster at ``address``)."""
+    """Run each cell as a Ray task (local Ray instance, or the cluster at ``address``).
+
+    Connecting goes through :func:`mlrsnet.harness.cluster.connect` (an unreachable address
+    or a refused token fails fast with one paragraph; one line names the cluster) and the
+    head is watched while the tasks run (:func:`~mlrsnet.harness.cluster.watch`: exit code
+    3 when it goes away; running the command again resumes)."""
     import ray
+
+    from mlrsnet.harness.cluster import ClusterLost, connect, head_alive, lost_message, watch
 
     dirs = data_search_dirs(data_dir)
     pending = [c for c in cells if force or not _done(c, store, dirs, warn=False)]
@@ -382,9 +389,24 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
         return outcomes
     root = str(store.root.resolve())
     data = str(Path(data_dir).resolve()) if data_dir else None
-    env = {"env_vars": {k: v for k, v in _forwarded_env().items()}}
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=not quiet, runtime_env=env,
-             include_dashboard=False)
+    conn = connect(address, quiet=quiet, env=_forwarded_env())
+    try:
+        with watch(conn):
+            return _run_remote(ray, pending, cells, outcomes, root=root, data=data, device=device,
+                               quiet=quiet, force=force, cpus_per_cell=cpus_per_cell,
+                               gpus_per_cell=gpus_per_cell)
+    except Exception as exc:
+        if isinstance(exc, UserError) or head_alive(conn):
+            raise
+        raise ClusterLost(lost_message(conn.address)) from None
+    finally:
+        if conn.started:
+            ray.shutdown()
+
+
+def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcomes: dict[str, str], *,
+                root: str, data: str | None, device: str | None, quiet: bool, force: bool,
+                cpus_per_cell: float, gpus_per_cell: float) -> dict[str, str]:
 
     @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
     def remote(cell_json: str) -> str:

@@ -4,12 +4,15 @@ Searches run one after another; inside a search, trials run concurrently on the 
 instance (all local cores, or the cluster at ``--address``) with the task profile's
 resources per trial.  Tasks whose data are missing are skipped with the reason recorded
 in the store, so Table 1 lists them.  Exit codes: 0 all trials ended (finished, diverged
-or stopped early), 1 some trial failed, 130 interrupted (running the command again resumes).
+or stopped early), 1 some trial failed (running the command again retries it), 2 a user
+error (an unreachable ``--address`` included), 3 the Ray cluster went away mid-search,
+130 interrupted (running the command again resumes after 1, 3 and 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness.cluster import ClusterLost, head_alive, lost_message, watch
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, load_spec, resolved_profile
 from mlrsnet.harness.store import Store
 from mlrsnet.paper.tasks import Task, get_task
@@ -83,23 +87,16 @@ def budget(plan: TunePlan, tp: TaskPlan, profile: str, searcher: str, cli_sample
     return n
 
 
-def ensure_ray(address: str | None, quiet: bool) -> bool:
-    """Connect to ``address`` or start a local instance; ``True`` if we started it."""
-    import logging
-
-    import ray
+def ensure_ray(address: str | None, quiet: bool):
+    """Connect to ``address`` or start a local instance (:func:`mlrsnet.harness.cluster.connect`:
+    an unreachable address or a refused token fails fast with one paragraph, and one line
+    names the cluster); returns the :class:`~mlrsnet.harness.cluster.Connection`."""
+    from mlrsnet.harness.cluster import connect
 
     # Tune's own console tables are replaced by mlrsnet.paper.tune.progress.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if ray.is_initialized():
-        return False
     env = {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
-                 logging_level=logging.WARNING, runtime_env={"env_vars": env})
-    except ConnectionError as exc:
-        raise UserError(f"could not connect to the Ray cluster at {address!r}: {exc}") from None
-    return True
+    return connect(address, quiet=quiet, env=env)
 
 
 def check_resources(plans: list[TaskPlan], address: str | None) -> None:
@@ -188,16 +185,16 @@ def tune_command(args: argparse.Namespace) -> int:
     if not requests and not plan.transfer_to:
         return 0
 
-    started_ray = False
-    ray_ready = False
+    conn = None
     failed = 0
+    watching = contextlib.ExitStack()
     try:
         t0 = time.monotonic()
         for k, req in enumerate(requests, 1):
-            if not is_complete(req) and not ray_ready:
-                started_ray = ensure_ray(args.address, quiet)
-                check_resources(runnable, args.address)
-                ray_ready = True
+            if not is_complete(req) and conn is None:
+                conn = ensure_ray(args.address, quiet)
+                watching.enter_context(watch(conn))
+                check_resources(runnable, conn.address)
             if is_complete(req):
                 _say(f"[{req.label}] already complete (--force runs it again)", quiet)
             else:
@@ -217,13 +214,19 @@ def tune_command(args: argparse.Namespace) -> int:
         if plan.transfer_to:
             from mlrsnet.paper.tune.transfer_runs import run_transfer
 
-            if not ray_ready:
-                started_ray = ensure_ray(args.address, quiet)
+            if conn is None:
+                conn = ensure_ray(args.address, quiet)
+                watching.enter_context(watch(conn))
             failed += run_transfer(spec, plan, store, source=runnable[0] if runnable else None,
                                    address=args.address, data_dir=data_dir, device=args.device,
                                    quiet=quiet, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial)
+    except Exception as exc:
+        if conn is not None and not isinstance(exc, UserError) and not head_alive(conn):
+            raise ClusterLost(lost_message(conn.address)) from None
+        raise
     finally:
-        if started_ray:
+        watching.close()
+        if conn is not None and conn.started:
             import ray
 
             ray.shutdown()
