@@ -51,14 +51,17 @@ def test_ray_tasks_produce_the_same_tables_as_local_runs(tmp_path: Path, data_di
         assert torch.get_num_threads() == 2  # the run's count is set for the run only
     finally:
         torch.set_num_threads(threads)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()  # the tune tests' session instance may be up
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         outcomes = run_ray(cells, remote, quiet=True, device="cpu")
         assert set(outcomes.values()) == {"finished"}
         # a second call finds everything done and starts nothing
         assert set(run_ray(cells, remote, quiet=True, device="cpu").values()) == {"skipped"}
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     pd.testing.assert_frame_equal(_curves(local, "e"), _curves(remote, "e"), check_exact=True)
     pd.testing.assert_frame_equal(_steps(local, "e"), _steps(remote, "e"), check_exact=True)
     assert sorted(remote.runs("e")["status"]) == ["finished", "finished"]
