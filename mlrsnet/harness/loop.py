@@ -2,10 +2,12 @@
 
 Every method (schedules, MLR-SNet, HD, L4, RTHO, Meta-SGD) runs through :func:`train`;
 the loop only calls the :class:`~mlrsnet.harness.contract.Method` hooks, through
-:func:`~mlrsnet.harness.step.start_run` (set-up) and :func:`~mlrsnet.harness.step.train_step`
-(one step, the contract's call order), and the workload hides the modality.  The loop checkpoints itself at each epoch end (model, optimiser, method
-state, RNG states and the rows so far), so an interrupted run resumes to the same result
-it would have produced uninterrupted.
+:func:`~mlrsnet.harness.step.start_run` (set-up) and :func:`~mlrsnet.harness.step.workload_step`
+(a batch through the workload's loss, then :func:`~mlrsnet.harness.step.train_step`: the
+contract's call order), and the workload hides the modality.  The loop checkpoints itself at
+each epoch end (model, optimiser, method state, RNG states, the held-out source's position
+and the rows so far), so an interrupted run resumes to the same result it would have
+produced uninterrupted.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typing import Any
 import torch
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import BatchStats, Method, StepInfo
+from mlrsnet.harness.contract import BatchStats, Method
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import atomic_write
 from mlrsnet.harness.registry import get_method, get_task
-from mlrsnet.harness.step import first_non_finite, host_losses, start_run, train_step
+from mlrsnet.harness.step import first_non_finite, host_losses, start_run, workload_step
 
 
 @dataclass
@@ -126,9 +128,9 @@ def train(
             stats = BatchStats()
             taken: list[tuple[int, float, Any]] = []  # (step, lr, loss) of this epoch
             for i, batch in enumerate(workload.train_batches(generator)):
-                loss, carry = workload.loss(model, batch, carry, stats)
-                info = StepInfo(step=step, epoch=epoch, index_in_epoch=i, loss=loss)
-                lr, loss_value, diverged = train_step(method, info, params, optimizer, clip)
+                carry, (lr, loss_value, diverged) = workload_step(
+                    workload, model, batch, carry, stats, method, params, optimizer, clip,
+                    step=step, epoch=epoch, index=i)
                 taken.append((step, lr, loss_value))
                 if diverged:
                     result.status, result.diverged_step = "diverged", step

@@ -91,6 +91,18 @@ def _apply(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
     return StepResult(lr, loss, False)
 
 
+def workload_step(workload: Any, model: nn.Module, batch: Any, carry: Any, stats: Any, method: Method,
+                  params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
+                  clip_grad_norm: float | None, *, step: int, epoch: int, index: int) -> tuple[Any, StepResult]:
+    """One batch as the loop trains it: the workload's forward and loss (``workload.loss``,
+    which also adds to ``stats``), then :func:`train_step`.  Returns the next carry (the LSTM
+    state) and the step's result.  The loop's body, and what the loop-overhead benchmark
+    times against a hand-written step."""
+    loss, carry = workload.loss(model, batch, carry, stats)
+    info = StepInfo(step=step, epoch=epoch, index_in_epoch=index, loss=loss)
+    return carry, train_step(method, info, params, optimizer, clip_grad_norm)
+
+
 def host_losses(losses: Sequence[float | Tensor]) -> list[float]:
     """The losses of :class:`StepResult` as floats, with one transfer for all device tensors."""
     on_device = [i for i, v in enumerate(losses) if isinstance(v, Tensor)]

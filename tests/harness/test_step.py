@@ -245,6 +245,7 @@ def test_start_run_builds_the_optimizer_binds_once_and_describes_the_run() -> No
 
 def test_the_loop_trains_through_train_step(monkeypatch: pytest.MonkeyPatch, data_dir) -> None:
     import mlrsnet.harness.loop as loop_module
+    import mlrsnet.harness.step as step_module
     from mlrsnet.harness.experiment import Cell
 
     seen: list[int] = []
@@ -253,6 +254,8 @@ def test_the_loop_trains_through_train_step(monkeypatch: pytest.MonkeyPatch, dat
         seen.append(info.step)
         return train_step(method, info, *args)
 
-    monkeypatch.setattr(loop_module, "train_step", counting)
+    # the loop's body is workload_step, which calls train_step
+    assert loop_module.workload_step is step_module.workload_step
+    monkeypatch.setattr(step_module, "train_step", counting)
     result = loop_module.train(Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, overrides={"epochs": 1}))
     assert seen == result.steps["step"] == list(range(len(seen))) and seen
