@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from baselines._schedule import IMAGE_LR, ProgressSchedule
+from baselines._schedule import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
 
 
@@ -18,6 +18,7 @@ class Cosine(ProgressSchedule):
     description = "cosine annealing to lr*min_ratio over all steps"
     defaults = {"lr": None, "min_ratio": 0.0}
     search_space = {"lr": IMAGE_LR}
+    hparam_specs = {"lr": LR_SPEC, "min_ratio": MIN_RATIO_SPEC}
 
     def factor(self, step: StepInfo) -> float:
         return cosine_factor(step.step / self.total_steps, float(self.hparams["min_ratio"]))

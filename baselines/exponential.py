@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from baselines._schedule import IMAGE_LR, ProgressSchedule
+from baselines._schedule import DECAY_SPEC, IMAGE_LR, LR_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
 
 
@@ -11,6 +11,7 @@ class Exponential(ProgressSchedule):
     description = "LR multiplied by decay every epoch"
     defaults = {"lr": None, "decay": 0.97}
     search_space = {"lr": IMAGE_LR, "decay": ("uniform", 0.8, 0.999)}
+    hparam_specs = {"lr": LR_SPEC, "decay": DECAY_SPEC}
 
     def factor(self, step: StepInfo) -> float:
         return float(self.hparams["decay"]) ** step.epoch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from baselines._schedule import IMAGE_LR, ProgressSchedule
+from baselines._schedule import IMAGE_LR, LR_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
 
 
@@ -11,6 +11,7 @@ class Fixed(ProgressSchedule):
     description = "constant LR"
     defaults = {"lr": None}
     search_space = {"lr": IMAGE_LR}
+    hparam_specs = {"lr": LR_SPEC}
 
     def factor(self, step: StepInfo) -> float:
         return 1.0

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, RunContext, StepInfo
-from mlrsnet.snet.net import check_cell
+from mlrsnet.harness.contract import HParam, Method, RunContext, StepInfo
+from mlrsnet.snet.checkpoint_sets import checkpoints_problem
+from mlrsnet.snet.net import CELL_CONVENTIONS, check_cell
 from mlrsnet.snet.scheduler import MLRSNetScheduler
 
 #: Where ``gamma``'s training loss comes from (class docstring).
@@ -49,6 +50,14 @@ class MLRSNetTransfer(Method):
         "gate_convention": None,
         "gamma_loss": "train-pass",
         "loss_window": None,
+    }
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        "checkpoints": HParam("str", check=checkpoints_problem),
+        "checkpoint_dir": HParam("str", allow_none=True),
+        "single": HParam("int", low=1, allow_none=True),
+        "gate_convention": HParam(choices=CELL_CONVENTIONS, allow_none=True),
+        "gamma_loss": HParam(choices=GAMMA_LOSSES),
+        "loss_window": HParam("int", low=1, allow_none=True),
     }
 
     def __init__(self, **hparams: Any) -> None:

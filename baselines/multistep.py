@@ -11,8 +11,8 @@ import bisect
 from collections.abc import Mapping
 from typing import Any
 
-from baselines._schedule import DECAY, IMAGE_LR, ProgressSchedule
-from mlrsnet.harness.contract import StepInfo
+from baselines._schedule import DECAY, DECAY_SPEC, IMAGE_LR, LR_SPEC, ProgressSchedule
+from mlrsnet.harness.contract import HParam, StepInfo
 
 
 class MultiStep(ProgressSchedule):
@@ -20,6 +20,12 @@ class MultiStep(ProgressSchedule):
     description = "step decay at fixed fractions of training (paper: epochs 60/120/180 of 200)"
     defaults = {"lr": None, "decay": 0.1, "milestones": (0.3, 0.6, 0.9)}
     search_space = {"lr": IMAGE_LR, "decay": DECAY}
+    hparam_specs = {
+        "lr": LR_SPEC,
+        "decay": DECAY_SPEC,
+        # fractions of the run, strictly increasing, inside (0, 1)
+        "milestones": HParam("fractions", low=0.0, high=1.0, low_open=True, high_open=True),
+    }
 
     def milestone_epochs(self) -> list[int]:
         assert self.run is not None
@@ -38,6 +44,7 @@ class MultiStepVal(ProgressSchedule):
     description = "step decay when the validation loss stops improving (paper's 'Val' strategy)"
     defaults = {"lr": None, "decay": 0.25, "patience": 0}
     search_space = {"lr": IMAGE_LR, "decay": DECAY}
+    hparam_specs = {"lr": LR_SPEC, "decay": DECAY_SPEC, "patience": HParam("int", low=0)}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

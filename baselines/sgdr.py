@@ -6,9 +6,9 @@ profile's epochs), each later cycle ``t_mult`` times the previous one.
 
 from __future__ import annotations
 
-from baselines._schedule import IMAGE_LR, ProgressSchedule
+from baselines._schedule import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, ProgressSchedule
 from baselines.cosine import cosine_factor
-from mlrsnet.harness.contract import StepInfo
+from mlrsnet.harness.contract import HParam, StepInfo
 
 
 class SGDR(ProgressSchedule):
@@ -16,6 +16,12 @@ class SGDR(ProgressSchedule):
     description = "cosine annealing with warm restarts"
     defaults = {"lr": None, "t0": 0.05, "t_mult": 2.0, "min_ratio": 0.0}
     search_space = {"lr": IMAGE_LR, "t0": ("choice", [0.05, 0.1, 0.2])}
+    hparam_specs = {
+        "lr": LR_SPEC,
+        "t0": HParam("number", low=0.0, high=1.0, low_open=True),  # fraction of the run
+        "t_mult": HParam("number", low=1.0),  # cycles never shrink
+        "min_ratio": MIN_RATIO_SPEC,
+    }
 
     def factor(self, step: StepInfo) -> float:
         cycle = max(1.0, float(self.hparams["t0"]) * self.total_steps)

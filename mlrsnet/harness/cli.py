@@ -31,11 +31,11 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _parse_hparams(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_hparams(pairs: Sequence[str], flag: str = "--hparam") -> dict[str, Any]:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise UserError(f"--hparam expects KEY=VALUE, got {pair!r}")
+            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value)
     return out
@@ -53,6 +53,30 @@ def _parse_seeds(text: str | None) -> list[int] | None:
         raise UserError(f"--seeds expects e.g. 0,1,2 or 0-4, got {text!r}") from None
 
 
+def check_results_writable(results: str | os.PathLike[str]) -> None:
+    """Refuse an unusable ``--results`` once, before any run (it failed every run, one by
+    one): the folder, or the nearest existing folder above it, must be a writable folder.
+    Writes nothing that stays (a probe file is created and removed at once)."""
+    import tempfile
+
+    path = Path(results).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link: mkdir would fail
+            break
+        probe = probe.parent
+    where = "" if probe == path else f" (its nearest existing parent is {str(probe)!r})"
+    if not probe.is_dir():
+        raise UserError(f"--results {str(path)!r} cannot be used: {str(probe)!r} is not a folder; "
+                        "pass a folder that can be created or written (--results DIR or $MLRSNET_RESULTS)")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".mlrsnet-write-probe-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--results {str(path)!r} is not writable{where}: {exc.strerror or exc}; "
+                        "pass a folder you can write (--results DIR or $MLRSNET_RESULTS)") from None
+
+
 # ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local, run_ray
@@ -61,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, profile=args.profile, seeds=_parse_seeds(args.seeds))
     cells = spec.cells()
+    check_results_writable(args.results)
     store = Store(args.results)
     quiet = args.quiet
     if not quiet:
@@ -83,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local
-    from mlrsnet.harness.experiment import Cell, experiment_name_problem, overridable, resolved_profile
+    from mlrsnet.harness.experiment import Cell, OverrideError, check_overrides, experiment_name_problem
     from mlrsnet.harness.registry import get_method, get_task
     from mlrsnet.harness.store import Store
 
@@ -91,16 +116,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"--experiment: {problem}")
     get_task(args.task).profile(args.profile)
-    get_method(args.method)(**_parse_hparams(args.hparam))  # validates the names
-    overrides = _parse_hparams(args.override)
-    allowed = overridable(args.task, args.profile)
-    bad = sorted(set(overrides) - set(allowed))
-    if bad:
-        raise UserError(f"--override {bad[0]!r} is not a profile field; allowed: {', '.join(allowed)}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be an integer >= 0, not {args.seed}")
+    method = get_method(args.method)
+    hparams = _parse_hparams(args.hparam)
+    try:
+        method.check_hparams(hparams)
+    except UserError as exc:
+        raise UserError(f"--hparam: {exc}") from None
+    method(**hparams)  # a method's own checks of combinations
+    overrides = _parse_hparams(args.override, flag="--override")
+    try:
+        check_overrides(args.task, args.profile, overrides)
+    except OverrideError as exc:
+        raise UserError(f"--override {exc}") from None
     cell = Cell(task=args.task, profile=args.profile, method=args.method,
-                hparams=_parse_hparams(args.hparam), seed=args.seed, experiment=args.experiment,
+                hparams=hparams, seed=args.seed, experiment=args.experiment,
                 overrides=overrides)
-    resolved_profile(cell)
+    check_results_writable(args.results)
     if not args.quiet:
         print(f"run {cell.run_id}: artifacts in {Path(args.results) / cell.experiment / 'artifacts' / cell.run_id}",
               file=sys.stderr)

@@ -38,6 +38,7 @@ How methods are found (``baselines/`` and the ``mlrsnet.methods`` entry-point gr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -64,6 +65,133 @@ RENAMED_HPARAMS: dict[str, str] = {
 #: A search-space entry: ``("loguniform", low, high)``, ``("uniform", low, high)``,
 #: ``("choice", [values...])`` or ``("grid", [values...])``.
 SearchDim = tuple
+
+
+#: The kinds of value an :class:`HParam` declares.
+HPARAM_KINDS = ("number", "int", "bool", "str", "fractions", "sequence", "any")
+
+
+@dataclass(frozen=True)
+class HParam:
+    """What values one hyper-parameter takes: its kind, its range and whether ``None`` is
+    allowed (``None`` usually means "the method's own rule", e.g. the task's base LR).
+
+    ``kind``: ``"number"`` (an int or float, finite), ``"int"``, ``"bool"``, ``"str"``,
+    ``"fractions"`` (a non-empty, strictly increasing list of numbers, each checked against
+    the bounds, e.g. MultiStep's milestones in (0, 1)), ``"sequence"`` (a list) or ``"any"``.
+    ``low``/``high`` bound numbers (inclusive unless ``low_open``/``high_open``);
+    ``choices`` lists the allowed values; ``check`` adds a method's own test.  Methods declare them in
+    :attr:`Method.hparam_specs`; a name they leave out is checked by :func:`inferred_hparam`.
+    """
+
+    kind: str = "any"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    allow_none: bool = False
+    #: A further check of a value that passed the others (e.g. that a checkpoint folder is
+    #: readable): ``check(value)`` returns why it is refused, or None.  Runs before training.
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in HPARAM_KINDS:
+            raise ValueError(f"HParam kind {self.kind!r}; allowed: {', '.join(HPARAM_KINDS)}")
+
+    def describe(self) -> str:
+        """``a number in (0, 1)``, ``an integer >= 0``, ``one of 'a', 'b'``..."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(repr, self.choices))
+        else:
+            text = {"number": "a number", "int": "an integer", "bool": "true or false",
+                    "str": "a string", "sequence": "a list", "any": "any value",
+                    "fractions": "a strictly increasing list of numbers"}[self.kind]
+            bounds = self._bounds()
+            if bounds:
+                text += (" each" if self.kind == "fractions" else "") + f" {bounds}"
+        return text + (" (or null)" if self.allow_none else "")
+
+    def _bounds(self) -> str:
+        lo, hi = self.low, self.high
+        if lo is not None and hi is not None:
+            return f"in {'(' if self.low_open else '['}{lo:g}, {hi:g}{')' if self.high_open else ']'}"
+        if lo is not None:
+            return f"{'>' if self.low_open else '>='} {lo:g}"
+        if hi is not None:
+            return f"{'<' if self.high_open else '<='} {hi:g}"
+        return ""
+
+    def _in_bounds(self, x: float) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return not (self.high is not None and (x >= self.high if self.high_open else x > self.high))
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (``"must be ..."``), or ``None`` if it is."""
+        problem = self._type_problem(value)
+        if problem is None and value is not None and self.check is not None:
+            return self.check(value)
+        return problem
+
+    def _type_problem(self, value: Any) -> str | None:
+        if value is None:
+            return None if self.allow_none or self.kind == "any" else f"must be {self.describe()}, not null"
+        must = f"must be {self.describe()}, not {value!r}"
+        if self.choices is not None:
+            return None if any(value == c and type(value) is type(c) or
+                               (_is_number(value) and _is_number(c) and value == c)
+                               for c in self.choices) else must
+        kind = self.kind
+        if kind == "any":
+            return None
+        if kind == "bool":
+            return None if isinstance(value, bool) else must
+        if kind == "str":
+            return None if isinstance(value, str) else must
+        if kind == "sequence":
+            return None if isinstance(value, list | tuple) else must
+        if kind == "fractions":
+            if (not isinstance(value, list | tuple) or not value
+                    or not all(_is_number(x) and math.isfinite(x) and self._in_bounds(x) for x in value)
+                    or any(b <= a for a, b in zip(value, value[1:], strict=False))):
+                return must
+            return None
+        if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+            return must
+        if not _is_number(value) or not math.isfinite(value) or not self._in_bounds(value):
+            return must
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def inferred_hparam(default: Any) -> HParam:
+    """The check of a hyper-parameter a method declares nothing for, from its default:
+    a bool default takes booleans, an int default integers, a float default numbers, a
+    string default strings, a list/tuple default lists; a ``None`` default anything.
+    ``None`` itself passes (the method decides what it means)."""
+    if isinstance(default, bool):
+        return HParam("bool", allow_none=True)
+    if isinstance(default, int):
+        return HParam("int", allow_none=True)
+    if isinstance(default, float):
+        return HParam("number", allow_none=True)
+    if isinstance(default, str):
+        return HParam("str", allow_none=True)
+    if isinstance(default, list | tuple):
+        return HParam("sequence", allow_none=True)
+    return HParam("any")
+
+
+class HParamError(UserError):
+    """A hyper-parameter name or value a method refuses; ``name`` is the offending key."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -137,6 +265,8 @@ class Method:
     ``name``            the name used in experiment specs and on the command line.
     ``defaults``        default hyper-parameters (keyword arguments of ``__init__``).
     ``search_space``    tunable hyper-parameters for Ray Tune (:data:`SearchDim` values).
+    ``hparam_specs``    the type and range of hyper-parameters (:class:`HParam`); a name
+                        not declared is checked from its default (:func:`inferred_hparam`).
 
     A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
     graph, as RTHO) overrides :meth:`backward`; :meth:`end_epoch` always receives the epoch's
@@ -146,10 +276,11 @@ class Method:
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, SearchDim]] = {}
+    hparam_specs: ClassVar[dict[str, HParam]] = {}
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:
-        self.check_names(hparams)
+        self.check_hparams(hparams)
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
         self.run: RunContext | None = None
 
@@ -162,11 +293,29 @@ class Method:
             return
         hints = [f"{old!r} is now {RENAMED_HPARAMS[old]!r}" for old in unknown
                  if RENAMED_HPARAMS.get(old) in cls.defaults]
-        raise UserError(
+        raise HParamError(
             f"method {cls.name!r} has no hyper-parameter {', '.join(map(repr, unknown))}"
             + (f" ({'; '.join(hints)})" if hints else "")
-            + f"; it takes: {', '.join(sorted(cls.defaults)) or '(none)'}"
+            + f"; it takes: {', '.join(sorted(cls.defaults)) or '(none)'}",
+            unknown[0],
         )
+
+    @classmethod
+    def hparam_spec(cls, name: str) -> HParam:
+        """The declared check of ``name``, else the one inferred from its default."""
+        spec = cls.hparam_specs.get(name)
+        return spec if spec is not None else inferred_hparam(cls.defaults.get(name))
+
+    @classmethod
+    def check_hparams(cls, values: Mapping[str, Any]) -> None:
+        """The one validation of hyper-parameters (command line, specs, searches, ``__init__``):
+        names (:meth:`check_names`), then each value against :meth:`hparam_spec`.  Raises
+        :class:`HParamError` naming the first bad key."""
+        cls.check_names(values)
+        for name in sorted(values):
+            problem = cls.hparam_spec(name).problem(values[name])
+            if problem:
+                raise HParamError(f"method {cls.name!r}: hyper-parameter {name!r} {problem}", name)
 
     @classmethod
     def space(cls, kind: str) -> dict[str, SearchDim]:

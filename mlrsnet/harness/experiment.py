@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import HParamError
 from mlrsnet.harness.registry import get_task, profile_names, tasks
 
 #: Profile fields that describe rather than configure (never overridden).
@@ -43,6 +47,75 @@ NOT_OVERRIDABLE = ("notes",)
 def overridable(task: str, profile: str) -> tuple[str, ...]:
     """The fields of ``task``'s ``profile`` that a spec or ``--override`` may set."""
     return tuple(f.name for f in fields(get_task(task).profile(profile)) if f.name not in NOT_OVERRIDABLE)
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             dict: "a table", list: "a list", tuple: "a list"}
+    origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return names.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as TOML or JSON gives it) has the annotated type ``hint``."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(hint))
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if origin in (tuple, list):
+        return isinstance(value, list | tuple)
+    return isinstance(value, origin) if isinstance(origin, type) else True
+
+
+def override_problem(profile: Any, name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be profile field ``name`` (its annotated type and, from the field's
+    metadata, its smallest value ``min``), or None if it can."""
+    hints = typing.get_type_hints(type(profile))
+    spec = {f.name: f for f in fields(profile)}.get(name)
+    if spec is None:
+        return None
+    hint = hints.get(name, Any)
+    if not _matches(value, hint):
+        return f"must be {_type_name(hint)}, not {value!r}"
+    low = spec.metadata.get("min")
+    if low is not None and value is not None and not isinstance(value, bool) \
+            and isinstance(value, int | float) and value < low:
+        return f"must be {_type_name(hint).split(' or ')[0]} >= {low}, not {value!r}"
+    return None
+
+
+def check_overrides(task: str, profile: str, overrides: Mapping[str, Any]) -> None:
+    """Refuse override fields ``task``'s ``profile`` does not have or values of the wrong
+    type or range; the message names the field (the spec and ``--override`` add where)."""
+    allowed = overridable(task, profile)
+    base = get_task(task).profile(profile)
+    for key in overrides:
+        if key not in allowed:
+            raise OverrideError(f"{key!r} is not a profile field; allowed: {', '.join(allowed)}", key)
+        problem = override_problem(base, key, overrides[key])
+        if problem:
+            raise OverrideError(f"profile field {key!r} {problem}", key)
+
+
+class OverrideError(UserError):
+    """A profile override that does not validate; ``name`` is the field."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -140,8 +213,9 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     if prof not in profile_names():
         raise _fail(source, "profile", f"{prof!r} is not a profile; allowed: {', '.join(profile_names())}")
     seed_list = seeds if seeds is not None else data.get("seeds", [0])
-    if not isinstance(seed_list, list) or not seed_list or not all(isinstance(s, int) for s in seed_list):
-        raise _fail(source, "seeds", "must be a non-empty list of integers, e.g. [0, 1, 2]")
+    if (not isinstance(seed_list, list) or not seed_list
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list)):
+        raise _fail(source, "seeds", f"must be a non-empty list of integers >= 0, e.g. [0, 1, 2], not {seed_list!r}")
     task_names = data.get("tasks")
     if not isinstance(task_names, list) or not task_names or not all(isinstance(t, str) for t in task_names):
         raise _fail(source, "tasks", f"must be a non-empty list of task names; allowed: {', '.join(tasks())}")
@@ -168,20 +242,20 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
         if not isinstance(hp, dict):
             raise _fail(source, f"{where}.hparams", "must be a table, e.g. { lr = 0.1 }")
         try:
-            registry[m["name"]].check_names(hp)
-        except UserError as exc:
-            bad = sorted(set(hp) - set(registry[m["name"]].defaults))[0]
-            raise _fail(source, f"{where}.hparams.{bad}", str(exc)) from None
+            registry[m["name"]].check_hparams(hp)
+        except HParamError as exc:
+            raise _fail(source, f"{where}.hparams.{exc.name}", str(exc)) from None
         methods.append(MethodEntry(m["name"], hp, str(m.get("label", m["name"]))))
     raw_overrides = data.get("overrides", {})
     sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]
     if not sweep or not all(isinstance(o, dict) for o in sweep):
         raise _fail(source, "overrides", "must be a table of profile fields or a non-empty list of them")
-    allowed = overridable(task_names[0], prof)
     for o in sweep:
-        for k in o:
-            if k not in allowed:
-                raise _fail(source, f"overrides.{k}", f"not a profile field; allowed: {', '.join(allowed)}")
+        for t in dict.fromkeys(task_names):
+            try:
+                check_overrides(t, prof, o)
+            except OverrideError as exc:
+                raise _fail(source, f"overrides.{exc.name}", str(exc)) from None
     overrides = sweep[0]
     if tune is not None and not isinstance(tune, dict):
         raise _fail(source, "tune", "must be a table")
@@ -199,8 +273,16 @@ def load_spec(path: str | Path, *, profile: str | None = None,
     p = Path(path)
     if not p.exists():
         raise SpecError(f"experiment spec {str(p)!r} does not exist")
+    if p.is_dir():
+        raise SpecError(f"experiment spec {str(p)!r} is a folder; give the .toml file "
+                        f"(e.g. benchmarks/demo.toml)")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read experiment spec {str(p)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                        "save the spec as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{p}: not valid TOML: {exc}") from None
     return parse_spec(data, str(p), profile=profile, seeds=seeds)
@@ -209,6 +291,7 @@ def load_spec(path: str | Path, *, profile: str | None = None,
 def resolved_profile(cell: Cell) -> Any:
     """The cell's profile with its overrides applied."""
     base = get_task(cell.task).profile(cell.profile)
+    check_overrides(cell.task, cell.profile, cell.overrides)
     try:
         return replace(base, **dict(cell.overrides))
     except TypeError as exc:

@@ -11,30 +11,35 @@ from typing import Any
 
 PROFILES = ("smoke", "mini", "paper")
 
+#: Field metadata: the smallest value a field takes (``min``), checked with the field's
+#: type when a spec or ``--override`` sets it (:func:`mlrsnet.harness.experiment.check_overrides`).
+POSITIVE: dict[str, Any] = {"min": 1}
+NON_NEGATIVE: dict[str, Any] = {"min": 0}
+
 
 @dataclass(frozen=True)
 class Profile:
     """One scale of a task.  Sizes are counts of examples (images) or tokens (text)."""
 
-    epochs: int
-    batch_size: int
+    epochs: int = field(metadata=POSITIVE)
+    batch_size: int = field(metadata=POSITIVE)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: Training examples used after the held-out part is removed (None: all the rest).
-    train_size: int | None = None
+    train_size: int | None = field(default=None, metadata=POSITIVE)
     #: Held-out training examples (the meta/validation set of MLR-SNet, RTHO and tuning).
     #: Text tasks hold out nothing from train: their validation split plays this role.
-    holdout: int = 1000
+    holdout: int = field(default=1000, metadata=NON_NEGATIVE)
     #: Test examples evaluated each epoch (None: the whole test split).
-    test_size: int | None = None
-    eval_batch_size: int = 500
+    test_size: int | None = field(default=None, metadata=POSITIVE)
+    eval_batch_size: int = field(default=500, metadata=POSITIVE)
     #: A ``<dataset>-mini.npz`` subset may serve this profile.
     allow_mini_data: bool = True
     # -- text only
-    bptt: int = 35
-    train_tokens: int | None = None
-    eval_tokens: int | None = None
+    bptt: int = field(default=35, metadata=POSITIVE)
+    train_tokens: int | None = field(default=None, metadata=POSITIVE)
+    eval_tokens: int | None = field(default=None, metadata=POSITIVE)
     #: Ray Tune: samples per searcher, and resources per trial.
-    tune_samples: int = 8
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    tune_samples: int = field(default=8, metadata=POSITIVE)
+    cpus_per_trial: float = field(default=1.0, metadata=NON_NEGATIVE)
+    gpus_per_trial: float = field(default=0.0, metadata=NON_NEGATIVE)
     notes: str = ""

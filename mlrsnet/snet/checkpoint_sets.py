@@ -156,7 +156,7 @@ def directory_checkpoints(path: Path, name: str | None = None) -> CheckpointSet:
     manifest: dict[str, Any] = {}
     manifest_path = path / MANIFEST
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_manifest(manifest_path)
         files = {int(e): path / f for e, f in manifest.get("files", {}).items()}
         missing = [str(p) for p in files.values() if not p.exists()]
         if missing:
@@ -172,6 +172,49 @@ def directory_checkpoints(path: Path, name: str | None = None) -> CheckpointSet:
         raise UserError(f"{path} holds no MLR-SNet checkpoints (expected {MANIFEST} or files "
                         f"named {checkpoint_filename(1)}, {checkpoint_filename(2)}, ...)")
     return CheckpointSet(name or str(path), files, manifest)
+
+
+def read_manifest(manifest_path: Path) -> dict[str, Any]:
+    """A checkpoint set's ``manifest.json``, checked: a JSON object whose ``files`` maps epoch
+    labels (integers) to file names and whose ``sha256`` (optional) maps them to digests."""
+    fix = (f"it is damaged or not a checkpoint-set manifest; restore it, or delete it to use the "
+           f"folder's {checkpoint_filename(1)}, {checkpoint_filename(2)}, ... files by name")
+    try:
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise UserError(f"{manifest_path} is not valid JSON{where}: {fix}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path} holds a JSON {type(manifest).__name__}, not an object: {fix}")
+    for key in ("files", "sha256"):
+        table = manifest.get(key, {})
+        if not isinstance(table, dict) or not all(
+                isinstance(e, str) and e.strip().lstrip("-").isdigit() and isinstance(v, str)
+                for e, v in table.items()):
+            raise UserError(f"{manifest_path}: {key!r} must map epoch numbers to "
+                            f"{'file names' if key == 'files' else 'sha256 digests'}: {fix}")
+    unknown = sorted(set(manifest.get("sha256", {})) - set(manifest.get("files", {})))
+    if unknown:
+        raise UserError(f"{manifest_path}: 'sha256' lists epoch {unknown[0]} that 'files' does not: {fix}")
+    return manifest
+
+
+def checkpoints_problem(value: Any) -> str | None:
+    """Why ``value`` (method ``mlrsnet-transfer``'s ``checkpoints``) names an unusable
+    checkpoint folder, or None: a folder is read now (its manifest, files and digests), so a
+    damaged one is refused before any training.  Set names are resolved when the run starts."""
+    if not isinstance(value, str) or value in PACKAGED_ALIASES or value == "official":
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        return None
+    try:
+        directory_checkpoints(path)
+    except UserError as exc:
+        return f"names an unusable checkpoint folder: {exc}"
+    return None
 
 
 def _files_by_epoch(path: Path) -> dict[int, Path]:

@@ -207,11 +207,40 @@ def parse_tune_block(block: Mapping[str, Any] | None, source: str = "<spec>") ->
     if transfer:
         transfer = _names(transfer, source, "tune.transfer_to", tuple(TASKS))
     samples, options = _parse_profiles(block.get("profiles", {}), source)
+    methods = _parse_methods(block.get("method"), source)
+    space = _parse_space(block.get("space", {}), source)
+    grid = _parse_grid(block.get("grid", {}), source)
+    _check_values(methods, space, grid, source)
     return TunePlan(
-        searchers=searchers, objective=objective, methods=_parse_methods(block.get("method"), source),
-        space=_parse_space(block.get("space", {}), source), grid=_parse_grid(block.get("grid", {}), source),
-        transfer_to=tuple(transfer), samples=samples, options=options,
+        searchers=searchers, objective=objective, methods=methods,
+        space=space, grid=grid, transfer_to=tuple(transfer), samples=samples, options=options,
     )
+
+
+def _check_values(methods: Mapping[str, str], space: Mapping[str, tuple[str, float, float]],
+                  grid: Mapping[str, tuple[float, ...]], source: str) -> None:
+    """Every searched hyper-parameter is one the plan's methods take, and every value a
+    search can draw (a range's ends, each grid candidate) passes the methods' own check
+    (:meth:`~mlrsnet.harness.contract.Method.check_hparams`, as a trial would)."""
+    from mlrsnet.harness.registry import discover
+
+    registry = discover()
+    classes = [registry[name] for name in dict.fromkeys(methods.values())]
+    for table, values in (("space", {k: v[1:] for k, v in space.items()}), ("grid", grid)):
+        for hp, candidates in values.items():
+            key = f"tune.{table}.{hp}"
+            takers = [cls for cls in classes if hp in cls.defaults]
+            if not takers:
+                try:
+                    classes[0].check_names({hp: None})
+                except UserError as exc:
+                    raise _fail(source, key, str(exc)) from None
+            for cls in takers:
+                for value in candidates:
+                    try:
+                        cls.check_hparams({hp: value})
+                    except UserError as exc:
+                        raise _fail(source, key, str(exc)) from None
 
 
 def with_cli_overrides(plan: TunePlan, *, searchers: str | None = None, objective: str | None = None,
