@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,26 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"prepared {args.name}: {path}")
         return 0
     rows = data.check(data_dir=args.data_dir)
+    # a dataset none of whose files is present is listed once; a partial one per missing file
+    present_names = {r["name"] for r in rows if r.get("present")}
+    listed: set[str] = set()
     for r in rows:
         if r.get("present"):
             verified = {True: "verified", False: "CHECKSUM MISMATCH", None: ""}[r.get("verified")]
             print(f"{r['name']:<14} {r.get('kind', ''):<5} {r.get('bytes', 0):>12,d} B  "
                   f"sha256 {str(r.get('sha256', ''))[:16]}  {verified:<8} {r.get('path')}")
-        else:
+        elif r["name"] in present_names:
+            print(f"{r['name']:<14} missing {r.get('file')} (prepare with: mlrsnet-bench data prepare {r['name']})")
+        elif r["name"] not in listed:
+            listed.add(r["name"])
             print(f"{r['name']:<14} missing (prepare with: mlrsnet-bench data prepare {r['name']})")
+    mismatched = [r for r in rows if r.get("present") and r.get("verified") is False]
+    if mismatched:
+        print(f"mlrsnet-bench: error: {len(mismatched)} file(s) differ from the published sha256 "
+              f"({', '.join(str(r['path']) for r in mismatched)}): they are damaged or not the "
+              "real data; delete them and prepare them again (`mlrsnet-bench data prepare NAME`)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -171,10 +171,17 @@ def load_mlrsnet(path: str | PathLike[str], cell: str = DEFAULT_CELL) -> MLRSNet
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"MLR-SNet checkpoint {path} does not exist") from None
-    except Exception as exc:  # a corrupt or foreign file: say which one
-        raise UserError(f"cannot read MLR-SNet checkpoint {path}: {exc}") from None
+    except IsADirectoryError:
+        raise UserError(f"MLR-SNet checkpoint {path} is a folder, not a checkpoint file") from None
+    except Exception as exc:  # a corrupt or foreign file: say which one (torch's advice to
+        # load with weights_only=False is wrong here: never unpickle an unknown file)
+        kind = "not a PyTorch checkpoint" if not isinstance(exc, OSError) else f"unreadable ({exc})"
+        raise UserError(f"cannot read MLR-SNet checkpoint {path}: {kind} (damaged, truncated or "
+                        "another kind of file); replace it with the original checkpoint") from None
     net = MLRSNet(cell=cell)
     try:
+        if not isinstance(state, dict):
+            raise RuntimeError(f"it holds a {type(state).__name__}, not a state dict")
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{path} is not an MLR-SNet checkpoint in the released layout: {exc}") from None

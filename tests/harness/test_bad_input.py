@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from mlrsnet.harness.cli import main
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.store import Store
 
 HEAD = 'profile = "smoke"\nseeds = [0]\ntasks = ["resnet18-cifar10"]\n'
 FIXED = '[[methods]]\nname = "fixed"\n'
@@ -180,3 +182,89 @@ def test_a_read_only_results_folder_is_refused(tmp_path: Path, capsys) -> None:
         results.chmod(0o755)
     assert nothing_under(results)
 
+
+# -- damaged files met once the run starts: exit 2, one paragraph naming the file and the fix,
+# -- and the run is not stored as finished (it trains again once the file is fixed)
+def _not_finished(results: Path) -> bool:
+    runs = Store(results).runs()
+    return runs.empty or not (runs["status"] == "finished").any()
+
+
+def test_a_garbage_npz_is_not_called_pickled_data(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar10-mini.npz").write_bytes(b"garbage")  # 7 bytes
+    results = tmp_path / "results"
+    code = main([*TRAIN, "--method", "fixed", "--data-dir", str(data), "--results", str(results)])
+    text = one_paragraph(capsys.readouterr().err)
+    assert code == 2 and "pickled" not in text and "allow_pickle" not in text
+    assert "cifar10-mini.npz is not a .npz archive" in text and "data prepare cifar10" in text
+    assert _not_finished(results)
+
+
+def test_an_empty_corpus_file_names_it(tmp_path: Path, capsys, data_dir: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "ptb", copy / "ptb")
+    (copy / "ptb" / "train.txt").write_text("")
+    results = tmp_path / "results"
+    code = main(["train", "--task", "lstm2-ptb", "--profile", "smoke", "--quiet", "--method", "fixed",
+                 "--data-dir", str(copy), "--results", str(results)])
+    text = one_paragraph(capsys.readouterr().err)
+    assert code == 2 and "ptb/train.txt holds no words" in text and "data prepare ptb" in text
+    assert _not_finished(results)
+
+
+def test_a_corrupt_epoch_checkpoint_names_the_file_and_the_fix(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method="fixed", experiment="adhoc")
+    checkpoint = results / "adhoc" / "checkpoints" / f"{cell.run_id}.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"garbage")
+    code = main([*TRAIN, "--method", "fixed", "--results", str(results)])
+    text = one_paragraph(capsys.readouterr().err)
+    assert code == 2 and str(checkpoint) in text and "--force" in text and "delete it" in text
+    assert "weights_only" not in text
+    assert _not_finished(results)
+
+
+def test_a_garbage_mlrsnet_checkpoint_does_not_repeat_torchs_advice(tmp_path: Path) -> None:
+    from mlrsnet.errors import UserError
+    from mlrsnet.snet.net import load_mlrsnet
+
+    path = tmp_path / "mlr_snet_1.pth"
+    path.write_bytes(b"garbage")
+    with pytest.raises(UserError) as info:
+        load_mlrsnet(path)
+    assert str(path) in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_data_check_fails_on_a_checksum_mismatch_and_lists_a_missing_dataset_once(
+        tmp_path: Path, capsys, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("MLRSNET_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.chdir(tmp_path)
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "ptb", copy / "ptb")
+    with (copy / "ptb" / "valid.txt").open("a") as fh:
+        fh.write("extra\n")
+    assert main(["data", "check", "--data-dir", str(copy)]) != 0
+    captured = capsys.readouterr()
+    assert "CHECKSUM MISMATCH" in captured.out and "valid.txt" in one_paragraph(captured.err)
+    missing = [line.split()[0] for line in captured.out.splitlines() if " missing" in line]
+    assert missing.count("wikitext-2") == 1 and len(missing) == len(set(missing))
+
+
+@pytest.mark.parametrize("report", ["curves", "transfer", "table1"])
+def test_a_report_of_an_experiment_without_a_finished_run_says_so(report: str, tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    Store(results).write_run_row({"run_id": "r1", "experiment": "exp", "task": "resnet18-cifar10",
+                                  "profile": "smoke", "method": "fixed", "hparams": {}, "seed": 0,
+                                  "status": "failed", "error": "ValueError: boom", "tags": {}})
+    code = main(["report", report, "--experiment", "exp", "--results", str(results),
+                 "--out", str(tmp_path / "out")])
+    text = one_paragraph(capsys.readouterr().err)
+    assert code == 2 and "no finished run" in text and "1 failed" in text
+    assert not (tmp_path / "out").exists()

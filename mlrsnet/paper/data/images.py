@@ -73,6 +73,9 @@ def load_image_dataset(name: str, *, allow_mini: bool,
 def read_npz(path: Path, name: str, data_dir: PathLike | None = None) -> dict[str, np.ndarray]:
     """Read and validate a prepared file; never unpickles (``allow_pickle=False``)."""
     fix = f"delete it and run `{prepare_command(name, data_dir)}`"
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+        raise UserError(f"{path} is not a .npz archive (damaged, truncated or another kind of "
+                        f"file, {path.stat().st_size} bytes); {fix}.")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in NPZ_KEYS if k not in npz.files]

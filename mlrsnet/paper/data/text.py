@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mlrsnet.paper.data.locate import CORPUS_SPLITS, PathLike, find_corpus_dir
+from mlrsnet.errors import UserError
+from mlrsnet.paper.data.locate import CORPUS_SPLITS, PathLike, find_corpus_dir, prepare_command
 
 EOS = "<eos>"
 
@@ -38,7 +39,11 @@ class Corpus:
 
 def read_tokens(path: Path) -> list[str]:
     """Words of every line followed by ``<eos>``, exactly as ``line.split() + ['<eos>']``."""
-    text = path.read_text(encoding="utf-8")  # text mode: \r\n and \r become \n
+    try:
+        text = path.read_text(encoding="utf-8")  # text mode: \r\n and \r become \n
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); it is not a prepared corpus "
+                        "file: prepare the corpus again (`mlrsnet-bench data prepare NAME`)") from None
     if text and not text.endswith("\n"):
         text += "\n"  # a last line without newline still ends a sentence
     return text.replace("\n", f" {EOS} ").split()
@@ -56,6 +61,10 @@ def load_corpus(name: str, data_dir: PathLike | None = None) -> Corpus:
     splits: dict[str, Tensor] = {}
     for split in CORPUS_SPLITS:
         tokens = read_tokens(folder / f"{split}.txt")
+        if not tokens:
+            raise UserError(f"{folder / f'{split}.txt'} holds no words (an empty corpus file); "
+                            f"restore it or prepare the corpus again: "
+                            f"`{prepare_command(name, data_dir)}`")
         for word in dict.fromkeys(tokens):  # unique words in order of first appearance
             word_ids.setdefault(word, len(word_ids))
         ids = np.fromiter(map(word_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))

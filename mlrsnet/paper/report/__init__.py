@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pandas as pd
+
 from mlrsnet.errors import UserError
 from mlrsnet.harness.store import Store
 
@@ -18,6 +20,27 @@ REPORTS = {
     "table1": ("mlrsnet.paper.report.table1", "render_table1", "table1"),
     "transfer": ("mlrsnet.paper.report.transfer", "render_transfer", "transfer"),
 }
+
+
+#: Statuses whose curves a report can draw.
+DRAWABLE = ("finished", "diverged")
+
+
+def require_finished(runs: pd.DataFrame, store: Store, experiment: str, hint: str,
+                     also: tuple[str, ...] = ()) -> None:
+    """Refuse to render an experiment none of whose runs finished (or diverged, or has one of
+    the statuses ``also``, e.g. a search's ``skipped`` row): say so, with the statuses it
+    has, instead of failing on empty tables."""
+    if runs.empty:
+        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; {hint}")
+    if runs["status"].isin(DRAWABLE + tuple(also)).any():
+        return
+    counts = runs["status"].value_counts()
+    have = ", ".join(f"{n} {status}" for status, n in counts.items())
+    errors = runs.loc[runs["status"] == "failed", "error"].dropna() if "error" in runs else []
+    first = f"; first error: {str(errors.iloc[0]).splitlines()[0][:200]}" if len(errors) else ""
+    raise UserError(f"experiment {experiment!r} under {store.root} has no finished run yet "
+                    f"({have}){first}; nothing to report: {hint}")
 
 
 def render(what: str, *, results: Path, out: Path, experiment: str | None = None) -> list[Path]:

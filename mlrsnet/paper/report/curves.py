@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlrsnet.errors import UserError
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.report import require_finished
 
 
 def epoch_lr(steps: pd.DataFrame) -> pd.DataFrame:
@@ -30,9 +30,7 @@ def render_curves(store: Store, out: Path, experiment: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     runs = store.runs(experiment)
-    if runs.empty:
-        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; "
-                        "run the experiment first (e.g. `make demo`)")
+    require_finished(runs, store, experiment, "run the experiment first (e.g. `make demo`)")
     runs = runs[runs["status"].isin(["finished", "diverged"])].copy()
     runs["label"] = label_of(runs)
     epochs = store.read("epochs", experiment)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.report import require_finished
 from mlrsnet.paper.tasks import TASKS
 from mlrsnet.paper.tune.plan import SEARCHER_TITLES
 from mlrsnet.paper.tune.results import skipped_searches, summarize_searches
@@ -241,9 +242,8 @@ def to_latex(frame: pd.DataFrame) -> str:
 def render_table1(store: Store, out: Path, experiment: str) -> list[Path]:
     """Write ``table1.md``, ``table1.csv`` and ``table1.tex`` under ``out``."""
     runs = store.runs(experiment)
-    if runs.empty:
-        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; run "
-                        "`make reproduce-table1` (or `mlrsnet-bench tune benchmarks/table1.toml`) first")
+    require_finished(runs, store, experiment, "run `make reproduce-table1` (or "
+                     "`mlrsnet-bench tune benchmarks/table1.toml`) first", also=("stopped", "skipped"))
     frame = table1_frame(runs, store.read("epochs", experiment), load_paper_table1())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

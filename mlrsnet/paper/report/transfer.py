@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlrsnet.errors import UserError
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.report import require_finished
 from mlrsnet.paper.report.table1 import SEARCHER_TITLES, format_metric, load_paper_table1
 from mlrsnet.paper.tasks import TASKS
 from mlrsnet.paper.tune.results import final_metrics, skipped_searches, summarize_searches
@@ -41,6 +41,8 @@ def transfer_runs(runs: pd.DataFrame) -> pd.DataFrame:
     tags = runs["tags"]
     keep = tags.map(lambda t: "transfer_from" in t or bool(t.get("transfer_compare")))
     out = runs[keep & runs["status"].isin(["finished", "diverged", "failed", "running"])].copy()
+    if out.empty:  # no target run yet (apply() on an empty frame returns a frame)
+        return out.assign(search=pd.Series(dtype=object), label=pd.Series(dtype=object))
     out["search"] = out["tags"].map(lambda t: t.get("search"))
     out["label"] = out.apply(lambda r: r["tags"].get("label") or r["method"], axis=1)
     return out
@@ -185,9 +187,8 @@ def plot_targets(targets: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Pat
 def render_transfer(store: Store, out: Path, experiment: str) -> list[Path]:
     """Write ``transfer.md``, ``transfer.csv`` (target runs) and ``transfer.png``."""
     runs = store.runs(experiment)
-    if runs.empty:
-        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; run "
-                        "`make reproduce-transfer` first")
+    require_finished(runs, store, experiment, "run `make reproduce-transfer` first",
+                     also=("stopped", "skipped"))
     epochs = store.read("epochs", experiment)
     source = source_frame(runs, epochs)
     targets = targets_frame(runs, epochs)
