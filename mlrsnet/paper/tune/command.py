@@ -211,6 +211,9 @@ def tune_command(args: argparse.Namespace) -> int:
             eta = elapsed / k * (total - k)
             _say(f"[{req.label}] done: {describe(outcome, req.setup.objective)} | all searches "
                  f"{k}/{total}, elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}", quiet)
+            for trial_id, why in sorted(outcome.failed.items()):
+                _say(f"[{req.label}] trial {trial_id} FAILED, retries used up ({why}); "
+                     "run the same command again to restart it from its last epoch", quiet)
         if plan.transfer_to:
             from mlrsnet.paper.tune.transfer_runs import run_transfer
 

@@ -8,6 +8,10 @@ and continue from their last epoch checkpoint (the store's), and the searcher's 
 folder records the plan it was started with; a different budget or space is refused
 rather than silently mixed into the old search (``--force`` starts a new one).
 
+A trial whose worker dies (or that raises) is restarted by Tune up to :data:`MAX_FAILURES`
+times, resuming from its epoch checkpoint; one that still fails is stored as ``failed``
+and leaves the search incomplete, so running the command again restarts it.
+
 Every search gets a ``search_id`` (folder name and start time) in its trials' tags, so
 the renderers can tell a restarted search from the one it replaced.
 """
@@ -32,6 +36,11 @@ from mlrsnet.harness.store import Store
 from mlrsnet.paper.tune.trial import TrialSetup
 
 PLAN_FILE = "mlrsnet-search.json"
+#: Times Tune restarts a trial whose worker died or that raised (``FailureConfig``); the
+#: restarted trial resumes from its last epoch checkpoint.  A trial still failing after
+#: that is stored as ``failed`` and the search stays incomplete: the next run of the same
+#: command restarts it (and only it).
+MAX_FAILURES = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class SearchOutcome:
     trials: int = 0
     errors: int = 0
     stopped: int = 0
+    #: trial_id -> why Tune gave up on it (after :data:`MAX_FAILURES` retries).
+    failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     #: Already complete before this command: read from the store, not run.
     resumed_complete: bool = False
@@ -122,7 +133,7 @@ def _build_tuner(req: SearchRequest, path: Path, trainable: Any, restore: bool) 
             trial_name_creator=partial(trial_name, offset=entry.trial_offset)),
         run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0,
                                   callbacks=[progress],
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)),
     )
 
 
@@ -154,17 +165,26 @@ def request_dir(req: SearchRequest) -> Path:
     return search_dir(Path(s.store_root), s.experiment, s.task, req.searcher, s.profile, s.objective.split)
 
 
+def _complete(saved: Mapping[str, Any] | None) -> bool:
+    # Searches recorded complete with failed trials (before failed trials were retried)
+    # are not: a rerun restarts those trials.
+    return saved is not None and bool(saved.get("complete")) and not saved.get("errors")
+
+
 def is_complete(req: SearchRequest) -> bool:
-    """Whether the search already ran to its end (and is not being forced again)."""
+    """Whether the search already ran to its end with every trial ended (and is not being
+    forced again); a search with failed trials is not complete."""
     plan = request_dir(req) / PLAN_FILE
-    return not req.force and plan.exists() and bool(json.loads(plan.read_text()).get("complete"))
+    return not req.force and plan.exists() and _complete(json.loads(plan.read_text()))
 
 
 def run_search(req: SearchRequest) -> SearchOutcome:
     """Run (or resume) one search to its end; returns what happened.
 
-    A search that ended is marked complete in its folder and never handed to Tune again:
-    running the command again only reads its results from the store."""
+    A search whose trials all ended is marked complete in its folder and never handed to
+    Tune again: running the command again only reads its results from the store.  A search
+    with failed trials (still failing after :data:`MAX_FAILURES` retries) is not: running
+    the command again restores it and restarts those trials from their epoch checkpoints."""
     import time
 
     s = req.setup
@@ -177,15 +197,17 @@ def run_search(req: SearchRequest) -> SearchOutcome:
         _check_plan(path, saved, record)
     store = Store(s.store_root)
     started = time.monotonic()
-    if saved is not None and saved.get("complete"):
+    if _complete(saved):
         outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=saved["search_id"],
-                                path=path, errors=int(saved.get("errors", 0)), resumed_complete=True)
+                                path=path, resumed_complete=True)
     else:
         outcome = _fit(req, path, record, saved)
         if not outcome.interrupted:
-            outcome.stopped = finalize_stopped_trials(store, s.experiment, outcome.search_id)
+            outcome.stopped = finalize_stopped_trials(store, s.experiment, outcome.search_id,
+                                                      failed=outcome.failed)
             saved = json.loads((path / PLAN_FILE).read_text())
-            _write_record(path, {**saved, "complete": True, "errors": outcome.errors})
+            _write_record(path, {**saved, "complete": outcome.errors == 0, "errors": outcome.errors,
+                                 "failed": outcome.failed})
     outcome.wall_s = time.monotonic() - started
     from mlrsnet.paper.tune.results import best_trial
 
@@ -226,9 +248,17 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, before)  # so a later Ctrl-C interrupts the command
     incomplete = grid.num_terminated + grid.num_errors < len(grid)
+    failed = {Path(r.path).name: _error_text(r.error) for r in grid if r.error is not None}
     return SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
-                         trials=len(grid), errors=grid.num_errors,
+                         trials=len(grid), errors=grid.num_errors, failed=failed,
                          interrupted=sigint_seen or incomplete)
+
+
+def _error_text(error: BaseException) -> str:
+    """One line: the exception's type and the first line of its message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _clean(value: Any) -> Any:
@@ -239,32 +269,51 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finalize_stopped_trials(store: Store, experiment: str, search_id: str) -> int:
-    """Record trials the scheduler ended early (BOHB): their curve so far, status ``stopped``.
+def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
+                            failed: Mapping[str, str] | None = None) -> int:
+    """Record the trials of an ended search whose rows still say ``running``; returns how
+    many the scheduler stopped.
 
-    Tune ends such a trial's process after an epoch report, so ``run_cell`` never writes its
-    rows; the loop's epoch checkpoint holds them.  Called only once the search is over, when
-    no trial of it can still be running."""
+    - A trial Tune gave up on (``failed``: trial_id -> error; its worker died, or it kept
+      raising, :data:`MAX_FAILURES` times) is ``failed`` with that error; its epoch
+      checkpoint is kept, so the rerun that restarts it resumes from its last epoch.
+    - Any other is a trial the scheduler ended early (BOHB): Tune ends its process after an
+      epoch report, so ``run_cell`` never writes its rows; the loop's epoch checkpoint holds
+      them.  Its curve so far is written and its status is ``stopped``.
+
+    Called only once the search is over, when no trial of it can still be running."""
     import torch
 
+    failed = dict(failed or {})
     runs = store.runs(experiment)
     if runs.empty:
         return 0
     mine = runs[(runs["status"] == "running")
                 & runs["tags"].map(lambda t: t.get("search_id") == search_id)]
+    stopped = 0
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     for row in mine.to_dict("records"):
         run_id = row["run_id"]
+        clean = {k: _clean(v) for k, v in row.items()}
+        trial_id = (row.get("tags") or {}).get("trial_id")
+        if trial_id in failed:
+            store.write_run_row({
+                **clean, "status": "failed", "finished": now,
+                "error": (f"Tune gave up on trial {trial_id} after {MAX_FAILURES} retries: "
+                          f"{failed[trial_id]} (its worker died or the trial kept failing); run "
+                          "the same command again to restart it from its last epoch checkpoint"),
+            })
+            continue
         checkpoint = store.root / experiment / "checkpoints" / f"{run_id}.pt"
         epochs_done = 0
         if checkpoint.exists():
             ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
             store.write_curves(experiment, run_id, ck["epochs"], ck["steps"])
             epochs_done = int(ck["epoch"]) + 1
-        clean = {k: _clean(v) for k, v in row.items()}
         store.write_run_row({
-            **clean, "status": "stopped", "epochs_done": epochs_done,
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            **clean, "status": "stopped", "epochs_done": epochs_done, "finished": now,
             "error": f"stopped early by the scheduler after {epochs_done} epoch(s)",
         })
         checkpoint.unlink(missing_ok=True)
-    return len(mine)
+        stopped += 1
+    return stopped

@@ -3,7 +3,9 @@
 Running through ``run_cell`` gives every trial the same Parquet rows as any other run (its
 full curve, tagged with its search) and the same resume: the loop checkpoints each epoch
 *before* ``on_epoch`` reports to Tune, so a trial that Tune pauses (BOHB) or an
-interrupted search continues from its last epoch when the trial starts again.
+interrupted search continues from its last epoch when the trial starts again; so does a
+trial whose worker died, when Tune retries it (``FailureConfig.max_failures``) or a rerun
+of the command restarts it.
 
 The last epoch is reported only after ``run_cell`` has written the run's rows: Tune may end
 the trial's process as soon as it sees the final result, and the store must be complete
@@ -39,6 +41,10 @@ class TrialSetup:
     #: Tags shared by every trial of the search (search, search_id, searcher_seed, ...).
     tags: Mapping[str, Any] = field(default_factory=dict)
     fixed_hparams: Mapping[str, Any] = field(default_factory=dict)
+    #: Test hook (tests/paper/tune/test_failures.py): a marker file; while it does not
+    #: exist, a trial creates it and kills its own worker process (``os._exit``) at the end
+    #: of epoch 1, after the epoch checkpoint, as a crashed or preempted worker would.
+    die_once_marker: str | None = None
 
 
 def trial_number(trial_name: str | None) -> int | None:
@@ -80,6 +86,17 @@ def stored_final_report(setup: TrialSetup, run_id: str) -> dict[str, Any]:
     return epoch_report(last, metrics, setup.objective, run_id)
 
 
+def _die_once(marker: str) -> None:
+    import os
+
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(1)
+
+
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable (bound to ``setup`` with ``tune.with_parameters``)."""
     from ray import tune
@@ -92,6 +109,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     final: dict[str, Any] = {}
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        if setup.die_once_marker and epoch == 1:
+            _die_once(setup.die_once_marker)
         report = epoch_report(epoch, metrics, setup.objective, cell.run_id)
         if epoch < setup.epochs:
             tune.report(report)
