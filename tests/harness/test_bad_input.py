@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.store import Store
@@ -70,7 +71,6 @@ def test_a_bad_spec_is_refused_before_training(probe: str, tmp_path: Path, capsy
 
 def test_tune_refuses_the_same_values_as_a_run(tmp_path: Path) -> None:
     """One validation for specs, the command line and searches: Method.check_hparams."""
-    from mlrsnet.errors import UserError
     from mlrsnet.paper.tune.plan import parse_tune_block
 
     with pytest.raises(UserError, match=r"tune\.space\.decay.*\(0, 1\]"):
@@ -230,7 +230,6 @@ def test_a_corrupt_epoch_checkpoint_names_the_file_and_the_fix(tmp_path: Path, c
 
 
 def test_a_garbage_mlrsnet_checkpoint_does_not_repeat_torchs_advice(tmp_path: Path) -> None:
-    from mlrsnet.errors import UserError
     from mlrsnet.snet.net import load_mlrsnet
 
     path = tmp_path / "mlr_snet_1.pth"
@@ -268,3 +267,31 @@ def test_a_report_of_an_experiment_without_a_finished_run_says_so(report: str, t
     text = one_paragraph(capsys.readouterr().err)
     assert code == 2 and "no finished run" in text and "1 failed" in text
     assert not (tmp_path / "out").exists()
+
+
+def test_every_method_accepts_its_own_defaults_and_search_space() -> None:
+    """The declarations never refuse what the methods themselves ship."""
+    from mlrsnet.harness.registry import discover
+
+    for cls in discover().values():
+        cls.check_hparams(cls.defaults)
+        for kind in ("image", "text"):
+            for name, dim in cls.space(kind).items():
+                for value in (dim[1] if dim[0] in ("choice", "grid") else dim[1:]):
+                    cls.check_hparams({name: value})
+
+
+def test_undeclared_names_are_checked_from_their_defaults() -> None:
+    from mlrsnet.harness.contract import HParam, Method, inferred_hparam
+
+    class Probe(Method):
+        name = "probe"
+        defaults = {"rate": 0.5, "steps": 3, "flag": True, "mode": "a", "free": None}
+        hparam_specs = {"mode": HParam(choices=("a", "b"))}
+
+    Probe.check_hparams({"rate": 1, "steps": 4, "flag": False, "mode": "b", "free": [1, "x"]})
+    for bad in ({"rate": "fast"}, {"rate": float("nan")}, {"steps": 2.5}, {"steps": True},
+                {"flag": 1}, {"mode": "c"}):
+        with pytest.raises(UserError, match=repr(next(iter(bad)))):
+            Probe(**bad)
+    assert inferred_hparam(None).problem(object()) is None
