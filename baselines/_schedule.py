@@ -24,9 +24,13 @@ MIN_RATIO_SPEC = HParam("number", low=0.0, high=1.0)
 
 
 class ProgressSchedule(Method):
-    """``lr(step) = initial_lr * factor(step)``; subclasses define :meth:`factor`."""
+    """``lr(step) = initial_lr * factor(step)``; subclasses define :meth:`factor`.
+
+    The LR never depends on the loss (``reads_loss = False``), so a step of a schedule never
+    waits for the device."""
 
     hparam_specs = {"lr": LR_SPEC}
+    reads_loss = False
 
     def lr(self, step: StepInfo) -> float:
         return self.initial_lr() * self.factor(step)

@@ -267,6 +267,11 @@ class Method:
     ``search_space``    tunable hyper-parameters for Ray Tune (:data:`SearchDim` values).
     ``hparam_specs``    the type and range of hyper-parameters (:class:`HParam`); a name
                         not declared is checked from its default (:func:`inferred_hparam`).
+    ``reads_loss``      ``True`` (default) if :meth:`lr` or :meth:`direction` read the loss
+                        value on the host: the step then checks it before calling them.  A
+                        method whose LR never depends on it (the hand-designed schedules)
+                        sets ``False``, and its steps never wait for the device
+                        (:func:`mlrsnet.harness.step.train_step`).
 
     A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
     graph, as RTHO) overrides :meth:`backward`; :meth:`end_epoch` always receives the epoch's
@@ -277,6 +282,7 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, SearchDim]] = {}
     hparam_specs: ClassVar[dict[str, HParam]] = {}
+    reads_loss: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:

@@ -34,11 +34,6 @@ class StepResult(NamedTuple):
     diverged: bool
 
 
-def reads_loss(method: Method) -> bool:
-    """Whether ``method`` needs the loss as a host value (:attr:`Method.reads_loss`)."""
-    return bool(getattr(method, "reads_loss", True))
-
-
 def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
                optimizer: torch.optim.Optimizer, clip_grad_norm: float | None) -> StepResult:
     """One training step on ``info.loss`` (the forward pass is the caller's)::
@@ -64,7 +59,7 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
     not taken (LR ``nan``) and ends the run ``diverged``, so the tables are those of the host
     check.
     """
-    if not reads_loss(method):
+    if not method.reads_loss:
         compute_gradients(method, info.loss, params, optimizer, clip_grad_norm)
         return _apply(method, info, params, optimizer, info.loss.detach())
     loss_value = float(info.loss.detach())

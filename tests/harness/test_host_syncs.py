@@ -69,9 +69,10 @@ def run(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.status == "finished" and len(result.steps["loss"]) == EPOCHS * STEPS_PER_EPOCH
 
 
+@pytest.mark.parametrize("method", ["constant-test", "fixed", "multistep"])
 def test_a_method_that_does_not_read_the_loss_reads_the_device_a_few_times_per_epoch(
-        data_dir, host_reads: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
-    run("constant-test", monkeypatch)
+        data_dir, host_reads: Counter, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    run(method, monkeypatch)
     # per epoch: the trace's losses (1), the train loss and accuracy sums (2), each split's
     # loss and accuracy sums (4), whatever the number of steps
     assert host_reads.total <= 8 * EPOCHS, host_reads.calls
