@@ -41,10 +41,11 @@ WATCH_INTERVAL_S = 5.0
 WATCH_MISSES = 3
 
 AUTH_HINT = ("the Ray cluster at {address} uses token authentication and refused this "
-             "command ({detail}). Set RAY_AUTH_MODE=token and give the head's token: "
-             "RAY_AUTH_TOKEN=<token>, or RAY_AUTH_TOKEN_PATH=<file holding it> (default "
-             "~/.ray/auth_token; `ray get-auth-token` on the head prints it), then run the "
-             "same command again.")
+             "command ({detail}). Set RAY_AUTH_MODE=token in this shell (a driver given an "
+             "explicit address never turns it on itself) and make the head's token "
+             "available: RAY_AUTH_TOKEN=<token>, or RAY_AUTH_TOKEN_PATH=<file holding it> "
+             "(default ~/.ray/auth_token; `ray get-auth-token` on the head prints it), then "
+             "run the same command again.")
 
 
 class ClusterLost(UserError):
@@ -118,12 +119,64 @@ def _unreachable(address: str, why: str, waited: float) -> UserError:
         "that no firewall blocks the port; without --address a local Ray instance is started.")
 
 
-def is_auth_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is Ray refusing a missing or wrong authentication token."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    text = str(exc)
-    return ("AuthenticationError" in names or "InvalidAuthToken" in text
-            or "UNAUTHENTICATED" in text or "auth token" in text.lower())
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_auth_error(exc: BaseException, log: str = "") -> bool:
+    """Whether ``exc`` (or an exception it was raised from, or Ray's log ``log`` written
+    meanwhile) is Ray refusing a missing or wrong authentication token.  Ray raises a
+    ``ConnectionError`` from a ``RuntimeError`` whose text holds the
+    ``ray.exceptions.AuthenticationError`` (``InvalidAuthToken``)."""
+    for e in _chain(exc):
+        names = {cls.__name__ for cls in type(e).__mro__}
+        text = str(e)
+        if ("AuthenticationError" in names or "AuthenticationError" in text
+                or "InvalidAuthToken" in text or "UNAUTHENTICATED" in text):
+            return True
+    return "InvalidAuthToken" in log
+
+
+def _auth_detail(exc: BaseException, log: str) -> str:
+    for text in [*(str(e) for e in _chain(exc)), log]:
+        for line in text.splitlines():
+            if "InvalidAuthToken" in line:
+                line = line.split("InvalidAuthToken", 1)[1].lstrip(": ")
+                return "InvalidAuthToken: " + line.split(". ", 1)[0].rstrip(".")
+    return _first_line(exc)
+
+
+@contextlib.contextmanager
+def _ray_log_captured(enabled: bool) -> Iterator[dict[str, Any]]:
+    """While connecting, what Ray's C++ core writes to fd 2 (a warning per retry, e.g.
+    ``Failed to get cluster ID from GCS server: ... InvalidAuthToken``) goes to a temporary
+    file: ``box["log"]`` afterwards, and ``box["stderr"]``: a descriptor of the real
+    stderr meanwhile.  Replayed by the caller on success, summarised on failure."""
+    import tempfile
+
+    box: dict[str, Any] = {"log": "", "stderr": 2}
+    if not enabled:
+        yield box
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    box["stderr"] = saved
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield box
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            box["stderr"] = 2
+            tmp.seek(0)
+            box["log"] = tmp.read().decode(errors="replace")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -132,12 +185,13 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _hard_deadline(address: str, seconds: float) -> threading.Timer:
+def _hard_deadline(address: str, seconds: float, box: Mapping[str, Any]) -> threading.Timer:
     """Ends the process (exit 2) if ``ray.init`` has not returned after ``seconds``: a
     handshake that hangs cannot be interrupted from Python."""
     def give_up() -> None:
-        print(f"mlrsnet-bench: error: {_unreachable(address, 'ray.init did not return', seconds)}",
-              file=sys.stderr, flush=True)
+        msg = f"mlrsnet-bench: error: {_unreachable(address, 'ray.init did not return', seconds)}\n"
+        with contextlib.suppress(OSError):
+            os.write(box["stderr"], msg.encode())
         os._exit(UserError.exit_code)
 
     timer = threading.Timer(seconds, give_up)
@@ -178,24 +232,33 @@ def connect(address: str | None = None, *, quiet: bool = False, log_to_driver: b
     kwargs.update(init_kwargs)
     # A port that accepts connections but never completes Ray's handshake: give ray.init
     # twice the probe's time (a loaded driver machine is slow to start its core worker).
-    timer = _hard_deadline(target, 2 * deadline) if hp is not None else None
-    if timer is not None:
-        timer.start()
-    try:
-        ray.init(address=address, **kwargs)
-    except Exception as exc:
+    # Only a connection to an address is captured: a local instance's processes would
+    # inherit the temporary file as their stderr.
+    error: Exception | None = None
+    with _ray_log_captured(hp is not None) as box:
+        timer = _hard_deadline(target, 2 * deadline, box) if hp is not None else None
+        if timer is not None:
+            timer.start()
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:
+            error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+    if error is None:
+        if box["log"].strip():
+            sys.stderr.write(box["log"])
+    else:
         where = target or "the local Ray instance"
-        if is_auth_error(exc):
-            raise UserError(AUTH_HINT.format(address=where, detail=_first_line(exc))) from None
-        if isinstance(exc, ConnectionError | TimeoutError):
-            raise _unreachable(where, _first_line(exc), time.monotonic() - t0) from None
+        if is_auth_error(error, box["log"]):
+            raise UserError(AUTH_HINT.format(address=where, detail=_auth_detail(error, box["log"]))) from None
+        if isinstance(error, ConnectionError | TimeoutError):
+            raise _unreachable(where, _first_line(error), time.monotonic() - t0) from None
         if hp is not None:
             raise UserError(f"could not connect to the Ray cluster at {where}: "
-                            f"{type(exc).__name__}: {_first_line(exc)}") from None
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
+                            f"{type(error).__name__}: {_first_line(error)}") from None
+        raise error
     conn = _connection(True, target)
     say(conn.describe())
     return conn

@@ -190,3 +190,115 @@ def test_an_error_raised_while_the_head_is_gone_is_reported_as_cluster_lost(
     with pytest.raises(ClusterLost, match="resumes") as info:
         command.tune_command(args)
     assert info.value.exit_code == 3
+
+
+# -- a real head on loopback (slow: starts `ray start --head`) -------------------------------
+def _pids_with(text: str) -> set[int]:
+    """Processes whose command line contains ``text``, with all their descendants."""
+    found, parents = set(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if text in cmd:
+            found.add(int(entry.name))
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found and pid not in found}
+        found |= more
+        grew = bool(more)
+    found.discard(os.getpid())
+    return found
+
+
+def _kill_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def token_head():
+    """A Ray head on a loopback port with token authentication, its processes ended after."""
+    import secrets
+    import shutil
+    import signal
+
+    port = closed_port()
+    temp = Path(f"/tmp/mlrsnet-head-{port}")  # in every head process's command line
+    token = secrets.token_hex(32)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                       env=env, check=True, capture_output=True, timeout=240)
+        yield f"127.0.0.1:{port}", token, temp
+    finally:
+        _kill_all(_pids_with(str(temp)), signal.SIGTERM)
+        time.sleep(3)
+        _kill_all(_pids_with(str(temp)), signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _trial_running(results: Path) -> bool:
+    runs = results / "t" / "runs"
+    return runs.exists() and any(runs.glob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_a_real_token_auth_head_refuses_then_connects_and_its_death_ends_the_search_with_3(
+        token_head, tmp_path: Path, data_dir) -> None:
+    import signal
+
+    address, token, temp = token_head
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC_RUN)
+    no_token = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mlrsnet.harness.cli", "run", str(spec), "--executor",
+                           "ray", "--address", address, "--results", str(tmp_path / "r"), "--quiet"],
+                          env={**no_token, "RAY_ADDRESS": ""}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - t0 < 60
+    err = proc.stderr.strip()
+    assert err.startswith(f"mlrsnet-bench: error: the Ray cluster at {address} uses token authentication")
+    assert "InvalidAuthToken" in err and "RAY_AUTH_MODE=token" in err and "RAY_AUTH_TOKEN" in err
+    assert "\n" not in err and "Traceback" not in err  # one paragraph, Ray's retry warnings kept out
+
+    # with the token: connects, names the cluster; then the head dies mid-trial -> exit 3
+    long_spec = tmp_path / "tune.toml"
+    long_spec.write_text(SPEC_TUNE.replace("[tune]", "[overrides]\nepochs = 200\n[tune]"))
+    results = tmp_path / "tr"
+    env = {**no_token, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    tune = subprocess.Popen([sys.executable, "-m", "mlrsnet.harness.cli", "tune", str(long_spec),
+                             "--address", address, "--results", str(results), "--device", "cpu",
+                             "--cpus-per-trial", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not _trial_running(results) and tune.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert tune.poll() is None and _trial_running(results)
+        gcs = {pid for pid in _pids_with(str(temp))
+               if b"gcs_server" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        assert gcs
+        _kill_all(gcs, signal.SIGKILL)  # the head's GCS dies
+        killed = time.monotonic()
+        code = tune.wait(timeout=120)
+        assert time.monotonic() - killed < 60
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+            tune.wait()
+    err = tune.stderr.read()
+    assert f"ray: connected to the Ray cluster at {address} (GCS " in err and ": 1 node, 2 CPUs, 0 GPUs" in err
+    assert code == 3, err[-3000:]
+    assert f"mlrsnet-bench: error: {cluster.lost_message(address)}" in err
