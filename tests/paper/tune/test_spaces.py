@@ -36,8 +36,8 @@ def test_random_and_bohb_sample_log_uniformly():
         assert (space["lr"].lower, space["lr"].upper) == (1e-2, 5e-1)
 
 
-def test_bayesopt_searches_log10_uniformly_and_decodes_back():
-    space = ray_space(TEXT, "bayesopt", budget=4)
+def test_bayesopt_with_the_log10_option_searches_log10_uniformly_and_decodes_back():
+    space = ray_space(TEXT, "bayesopt", budget=4, options={"bayesopt_space": "log10"})
     assert set(space) == {"log10_lr", "log10_decay"}
     assert (space["log10_lr"].lower, space["log10_lr"].upper) == pytest.approx((-2.0, math.log10(20)))
     hp = decode({"log10_lr": math.log10(8.5), "log10_decay": -1.0}, TEXT)
