@@ -157,6 +157,11 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     p.add_argument("--force", action="store_true", help="re-run finished runs")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model (default backend: inductor); off by default, "
+                        "recorded in runs.method_info; sets $MLRSNET_COMPILE")
+    p.add_argument("--channels-last", action="store_true",
+                   help="image models in channels-last memory format (GPUs); sets $MLRSNET_CHANNELS_LAST")
     p.add_argument("--checkpoints", default=None, metavar="DIR",
                    help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
                         "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")
@@ -199,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "compile", None):
+        os.environ["MLRSNET_COMPILE"] = args.compile
+    if getattr(args, "channels_last", False):
+        os.environ["MLRSNET_CHANNELS_LAST"] = "1"
     if getattr(args, "checkpoints", None):
         os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
     shown, warnings.showwarning = warnings.showwarning, _show_warning

@@ -12,6 +12,7 @@ produced uninterrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import BatchStats, Method
@@ -68,6 +70,32 @@ def _progress(total: int, desc: str, quiet: bool) -> Any:
                 disable=quiet or not sys.stderr.isatty())
 
 
+#: Execution options that speed a GPU run up without being part of its identity (they
+#: belong to the machine, like the device): ``$MLRSNET_COMPILE`` (a ``torch.compile``
+#: backend, e.g. ``inductor``; set by ``--compile``) and ``$MLRSNET_CHANNELS_LAST=1`` (image
+#: models in channels-last memory format; ``--channels-last``).  Both are off by default,
+#: travel to Ray workers with the other ``MLRSNET_*`` variables, and are recorded in
+#: ``runs.method_info`` (``compile``, ``channels_last``).
+COMPILE_ENV, CHANNELS_LAST_ENV = "MLRSNET_COMPILE", "MLRSNET_CHANNELS_LAST"
+
+
+def speed_options() -> dict[str, Any]:
+    """The execution options in force (see :data:`COMPILE_ENV`)."""
+    return {"compile": os.environ.get(COMPILE_ENV) or None,
+            "channels_last": os.environ.get(CHANNELS_LAST_ENV, "") in ("1", "true", "yes")}
+
+
+def apply_speed_options(model: nn.Module, kind: str, options: dict[str, Any]) -> nn.Module:
+    """The model in channels-last format (image models) and compiled in place, as asked.
+    ``nn.Module.compile`` keeps the module and its parameter names, so checkpoints, the
+    functional look-ahead and the method contract see the same model."""
+    if options["channels_last"] and kind == "image":
+        model = model.to(memory_format=torch.channels_last)
+    if options["compile"]:
+        model.compile(backend=options["compile"])
+    return model
+
+
 def train(
     cell: Cell,
     *,
@@ -90,6 +118,8 @@ def train(
     generator = torch.Generator().manual_seed(cell.seed)
     meta_generator = torch.Generator().manual_seed(cell.seed + 1)
     workload, model = task.build(profile, dev, data_dir)
+    speed = speed_options()
+    model = apply_speed_options(model, task.kind, speed)
     run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=profile.epochs,
                     seed=cell.seed, device=dev, meta_generator=meta_generator, artifact_dir=artifact_dir)
     params, optimizer = run.params, run.optimizer
@@ -172,7 +202,7 @@ def train(
                 on_epoch(epoch + 1, metrics)
     finally:
         bar.close()
-    result.method_info = {**method.extra_info(), "steps_per_epoch": workload.steps_per_epoch,
+    result.method_info = {**method.extra_info(), **speed, "steps_per_epoch": workload.steps_per_epoch,
                           "data": workload.data_source, "sizes": workload.sizes,
                           "params": sum(p.numel() for p in params)}
     result.wall_time_s = time.perf_counter() - started

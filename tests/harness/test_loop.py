@@ -99,3 +99,33 @@ def test_an_interrupted_run_resumes_to_the_same_tables_as_an_uninterrupted_one(
     a, b = _tables(clean, "e"), _tables(crashed, "e")
     pd.testing.assert_frame_equal(a["epochs"], b["epochs"])
     pd.testing.assert_frame_equal(a["steps"], b["steps"])
+
+
+def test_compile_and_channels_last_are_off_by_default_and_recorded_when_asked(
+        data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlrsnet.harness.loop import train
+
+    cell = Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, overrides={"epochs": 1})
+    plain = train(cell)
+    assert (plain.method_info["compile"], plain.method_info["channels_last"]) == (None, False)
+    monkeypatch.setenv("MLRSNET_COMPILE", "eager")  # the cheapest backend: the plumbing, not speed
+    monkeypatch.setenv("MLRSNET_CHANNELS_LAST", "1")
+    fast = train(cell)
+    assert (fast.method_info["compile"], fast.method_info["channels_last"]) == ("eager", True)
+    assert fast.status == "finished"
+    # the same training; channels-last convolutions add in another order (float32 round-off)
+    assert fast.steps["loss"] == pytest.approx(plain.steps["loss"], rel=1e-3)
+
+
+def test_the_cli_options_set_the_environment_the_loop_reads(tmp_path: Path, data_dir,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlrsnet.harness.cli import main
+
+    monkeypatch.delenv("MLRSNET_COMPILE", raising=False)
+    monkeypatch.delenv("MLRSNET_CHANNELS_LAST", raising=False)
+    code = main(["train", "--task", "resnet18-cifar10", "--method", "fixed", "--profile", "smoke",
+                 "--override", "epochs=1", "--results", str(tmp_path), "--quiet",
+                 "--compile", "eager", "--channels-last"])
+    assert code == 0
+    info = Store(tmp_path).runs("adhoc").iloc[0]["method_info"]
+    assert (info["compile"], info["channels_last"]) == ("eager", True)
