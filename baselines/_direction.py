@@ -28,15 +28,16 @@ def gradients_with_weight_decay(params: Sequence[Tensor], weight_decay: float,
     method undo that clipping.  One ``torch._foreach`` call per term: the same elementwise
     arithmetic as ``p.grad.clone().add_(p, alpha=weight_decay)``, without a clone pass.
     """
-    with torch.no_grad():
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
+    with torch.no_grad():  # (gradients carry no graph here, and no_grad records none)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        params = list(params)
         if scale != 1.0:
             grads = torch._foreach_mul(grads, scale)
             if weight_decay:
-                torch._foreach_add_(grads, [p.detach() for p in params], alpha=weight_decay)
+                torch._foreach_add_(grads, params, alpha=weight_decay)
             return grads
         if weight_decay:
-            return torch._foreach_add(grads, [p.detach() for p in params], alpha=weight_decay)
+            return torch._foreach_add(grads, params, alpha=weight_decay)
         return [g.clone() for g in grads]
 
 
