@@ -19,6 +19,12 @@ REPORTS = {
     "demo": ("mlrsnet.paper.report.curves", "render_curves", "demo"),
     "table1": ("mlrsnet.paper.report.table1", "render_table1", "table1"),
     "transfer": ("mlrsnet.paper.report.transfer", "render_transfer", "transfer"),
+    "figures": ("mlrsnet.paper.report.figures", "render_figures", "demo"),
+    "lr-schedules": ("mlrsnet.paper.report.figures", "render_lr_schedules", "demo"),
+    "profile": ("mlrsnet.paper.report.figures", "render_profile", "demo"),
+    "summary": ("mlrsnet.paper.report.figures", "render_summary", "demo"),
+    "index": ("mlrsnet.paper.report.figures", "render_index", "demo"),
+    "all": ("mlrsnet.paper.report.figures", "render_all", "demo"),
 }
 
 

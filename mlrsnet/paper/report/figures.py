@@ -1,0 +1,614 @@
+"""The supplement's figure forms for any experiment, rendered from Parquet alone.
+
+- ``figures``: test accuracy / perplexity per epoch, one panel per task, one line per method
+  label (Figs. 1, 2, 4, 6 share this form); with several seeds the mean and a min-max band;
+- ``lr-schedules``: the LR of every step, log scale, one panel per task (lowest seed);
+- ``profile``: a performance profile over all tasks (AlgoPerf style) and epochs-to-target;
+- ``summary``: per task and method, final and best test metric over seeds, wall time and
+  epochs to the target (Markdown and CSV);
+- ``index``: ``index.md`` and a self-contained ``index.html`` listing every table and figure
+  with its caption, the command that regenerates it and the runs behind it; what could not
+  be drawn (no finished run for a task, a dataset not prepared) is listed with the reason;
+- ``all``: every one of the above, then the index.
+
+Each figure is built by a ``build_*`` function returning the matplotlib Figure (tests read
+its axes and lines) and saved as PNG and PDF by the ``render_*`` function.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.report import DRAWABLE, require_finished
+from mlrsnet.paper.tasks import TASKS
+
+#: Epochs-to-target: the first epoch whose (seed-mean) test metric reaches this fraction of
+#: the best method's final one (accuracy: >= 0.9 x best; perplexity: <= best / 0.9).
+TARGET_FRACTION = 0.9
+BAND = "min-max over seeds"
+
+
+# -- data ------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    """An experiment's drawable runs with their labels, test curves and LR traces."""
+
+    experiment: str
+    results: Path
+    all_runs: pd.DataFrame
+    runs: pd.DataFrame  # drawable (finished / diverged), with "label"
+    test: pd.DataFrame  # run_id, task, label, seed, epoch, metric, value (the task's metric)
+    steps: pd.DataFrame
+    metric: dict[str, str] = field(default_factory=dict)  # task -> "acc" | "ppl"
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks with at least one drawable run, in the registry's order."""
+        have = set(self.runs["task"])
+        return [t for t in task_order(self.all_runs) if t in have]
+
+
+def task_order(runs: pd.DataFrame) -> list[str]:
+    names = list(dict.fromkeys(runs["task"].dropna())) if len(runs) else []
+    known = [t for t in TASKS if t in names]
+    return known + sorted(t for t in names if t not in TASKS)
+
+
+def task_title(task: str) -> str:
+    return TASKS[task].title if task in TASKS else task
+
+
+def _label(row: pd.Series) -> str:
+    tags = row["tags"] if isinstance(row["tags"], dict) else {}
+    return str(tags.get("label") or row["method"])
+
+
+def load(store: Store, experiment: str) -> Data:
+    all_runs = store.runs(experiment)
+    if all_runs.empty:
+        raise UserError(f"no runs for experiment {experiment!r} under {store.root}; run it first "
+                        f"(`mlrsnet-bench run benchmarks/{experiment}.toml`)")
+    runs = all_runs[all_runs["status"].isin(DRAWABLE)].copy()
+    runs["label"] = runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str)
+    epochs = store.read("epochs", experiment)
+    ids = set(runs["run_id"])
+    ep = epochs[epochs["run_id"].isin(ids) & (epochs["split"] == "test")]
+    ep = ep.merge(runs[["run_id", "task", "label", "seed"]], on="run_id")
+    metric: dict[str, str] = {}
+    parts = []
+    for task, g in ep.groupby("task"):
+        metric[task] = "acc" if (g["metric"] == "acc").any() else "ppl"
+        parts.append(g[g["metric"] == metric[task]])
+    test = pd.concat(parts, ignore_index=True) if parts else ep.iloc[0:0]
+    steps = store.read("steps", experiment)
+    steps = steps[steps["run_id"].isin(ids)].merge(runs[["run_id", "task", "label", "seed"]], on="run_id")
+    return Data(experiment, store.root, all_runs, runs, test, steps, metric)
+
+
+def labels_of(data: Data, task: str | None = None) -> list[str]:
+    """Method labels in spec order (first appearance), optionally on one task."""
+    runs = data.runs if task is None else data.runs[data.runs["task"] == task]
+    return list(dict.fromkeys(runs.sort_values("started", na_position="last")["label"]
+                              if "started" in runs else runs["label"]))
+
+
+def missing_reasons(data: Data) -> list[str]:
+    """Why a task (or a method on a task) has no curve: its runs' statuses and first error."""
+    out = []
+    for task in task_order(data.all_runs):
+        rows = data.all_runs[data.all_runs["task"] == task]
+        bad = rows[~rows["status"].isin(DRAWABLE)]
+        if bad.empty:
+            continue
+        first = ""
+        errs = bad["error"].dropna() if "error" in bad else []
+        if len(errs):
+            first = f": {str(errs.iloc[0]).splitlines()[0][:300]}"
+        counts = ", ".join(f"{n} {s}" for s, n in bad["status"].value_counts().items())
+        if task not in set(data.runs["task"]):
+            out.append(f"{task_title(task)} ({task}): no finished run ({counts}){first}")
+        else:
+            methods = ", ".join(sorted({_label(r) for _, r in bad.iterrows()}))
+            out.append(f"{task_title(task)} ({task}): not drawn for {methods} ({counts}){first}")
+    return out
+
+
+def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
+    """Profile, seeds, MLR-SNet checkpoint set and gate convention, scaled-down note."""
+    runs = data.runs if runs is None else runs
+    profiles = sorted(set(runs["profile"].dropna()))
+    seeds = sorted({int(s) for s in runs["seed"].dropna()})
+    parts = [f"profile {', '.join(profiles) or '?'}"
+             + ("" if profiles == ["paper"] else " (scaled-down profile, not the paper's settings)"),
+             f"seeds {', '.join(map(str, seeds))}"]
+    infos = [i for i in runs["method_info"] if isinstance(i, dict) and i.get("mlrsnet_checkpoints")]
+    if infos:
+        sets = sorted({str(i["mlrsnet_checkpoints"]) for i in infos})
+        cells = sorted({str(i.get("mlrsnet_cell")) for i in infos if i.get("mlrsnet_cell")})
+        parts.append(f"MLR-SNet checkpoint set {', '.join(sets)}"
+                     + (f", gate convention {', '.join(cells)}" if cells else ""))
+    return "; ".join(parts)
+
+
+def _seed_note(data: Data) -> str:
+    multi = data.runs.groupby(["task", "label"])["seed"].nunique()
+    return (f"lines with several seeds show the mean and a band ({BAND})" if (multi > 1).any()
+            else "one seed per line")
+
+
+# -- artefacts (what the index lists) --------------------------------------------------------
+@dataclass
+class Artefact:
+    report: str
+    title: str
+    files: list[Path]
+    caption: str
+    runs: int
+    missing: list[str] = field(default_factory=list)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 3)
+    return max(1, math.ceil(n / cols)), max(1, cols)
+
+
+def _axes(plt: Any, n: int, width: float = 4.6, height: float = 3.6) -> tuple[Any, list[Any]]:
+    rows, cols = _grid(n)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.9), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(labels: list[str]) -> dict[str, Any]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {lab: cmap(i % 10) for i, lab in enumerate(labels)}
+
+
+def _save(fig: Any, out: Path, stem: str, caption: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    cap = out / f"{stem}.caption.txt"
+    cap.write_text(caption + "\n")
+    _plt().close(fig)
+    return [*paths, cap]
+
+
+def _legend(fig: Any, axes: list[Any]) -> None:
+    """One legend for the figure, below the panels (labels gathered from every panel)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if labels:
+        fig.legend([handles[lab] for lab in labels], labels, loc="lower center",
+                   ncol=min(len(labels), 3), fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
+def _layout(fig: Any, title: str) -> None:
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.09 if fig.legends else 0, 1, 0.96))
+
+
+# -- figures: test metric per epoch ----------------------------------------------------------
+def curves_caption(data: Data) -> str:
+    metrics = sorted({"accuracy (%)" if m == "acc" else "perplexity" for m in data.metric.values()})
+    return (f"Test {' / '.join(metrics)} per epoch, one panel per task, one line per method; "
+            f"{_seed_note(data)}. {caption_facts(data)}. Experiment {data.experiment}, "
+            f"{len(data.runs)} runs.")
+
+
+def build_curves(data: Data) -> Any:
+    plt = _plt()
+    tasks = data.tasks
+    fig, axes = _axes(plt, len(tasks))
+    colors = _colors(labels_of(data))
+    for ax, task in zip(axes, tasks, strict=True):
+        metric = data.metric.get(task, "acc")
+        scale = 100.0 if metric == "acc" else 1.0
+        t = data.test[data.test["task"] == task]
+        for label in labels_of(data, task):
+            g = t[t["label"] == label]
+            if g.empty:
+                continue
+            stats = g.groupby("epoch")["value"].agg(["mean", "min", "max", "count"]) * scale
+            n = g["seed"].nunique()
+            name = label if n == 1 else f"{label} (mean of {n} seeds)"
+            ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=colors[label], label=name)
+            if n > 1:
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[label], alpha=0.2,
+                                linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test perplexity (lower is better)")
+        if metric == "ppl" and len(t) and t["value"].max() / max(t["value"].min(), 1e-12) > 10:
+            ax.set_yscale("log")
+        ax.set_title(task_title(task), fontsize=10)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _layout(fig, f"{data.experiment}: test metric per epoch")
+    return fig
+
+
+def _figures(data: Data, out: Path, write: bool) -> list[Artefact]:
+    stem = f"{data.experiment}-curves"
+    caption = curves_caption(data)
+    files = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    if write and data.tasks:
+        _save(build_curves(data), out, stem, caption)
+    return [Artefact("figures", "Test metric per epoch (Figs. 1/2/4/6 form)", files if data.tasks else [],
+                     caption, len(data.runs), missing_reasons(data))]
+
+
+# -- LR schedules ----------------------------------------------------------------------------
+def lr_caption(data: Data) -> str:
+    return (f"Learning rate of every training step (log scale), one panel per task, one line per "
+            f"method (lowest seed; steps with LR <= 0 are not drawn). {caption_facts(data)}. "
+            f"Experiment {data.experiment}.")
+
+
+def build_lr_schedules(data: Data) -> Any:
+    plt = _plt()
+    tasks = data.tasks
+    fig, axes = _axes(plt, len(tasks))
+    colors = _colors(labels_of(data))
+    for ax, task in zip(axes, tasks, strict=True):
+        st = data.steps[data.steps["task"] == task]
+        for label in labels_of(data, task):
+            g = st[st["label"] == label]
+            if g.empty:
+                continue
+            g = g[g["seed"] == g["seed"].min()].sort_values("step")
+            g = g[g["lr"] > 0]
+            ax.plot(g["step"], g["lr"], color=colors[label], linewidth=1.2, label=label,
+                    drawstyle="steps-post")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("learning rate (log scale)")
+        ax.set_title(task_title(task), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        spe = _steps_per_epoch(data, task)
+        if spe:
+            sec = ax.secondary_xaxis("top", functions=(lambda s, k=spe: s / k, lambda e, k=spe: e * k))
+            sec.set_xlabel("epoch", fontsize=8)
+            sec.tick_params(labelsize=8)
+    _legend(fig, axes)
+    _layout(fig, f"{data.experiment}: LR schedules")
+    return fig
+
+
+def _steps_per_epoch(data: Data, task: str) -> int | None:
+    for info in data.runs.loc[data.runs["task"] == task, "method_info"]:
+        if isinstance(info, dict) and info.get("steps_per_epoch"):
+            return int(info["steps_per_epoch"])
+    return None
+
+
+def _lr_schedules(data: Data, out: Path, write: bool) -> list[Artefact]:
+    stem = f"{data.experiment}-lr-schedules"
+    has = [t for t in data.tasks if (data.steps["task"] == t).any()]
+    files = [out / f"{stem}.png", out / f"{stem}.pdf"] if has else []
+    if write and has:
+        _save(build_lr_schedules(data), out, stem, lr_caption(data))
+    return [Artefact("lr-schedules", "LR schedules per step", files, lr_caption(data), len(data.runs),
+                     missing_reasons(data))]
+
+
+# -- final metrics, performance profile, epochs to target -----------------------------------
+def finals(data: Data) -> pd.DataFrame:
+    """Per (task, label, seed): final and best test metric (ppl: lowest), epochs run."""
+    rows = []
+    for (task, label, seed, run_id), g in data.test.groupby(["task", "label", "seed", "run_id"]):
+        g = g.sort_values("epoch")
+        lower = data.metric[task] == "ppl"
+        rows.append({"task": task, "label": label, "seed": seed, "run_id": run_id,
+                     "metric": data.metric[task], "final": float(g["value"].iloc[-1]),
+                     "best": float(g["value"].min() if lower else g["value"].max()),
+                     "epochs": int(g["epoch"].max())})
+    return pd.DataFrame(rows, columns=["task", "label", "seed", "run_id", "metric", "final", "best", "epochs"])
+
+
+def ratios(data: Data) -> pd.DataFrame:
+    """Per (task, label): the seed-mean final metric and its ratio to the best method's
+    (accuracy: error-rate ratio (1-acc)/(1-best acc); perplexity: ppl / best ppl)."""
+    f = finals(data)
+    if f.empty:
+        return pd.DataFrame(columns=["task", "label", "final", "ratio"])
+    m = f.groupby(["task", "label"], as_index=False)["final"].mean()
+    out = []
+    for task, g in m.groupby("task"):
+        cost = (1.0 - g["final"]) if data.metric[task] == "acc" else g["final"]
+        best = float(cost.min())
+        r = cost / best if best > 0 else cost.map(lambda c: 1.0 if c <= 0 else math.inf)
+        out.append(g.assign(ratio=r.to_numpy()))
+    return pd.concat(out, ignore_index=True)
+
+
+def profile_curve(data: Data, taus: np.ndarray) -> dict[str, np.ndarray]:
+    """label -> fraction of the tasks (with a finished run) on which its ratio <= tau; a
+    method without a run on a task never reaches it there."""
+    r = ratios(data)
+    tasks = data.tasks
+    out = {}
+    for label in labels_of(data):
+        mine = r[r["label"] == label].set_index("task")["ratio"]
+        vals = np.array([mine.get(t, math.inf) for t in tasks], dtype=float)
+        out[label] = np.array([(vals <= tau).sum() / max(len(tasks), 1) for tau in taus])
+    return out
+
+
+def taus_for(data: Data) -> np.ndarray:
+    r = ratios(data)
+    finite = r["ratio"][np.isfinite(r["ratio"])] if len(r) else pd.Series([1.0])
+    top = max(float(finite.max()) * 1.1 if len(finite) else 1.1, 1.1)
+    return np.unique(np.concatenate([np.geomspace(1.0, top, 400), finite.to_numpy()]))
+
+
+def build_profile(data: Data) -> Any:
+    plt = _plt()
+    taus = taus_for(data)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = _colors(labels_of(data))
+    styles = ["-", "--", ":", "-."]
+    for k, (label, rho) in enumerate(profile_curve(data, taus).items()):
+        # overlapping steps stay visible: thinner and dashed in turn
+        ax.step(taus, rho, where="post", color=colors[label], linewidth=max(3.2 - 0.5 * k, 1.0),
+                linestyle=styles[k % len(styles)], label=label, clip_on=False)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(1.0, taus.max())
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("tau: ratio to the best final test metric (error rate or perplexity, log scale)")
+    ax.set_ylabel(f"fraction of tasks within tau (of {len(data.tasks)})")
+    ax.grid(alpha=0.3, which="both")
+    _legend(fig, [ax])
+    _layout(fig, f"{data.experiment}: performance profile over {len(data.tasks)} tasks")
+    return fig
+
+
+def profile_caption(data: Data) -> str:
+    return (f"Performance profile over {len(data.tasks)} tasks ({', '.join(data.tasks)}): for each "
+            f"tau >= 1, the fraction of tasks on which a method's final test metric (mean over seeds) "
+            f"is within a factor tau of the best method's (accuracy: error-rate ratio "
+            f"(1-acc)/(1-best acc); perplexity: ppl / best ppl). {caption_facts(data)}.")
+
+
+def epochs_to_target(data: Data) -> pd.DataFrame:
+    """Per (task, label): the first epoch whose seed-mean test metric reaches the target
+    (accuracy >= 0.9 x the best method's final accuracy; perplexity <= best final ppl / 0.9);
+    None when never reached."""
+    f = finals(data)
+    rows = []
+    for task in data.tasks:
+        lower = data.metric[task] == "ppl"
+        means = f[f["task"] == task].groupby("label")["final"].mean()
+        if means.empty:
+            continue
+        best = float(means.min() if lower else means.max())
+        target = best / TARGET_FRACTION if lower else best * TARGET_FRACTION
+        t = data.test[data.test["task"] == task]
+        for label in labels_of(data, task):
+            curve = t[t["label"] == label].groupby("epoch")["value"].mean().sort_index()
+            hit = curve[curve <= target] if lower else curve[curve >= target]
+            rows.append({"task": task, "label": label, "metric": data.metric[task], "target": target,
+                         "epochs_to_target": int(hit.index[0]) if len(hit) else None,
+                         "epochs_run": int(curve.index.max()) if len(curve) else None})
+    return pd.DataFrame(rows, columns=["task", "label", "metric", "target", "epochs_to_target", "epochs_run"])
+
+
+def target_note() -> str:
+    return (f"target = {TARGET_FRACTION:.0%} of the best method's final test accuracy (mean over "
+            f"seeds), or a perplexity within a factor 1/{TARGET_FRACTION:g} of the best final one; "
+            f"the first epoch whose seed-mean test metric reaches it; '-' = not reached")
+
+
+def _fmt_metric(metric: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{100 * v:.2f}%" if metric == "acc" else f"{v:.2f}"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _profile(data: Data, out: Path, write: bool) -> list[Artefact]:
+    stem = f"{data.experiment}-profile"
+    etar = f"{data.experiment}-epochs-to-target"
+    has = bool(data.tasks)
+    e = epochs_to_target(data)
+    if write and has:
+        _save(build_profile(data), out, stem, profile_caption(data))
+        e.to_csv(out / f"{etar}.csv", index=False)
+        rows = [[task_title(r.task), r.label, _fmt_metric(r.metric, r.target),
+                 "-" if pd.isna(r.epochs_to_target) else int(r.epochs_to_target),
+                 "-" if pd.isna(r.epochs_run) else int(r.epochs_run)] for r in e.itertuples()]
+        (out / f"{etar}.md").write_text(
+            f"# {data.experiment}: epochs to target\n\n{target_note()}. {caption_facts(data)}.\n\n"
+            + _md_table(["task", "method", "target", "epochs to target", "epochs run"], rows) + "\n")
+    reasons = missing_reasons(data)
+    return [Artefact("profile", "Performance profile over tasks",
+                     [out / f"{stem}.png", out / f"{stem}.pdf"] if has else [], profile_caption(data),
+                     len(data.runs), reasons),
+            Artefact("profile", "Epochs to target (table)", [out / f"{etar}.md", out / f"{etar}.csv"] if has else [],
+                     target_note().capitalize() + ".", len(data.runs), reasons)]
+
+
+# -- summary table ---------------------------------------------------------------------------
+def summary_frame(data: Data) -> pd.DataFrame:
+    f = finals(data)
+    e = epochs_to_target(data).set_index(["task", "label"])
+    wall = data.runs.groupby(["task", "label"])["wall_time_s"].mean()
+    rows = []
+    for task in data.tasks:
+        for label in labels_of(data, task):
+            g = f[(f["task"] == task) & (f["label"] == label)]
+            if g.empty:
+                continue
+            key = (task, label)
+            rows.append({"task": task, "label": label, "metric": data.metric[task], "seeds": len(g),
+                         "final_mean": g["final"].mean(), "final_min": g["final"].min(),
+                         "final_max": g["final"].max(), "final_std": g["final"].std(ddof=0),
+                         "best_mean": g["best"].mean(), "best_min": g["best"].min(), "best_max": g["best"].max(),
+                         "wall_time_s": float(wall.get(key, float("nan"))),
+                         "epochs_to_target": e["epochs_to_target"].get(key) if key in e.index else None,
+                         "target": e["target"].get(key) if key in e.index else None})
+    return pd.DataFrame(rows)
+
+
+def summary_caption(data: Data) -> str:
+    return (f"Per task and method: final and best test metric (mean over seeds, spread = min-max), "
+            f"mean wall time per run, epochs to the target ({target_note()}). {caption_facts(data)}.")
+
+
+def _spread(metric: str, lo: float, hi: float, n: int) -> str:
+    return "" if n < 2 else f" ({_fmt_metric(metric, lo)}-{_fmt_metric(metric, hi)})"
+
+
+def _summary(data: Data, out: Path, write: bool) -> list[Artefact]:
+    stem = f"{data.experiment}-summary"
+    has = bool(data.tasks)
+    if write and has:
+        s = summary_frame(data)
+        out.mkdir(parents=True, exist_ok=True)
+        s.to_csv(out / f"{stem}.csv", index=False)
+        parts = [f"# {data.experiment}: summary per task\n\n{summary_caption(data)}\n"]
+        for task in data.tasks:
+            g = s[s["task"] == task]
+            rows = [[r.label, r.seeds, _fmt_metric(r.metric, r.final_mean) + _spread(r.metric, r.final_min,
+                                                                                     r.final_max, r.seeds),
+                     _fmt_metric(r.metric, r.best_mean) + _spread(r.metric, r.best_min, r.best_max, r.seeds),
+                     "-" if pd.isna(r.wall_time_s) else f"{r.wall_time_s:.1f}",
+                     "-" if pd.isna(r.epochs_to_target) else int(r.epochs_to_target)] for r in g.itertuples()]
+            name = "test accuracy" if data.metric[task] == "acc" else "test perplexity"
+            parts.append(f"## {task_title(task)} ({task})\n\n"
+                         + _md_table(["method", "seeds", f"final {name}", f"best {name}", "wall time (s)",
+                                      "epochs to target"], rows) + "\n")
+        reasons = missing_reasons(data)
+        if reasons:
+            parts.append("## Not included\n\n" + "\n".join(f"- {r}" for r in reasons) + "\n")
+        (out / f"{stem}.md").write_text("\n".join(parts))
+    return [Artefact("summary", "Summary table per task", [out / f"{stem}.md", out / f"{stem}.csv"] if has else [],
+                     summary_caption(data), len(data.runs), missing_reasons(data))]
+
+
+# -- index -----------------------------------------------------------------------------------
+BUILDERS = {"figures": _figures, "lr-schedules": _lr_schedules, "profile": _profile, "summary": _summary}
+
+
+def command(report: str, data: Data, out: Path) -> str:
+    return (f"mlrsnet-bench report {report} --experiment {data.experiment} --results {data.results} "
+            f"--out {out}")
+
+
+def write_index(data: Data, out: Path, artefacts: list[Artefact]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{data.experiment}: tables and figures"
+    md = [f"# {title}\n", f"{caption_facts(data) if len(data.runs) else 'no finished run'}. "
+          f"Everything below is rendered from the Parquet results under `{data.results}` "
+          f"(`mlrsnet-bench report all --experiment {data.experiment} --results {data.results} --out {out}` "
+          f"regenerates all of it).\n"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[1])}</p>"]
+    for a in artefacts:
+        present = [p for p in a.files if p.exists()]
+        cmd = command(a.report, data, out)
+        md.append(f"## {a.title}\n")
+        body.append(f"<h2>{html.escape(a.title)}</h2>")
+        if present:
+            md.append(" / ".join(f"[{p.name}]({p.name})" for p in present) + "\n")
+            for p in present:
+                if p.suffix == ".png":
+                    md.append(f"![{a.title}]({p.name})\n")
+                    body.append(f'<p><a href="{html.escape(p.name)}"><img src="{html.escape(p.name)}" '
+                                f'alt="{html.escape(a.title)}" style="max-width:100%"></a></p>')
+            body.append("<p>" + " / ".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>'
+                                           for p in present) + "</p>")
+        else:
+            why = ("no finished run to draw" if not data.tasks else
+                   f"not rendered yet: run `{cmd}`")
+            md.append(f"**Not drawn**: {why}.\n")
+            body.append(f"<p><b>Not drawn</b>: {html.escape(why)}.</p>")
+        md.append(f"{a.caption}\n\nRuns behind it: {a.runs}. Regenerate: `{cmd}`\n")
+        body.append(f"<p>{html.escape(a.caption)}</p><p>Runs behind it: {a.runs}. Regenerate: "
+                    f"<code>{html.escape(cmd)}</code></p>")
+        if a.missing:
+            md.append("Missing from it:\n\n" + "\n".join(f"- {m}" for m in a.missing) + "\n")
+            body.append("<p>Missing from it:</p><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in a.missing)
+                        + "</ul>")
+    paths = [out / "index.md", out / "index.html"]
+    paths[0].write_text("\n".join(md))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             "code{background:#f3f3f3;padding:1px 4px}img{border:1px solid #ddd}")
+    paths[1].write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+                        f"</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return paths
+
+
+def _render(names: list[str], store: Store, out: Path, experiment: str, *, write: bool,
+            index: bool) -> list[Path]:
+    data = load(store, experiment)
+    if not index:
+        require_finished(data.all_runs, store, experiment, "run the experiment first")
+    artefacts = [a for n in names for a in BUILDERS[n](data, out, write)]
+    written = [p for a in artefacts for p in a.files if write and p.exists()]
+    written += [p.with_suffix(".caption.txt") for p in written if p.suffix == ".png"]
+    if index:
+        everything = artefacts if names == list(BUILDERS) else [
+            a for n in BUILDERS for a in BUILDERS[n](data, out, False)]
+        written += write_index(data, out, everything)
+    return written
+
+
+def render_figures(store: Store, out: Path, experiment: str) -> list[Path]:
+    return _render(["figures"], store, out, experiment, write=True, index=False)
+
+
+def render_lr_schedules(store: Store, out: Path, experiment: str) -> list[Path]:
+    return _render(["lr-schedules"], store, out, experiment, write=True, index=False)
+
+
+def render_profile(store: Store, out: Path, experiment: str) -> list[Path]:
+    return _render(["profile"], store, out, experiment, write=True, index=False)
+
+
+def render_summary(store: Store, out: Path, experiment: str) -> list[Path]:
+    return _render(["summary"], store, out, experiment, write=True, index=False)
+
+
+def render_index(store: Store, out: Path, experiment: str) -> list[Path]:
+    """The index alone (it links whatever is already rendered in ``out``)."""
+    return _render([], store, out, experiment, write=False, index=True)
+
+
+def render_all(store: Store, out: Path, experiment: str) -> list[Path]:
+    return _render(list(BUILDERS), store, out, experiment, write=True, index=True)

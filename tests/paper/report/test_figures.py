@@ -1,0 +1,186 @@
+"""The figure renderers (``figures``, ``lr-schedules``, ``profile``, ``summary``, ``index``,
+``all``) on a small store made by real smoke runs, trained once per session: ResNet-18 /
+CIFAR-10 and the 2-layer LSTM on PTB, three methods (fixed with two seeds, multistep, the
+transferred MLR-SNet with our checkpoints), 2 epochs; and ResNet-18 on SVHN, which is not
+prepared here, so its run is recorded as failed."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import pandas as pd
+import pytest
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.executor import run_local
+from mlrsnet.harness.experiment import parse_spec
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.report import REPORTS, render
+from mlrsnet.paper.report import figures as F
+
+EXP = "figs"
+TASKS = ["resnet18-cifar10", "lstm2-ptb"]
+METHODS = [{"name": "fixed", "label": "Fixed (0.1)", "hparams": {"lr": 0.1}},
+           {"name": "multistep", "label": "MultiStep", "hparams": {"lr": 0.1, "decay": 0.1}},
+           {"name": "mlrsnet-transfer", "label": "MLR-SNet (ours)", "hparams": {"checkpoints": "ours"}}]
+LABELS = [m["label"] for m in METHODS]
+
+
+def _cells(name, tasks, methods, seeds):
+    spec = {"name": name, "profile": "smoke", "tasks": tasks, "seeds": seeds, "methods": methods,
+            "overrides": {"epochs": 2}}
+    return parse_spec(spec).cells()
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("figures") / "results")
+    cells = _cells(EXP, TASKS, METHODS, [0]) + _cells(EXP, TASKS, METHODS[:1], [1])
+    outcomes = run_local(cells, store, quiet=True)
+    assert set(outcomes.values()) == {"finished"}, outcomes
+    for name in (EXP, "nodata"):  # svhn is not prepared: the run is recorded as failed
+        with pytest.raises(UserError, match="svhn"):
+            run_local(_cells(name, ["resnet18-svhn"], METHODS[:1], [0]), store, quiet=True)
+    return store
+
+
+@pytest.fixture(scope="session")
+def data(results):
+    return F.load(results, EXP)
+
+
+@pytest.fixture(scope="session")
+def rendered(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    return out, render("all", results=results.root, out=out, experiment=EXP)
+
+
+def _visible(fig):
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def _legend_labels(fig):
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_curves_one_panel_per_task_one_line_per_method_band_for_two_seeds(data):
+    fig = F.build_curves(data)
+    axes = _visible(fig)
+    assert [ax.get_title() for ax in axes] == ["ResNet-18 on CIFAR-10", "2-layer LSTM on Penn Treebank"]
+    for ax in axes:
+        assert len(ax.get_lines()) == 3
+        assert len(ax.collections) == 1  # the min-max band of the two fixed seeds
+        assert ax.get_xlabel() == "epoch"
+    assert axes[0].get_ylabel() == "test accuracy (%)"
+    assert axes[1].get_ylabel().startswith("test perplexity")
+    assert _legend_labels(fig) == ["Fixed (0.1) (mean of 2 seeds)", "MultiStep", "MLR-SNet (ours)"]
+    # the drawn mean is the seeds' mean of the stored test accuracy, in percent
+    ep = data.test
+    fixed = ep[(ep["task"] == "resnet18-cifar10") & (ep["label"] == "Fixed (0.1)")]
+    line = axes[0].get_lines()[0]
+    assert list(line.get_ydata()) == pytest.approx(list(fixed.groupby("epoch")["value"].mean() * 100))
+
+
+def test_caption_states_profile_seeds_checkpoints_and_convention(data):
+    cap = F.curves_caption(data)
+    for part in ("profile smoke", "scaled-down profile", "seeds 0, 1", "checkpoint set ours-mini",
+                 "gate convention meta-train", "min-max"):
+        assert part in cap
+
+
+def test_lr_schedules_log_scale_one_line_per_method(data, results):
+    fig = F.build_lr_schedules(data)
+    axes = _visible(fig)
+    assert len(axes) == 2
+    steps = results.read("steps", EXP)
+    for ax in axes:
+        assert ax.get_yscale() == "log"
+        assert ax.get_xlabel() == "training step"
+        assert len(ax.get_lines()) == 3
+    fixed = data.runs[(data.runs["task"] == "lstm2-ptb") & (data.runs["label"] == "Fixed (0.1)")]
+    seed0 = fixed[fixed["seed"] == 0]["run_id"].iloc[0]
+    assert list(axes[1].get_lines()[0].get_ydata()) == list(steps[steps["run_id"] == seed0]["lr"])
+
+
+def test_performance_profile_from_final_metrics(data, results):
+    r = F.ratios(data).set_index(["task", "label"])
+    assert r.groupby("task")["ratio"].min().tolist() == pytest.approx([1.0, 1.0])
+    ep = results.read("epochs", EXP)
+    runs = results.runs(EXP)
+    ms = runs[(runs["task"] == "resnet18-cifar10") & (runs["method"] == "multistep")]["run_id"].iloc[0]
+    acc = ep[(ep["run_id"] == ms) & (ep["split"] == "test") & (ep["metric"] == "acc") & (ep["epoch"] == 2)]
+    best = max(r.loc["resnet18-cifar10", "final"])
+    assert r.loc[("resnet18-cifar10", "MultiStep"), "ratio"] == pytest.approx(
+        (1 - acc["value"].iloc[0]) / (1 - best))
+    taus = F.taus_for(data)
+    rho = F.profile_curve(data, taus)
+    assert list(rho) == LABELS
+    for curve in rho.values():
+        assert (curve[1:] >= curve[:-1]).all() and curve[-1] == 1.0  # every method ran on every task
+    assert sum(c[0] for c in rho.values()) >= 1.0  # each task has a best method at tau = 1
+    fig = F.build_profile(data)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.get_lines()) == 3
+
+
+def test_epochs_to_target_and_summary(data):
+    e = F.epochs_to_target(data)
+    assert len(e) == 6
+    best = F.ratios(data).query("ratio == 1")
+    reached = e.set_index(["task", "label"])["epochs_to_target"]
+    assert len(best) >= 2
+    for row in best.itertuples():  # the best method reaches the target, at its last epoch at the latest
+        assert 1 <= reached.loc[(row.task, row.label)] <= 2
+    s = F.summary_frame(data).set_index(["task", "label"])
+    assert s.loc[("resnet18-cifar10", "Fixed (0.1)"), "seeds"] == 2
+    assert s.loc[("lstm2-ptb", "MultiStep"), "seeds"] == 1
+    assert (s["wall_time_s"] > 0).all()
+    assert (s["final_min"] <= s["final_mean"]).all() and (s["final_mean"] <= s["final_max"]).all()
+
+
+def test_all_writes_every_file_and_the_index_lists_them_with_the_missing_task(rendered, results):
+    out, paths = rendered
+    names = {p.name for p in paths}
+    for stem in ("curves", "lr-schedules", "profile"):
+        assert {f"{EXP}-{stem}.png", f"{EXP}-{stem}.pdf", f"{EXP}-{stem}.caption.txt"} <= names
+        assert (out / f"{EXP}-{stem}.png").stat().st_size > 10_000
+    for stem in ("summary", "epochs-to-target"):
+        assert {f"{EXP}-{stem}.md", f"{EXP}-{stem}.csv"} <= names
+    assert {"index.md", "index.html"} <= names
+    md = (out / "index.md").read_text()
+    html = (out / "index.html").read_text()
+    for p in paths:
+        if p.name.startswith(EXP) and not p.name.endswith(".caption.txt"):
+            assert f"]({p.name})" in md and f'href="{p.name}"' in html
+    links = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert links and all("/" not in link for link in links)  # linked relatively: opens from disk
+    assert f"mlrsnet-bench report figures --experiment {EXP} --results {results.root} --out {out}" in md
+    assert "Runs behind it: 8." in md
+    assert "ResNet-18 on SVHN (resnet18-svhn): no finished run (1 failed)" in md
+    assert "svhn" in (out / f"{EXP}-summary.md").read_text()
+    summary = pd.read_csv(out / f"{EXP}-summary.csv")
+    assert len(summary) == 6 and set(summary["task"]) == set(TASKS)
+
+
+def test_an_experiment_without_data_lists_the_reason_instead_of_crashing(results, tmp_path):
+    with pytest.raises(UserError, match="no finished run"):
+        render("figures", results=results.root, out=tmp_path, experiment="nodata")
+    paths = render("all", results=results.root, out=tmp_path, experiment="nodata")
+    assert [p.name for p in paths] == ["index.md", "index.html"]
+    md = (tmp_path / "index.md").read_text()
+    assert "Not drawn**: no finished run to draw" in md
+    assert "ResNet-18 on SVHN (resnet18-svhn): no finished run (1 failed): Dataset 'svhn' is not prepared" in md
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_report_help_lists_exactly_the_registered_reports():
+    from mlrsnet.harness.cli import build_parser
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        build_parser().parse_args(["report", "--help"])
+    choices = buf.getvalue().split("{", 1)[1].split("}", 1)[0].split(",")
+    assert choices == list(REPORTS)
+    assert {"figures", "lr-schedules", "profile", "summary", "index", "all"} <= set(REPORTS)
