@@ -8,8 +8,9 @@ export MLRSNET_DATA_DIR ?= $(abspath ../shared/data)
 # 2-core machine; passive waiting costs nothing measurable when it is idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= mini
+EXPERIMENT ?= demo
 
-.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer perf clean
+.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer perf clean figures
 
 install: $(STAMP)
 
@@ -53,3 +54,8 @@ reproduce-transfer: export MLRSNET_CHECKPOINTS ?= $(abspath ../shared/reference/
 reproduce-transfer: install
 	$(BIN)/mlrsnet-bench tune benchmarks/transfer.toml --profile $(PROFILE)
 	$(BIN)/mlrsnet-bench report transfer --experiment transfer
+
+# Every figure and table of one experiment (curves, LR schedules, performance profile,
+# summary) and an index.md / index.html listing them, from the Parquet results alone.
+figures: install
+	$(BIN)/mlrsnet-bench report all --experiment $(EXPERIMENT) --out reports/$(PROFILE)
