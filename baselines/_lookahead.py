@@ -49,6 +49,14 @@ def default_t_val(profile: str, steps_per_epoch: int, epochs: int) -> int:
     return max(1, min(steps_per_epoch, round(total / PAPER_META_UPDATES)))
 
 
+def meta_steps_per_epoch(rule: str, t_val: int, steps_per_epoch: int) -> int:
+    """How many in-epoch steps of an epoch make a meta update under ``rule``
+    (:data:`META_STEP_RULES`): ``steps // t_val`` for images, ``ceil(steps / t_val)`` for text."""
+    if rule == META_STEP_RULES["text"]:
+        return -(-steps_per_epoch // t_val)
+    return steps_per_epoch // t_val
+
+
 @torch.no_grad()
 def sgd_directions(optimizer: torch.optim.Optimizer) -> dict[Tensor, Tensor]:
     """For every parameter with a gradient, the ``d`` in ``p <- p - lr * d`` that

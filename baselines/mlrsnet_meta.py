@@ -31,6 +31,40 @@ read correctly:
   and otherwise ``max(1, min(steps_per_epoch, round(total_steps / 200)))``: the official
   ResNet-18/CIFAR-10 run made 200 meta updates (one per epoch, 383 steps per epoch), and a
   smaller profile keeps about that many, at most one per step.
+* Small profiles (``t_val`` and ``hyper_lr`` left None; ``paper`` keeps the official t_val
+  300 and Adam lr 1e-3).  The official ResNet-18/CIFAR-10 meta-training LR
+  (``official-mlrsnet/meta_train_lr.parquet``) relative to its first value is 0.736 / 0.081 /
+  0.065 / 0.044 at 10 / 33 / 66 / 100 % of training: a fast decay over the first third, then
+  a plateau (WRN-28-10/CIFAR-100: 0.570 / 0.038 / 0.023 / 0.013).  Its 200 meta updates are
+  Adam steps of 1e-3 on ``phi``, an "Adam path" of 0.2.  A small profile has far fewer steps
+  (ResNet-18 mini: 32 x 5 = 160), so it meta-updates as often as it can up to 200 times (the
+  ``t_val`` rule above: every step at mini) and takes Adam steps of ``0.4 / meta updates``
+  (:func:`default_hyper_lr`; 2.5e-3 at ResNet-18 mini, 0.05 at smoke): twice the official
+  path, which is what brings the decay into the first third.  Measured on
+  ``resnet18-cifar10`` mini, seed 0, LR relative to the first (``benchmarks/mlrsnet_lr_trace.py``;
+  ``shape_rms``: RMS over 101 fractions of log10(ours / official), both relative to their
+  first LR; the official curve against itself is 0):
+
+  =========================  =======  ========  =====  =====  =====  =====  =========
+  rule                       updates  hyper_lr  10 %   33 %   66 %   100 %  shape_rms
+  =========================  =======  ========  =====  =====  =====  =====  =========
+  official (paper)           200      1e-3      0.736  0.081  0.065  0.044  0
+  t_val 1 (before)           160      1e-3      0.875  0.744  0.055  0.040  0.449
+  t_val 1, path 0.2          160      1.25e-3   0.834  0.624  0.044  0.036  0.377
+  t_val 1                    160      2e-3      0.719  0.132  0.023  0.024  0.284
+  t_val 1, path 0.4 (chosen) 160      2.5e-3    0.664  0.065  0.022  0.025  0.256
+  t_val 1                    160      3e-3      0.550  0.049  0.020  0.017  0.304
+  t_val 2, path 0.4          80       5e-3      0.698  0.261  0.011  0.010  0.523
+  t_val 4, path 0.2          40       5e-3      0.721  0.381  0.014  0.005  0.580
+  one per epoch, path 0.2    5        4e-2      1.003  0.361  0.005  0.001  0.836
+  =========================  =======  ========  =====  =====  =====  =====  =========
+
+  With 1e-3 the mini LR stays high for the first third and collapses between 35 % and 60 %;
+  fewer, larger updates (one per epoch, as the official run makes) keep it flat and then
+  drop it in steps far below the official plateau.  What remains different with the chosen
+  rule: the plateau after the decay is about 0.02-0.03 of the first LR where the official
+  run holds 0.065 until two thirds.  ``mlrsnet_hyper_lr`` and ``planned_meta_updates`` in
+  ``runs.method_info`` record the values in force.
 * On a meta step the official code advances the LSTM state twice (once for the look-ahead,
   once for the real step); here it advances once: the look-ahead and the real step read the
   same state, the real step with the freshly updated ``phi`` (as in the official code).
@@ -62,7 +96,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from baselines._lookahead import LookaheadMetaMethod
+from baselines._lookahead import META_LR, PAPER_META_UPDATES, LookaheadMetaMethod, meta_steps_per_epoch
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import RunContext, StepInfo
 from mlrsnet.snet.checkpoint_sets import checkpoint_filename, sha256_of, write_manifest
@@ -81,11 +115,22 @@ from mlrsnet.snet.net import (
 INITIAL_LOSS_SOURCES = ("train-pass", "first-batch")
 #: The initialisation each official meta-training script actually runs (module docstring).
 OFFICIAL_INIT = {"image": INIT_TORCH_DEFAULT, "text": INIT_UNIFORM}
+#: Small profiles: Adam's step on ``phi`` times the run's meta updates ("Adam path"), twice
+#: the official run's 200 x 1e-3 (module docstring: measured on ResNet-18/CIFAR-10 mini).
+SMALL_PROFILE_ADAM_PATH = 2 * PAPER_META_UPDATES * META_LR
+
+
+def default_hyper_lr(profile: str, meta_updates: int) -> float:
+    """Adam's step on ``phi`` when ``hyper_lr`` is None: the official 1e-3 at ``paper``, else
+    :data:`SMALL_PROFILE_ADAM_PATH` spread over the run's ``meta_updates``."""
+    if profile == "paper" or meta_updates < 1:
+        return META_LR
+    return SMALL_PROFILE_ADAM_PATH / meta_updates
 
 
 class MLRSNetMeta(LookaheadMetaMethod):
     """Hyper-parameters: ``t_val`` (see module doc), ``hyper_lr`` / ``hyper_weight_decay``
-    (Adam on ``phi``), ``gate_convention`` (the LSTM gate layout, see :mod:`mlrsnet.snet.net`), ``initial_loss`` (override ``L0`` of
+    (Adam on ``phi``; ``hyper_lr`` None: :func:`default_hyper_lr`), ``gate_convention`` (the LSTM gate layout, see :mod:`mlrsnet.snet.net`), ``initial_loss`` (override ``L0`` of
     ``gamma``)."""
 
     name: ClassVar[str] = "mlrsnet"
@@ -98,6 +143,8 @@ class MLRSNetMeta(LookaheadMetaMethod):
         #: None: what the official script of the task's kind runs ("torch-default" for
         #: images, "uniform-0.1" for language models); see :data:`mlrsnet.snet.net.INITS`.
         "init": None,
+        #: None: 1e-3 (official) at paper, :func:`default_hyper_lr` elsewhere.
+        "hyper_lr": None,
     }
 
     def __init__(self, **hparams: Any) -> None:
@@ -109,6 +156,8 @@ class MLRSNetMeta(LookaheadMetaMethod):
             raise UserError(f"mlrsnet: initial_loss_from must be one of {', '.join(INITIAL_LOSS_SOURCES)}, "
                             f"not {self.hparams['initial_loss_from']!r}")
         self.init: str | None = None
+        self.hyper_lr = META_LR
+        self.planned_meta_updates = 0
         self.initial_loss: float | None = None
         self.initial_loss_source: str | None = None
         self.pass_seconds = 0.0
@@ -129,7 +178,11 @@ class MLRSNetMeta(LookaheadMetaMethod):
         self.init = self.hparams["init"] or OFFICIAL_INIT[run.kind]
         self.net = MLRSNet(cell=self.hparams["gate_convention"], generator=generator,
                            init=self.init).to(dtype=dtype)
-        self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams["hyper_lr"],
+        self.planned_meta_updates = run.epochs * meta_steps_per_epoch(self.meta_step_rule, self.t_val,
+                                                                      run.steps_per_epoch)
+        beta = self.hparams["hyper_lr"]
+        self.hyper_lr = float(beta) if beta is not None else default_hyper_lr(run.profile, self.planned_meta_updates)
+        self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hyper_lr,
                                                weight_decay=self.hparams["hyper_weight_decay"])
         self.state = self.net.initial_state()
         if self.hparams["initial_loss"] is not None:
@@ -181,7 +234,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
             "completed_epochs": max(self.saved, default=0),
             "kind": run.kind, "outputs": self.scale.outputs, "t_val": self.t_val,
             "gamma": self.gamma, "meta_updates": self.meta_updates,
-            "hyper_lr": self.hparams["hyper_lr"], "hyper_weight_decay": self.hparams["hyper_weight_decay"],
+            "hyper_lr": self.hyper_lr, "hyper_weight_decay": self.hparams["hyper_weight_decay"],
             "files": {str(e): f for e, f in sorted(self.saved.items())},
             "sha256": {str(e): sha256_of(folder / f) for e, f in sorted(self.saved.items())} if folder else {},
             "written_by": "baselines.mlrsnet_meta (method 'mlrsnet')",
@@ -193,6 +246,7 @@ class MLRSNetMeta(LookaheadMetaMethod):
         info = {"mlrsnet_cell": self.hparams["gate_convention"], "mlrsnet_init": self.init,
                 "meta_parameters": count,
                 "mlrsnet_parameters": count, "t_val": self.t_val, "mlrsnet_gamma": self.gamma,
+                "mlrsnet_hyper_lr": self.hyper_lr, "planned_meta_updates": self.planned_meta_updates,
                 "mlrsnet_initial_loss": self.initial_loss,
                 "mlrsnet_initial_loss_from": self.initial_loss_source,
                 "mlrsnet_train_pass_s": self.pass_seconds,

@@ -22,9 +22,9 @@ from support.least_squares import start_stub_run
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from baselines._lookahead import default_t_val, lookahead_params, sgd_directions
+from baselines._lookahead import default_t_val, lookahead_params, meta_steps_per_epoch, sgd_directions
 from baselines.meta_sgd import MetaSGD
-from baselines.mlrsnet_meta import MLRSNetMeta
+from baselines.mlrsnet_meta import MLRSNetMeta, default_hyper_lr
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
@@ -259,6 +259,23 @@ def test_t_val_defaults_to_300_at_paper_scale_and_about_200_updates_otherwise() 
     assert default_t_val("mini", 10, 1000) == 10  # never rarer than once per epoch
     method, _, _ = toy_run(OptimSettings(), steps_per_epoch=4, epochs=3)
     assert method.t_val == 1
+
+
+def test_small_profiles_spread_twice_the_official_adam_path_over_their_meta_updates() -> None:
+    assert default_hyper_lr("paper", 200) == 1e-3 == default_hyper_lr("paper", 13)
+    assert default_hyper_lr("mini", 160) == pytest.approx(2.5e-3)  # ResNet-18 mini: every step
+    assert default_hyper_lr("mini", 400) == pytest.approx(1e-3)
+    assert meta_steps_per_epoch("(i+1) % t_val == 0", 3, 7) == 2  # i = 2, 5
+    assert meta_steps_per_epoch("i % t_val == 0", 3, 7) == 3  # i = 0, 3, 6
+    method, _, _ = toy_run(OptimSettings(), steps_per_epoch=4, epochs=3)
+    info = method.extra_info()
+    assert (info["t_val"], info["planned_meta_updates"]) == (1, 12)
+    assert info["mlrsnet_hyper_lr"] == pytest.approx(0.4 / 12)
+    assert method.meta_optimizer.param_groups[0]["lr"] == info["mlrsnet_hyper_lr"]
+    text, _, _ = toy_run(OptimSettings(), steps_per_epoch=7, epochs=2, kind="text", t_val=3)
+    assert text.extra_info()["planned_meta_updates"] == 6
+    forced, _, _ = toy_run(OptimSettings(), hyper_lr=1e-3)
+    assert forced.extra_info()["mlrsnet_hyper_lr"] == 1e-3
 
 
 def test_meta_training_needs_held_out_data() -> None:
