@@ -6,6 +6,7 @@ code 3.  Only loopback addresses are used; nothing listens on the "unreachable" 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -59,14 +60,22 @@ def test_an_unreachable_address_fails_within_seconds_naming_it(tmp_path: Path, c
                  "--quiet"], tmp_path)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stderr
-    assert elapsed < 45  # Ray alone retried for about 14 minutes (process start included here)
     err = proc.stderr.strip()
+    # Ray alone retried for about 14 minutes; the command's own wait is in its message (the
+    # wall time adds starting Python and importing torch on a loaded machine)
+    waited = re.search(r"gave up after (\d+) s", err)
+    assert waited and int(waited.group(1)) <= 30, err
+    assert elapsed < 120
     assert err.startswith("mlrsnet-bench: error: could not connect to the Ray cluster at " + address)
     assert "\n" not in err and "Traceback" not in err  # one paragraph
     assert "refused" in err.lower()
 
 
 def test_the_probe_gives_up_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the tune tests' instance may be up
+    monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("ray.init called for a closed port"))
     monkeypatch.setenv("MLRSNET_RAY_CONNECT_TIMEOUT", "3")
     address = f"127.0.0.1:{closed_port()}"
     t0 = time.monotonic()
