@@ -79,6 +79,12 @@ def load(store: Store, experiment: str) -> Data:
                         f"(`mlrsnet-bench run benchmarks/{experiment}.toml`)")
     runs = all_runs[all_runs["status"].isin(DRAWABLE)].copy()
     runs["label"] = runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str)
+    if len(runs):  # runs that share a label but differ in overrides (a sweep) keep apart
+        runs["_ov"] = runs["overrides"].map(lambda o: ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+                                            if isinstance(o, dict) else "")
+        clash = runs.groupby(["task", "label"])["_ov"].transform("nunique") > 1
+        runs.loc[clash, "label"] = runs.loc[clash, "label"] + " (" + runs.loc[clash, "_ov"] + ")"
+        runs = runs.drop(columns="_ov")
     epochs = store.read("epochs", experiment)
     ids = set(runs["run_id"])
     ep = epochs[epochs["run_id"].isin(ids) & (epochs["split"] == "test")]
@@ -89,6 +95,7 @@ def load(store: Store, experiment: str) -> Data:
         metric[task] = "acc" if (g["metric"] == "acc").any() else "ppl"
         parts.append(g[g["metric"] == metric[task]])
     test = pd.concat(parts, ignore_index=True) if parts else ep.iloc[0:0]
+    test["value"] = test["value"].where(np.isfinite(test["value"].astype(float)))  # diverged: NaN
     steps = store.read("steps", experiment)
     steps = steps[steps["run_id"].isin(ids)].merge(runs[["run_id", "task", "label", "seed"]], on="run_id")
     return Data(experiment, store.root, all_runs, runs, test, steps, metric)
@@ -157,7 +164,7 @@ class Artefact:
 
 
 def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
+    cols = 2 if n == 4 else min(n, 3)
     return max(1, math.ceil(n / cols)), max(1, cols)
 
 
@@ -185,6 +192,12 @@ def _colors(labels: list[str]) -> dict[str, Any]:
     return {lab: cmap(i % 10) for i, lab in enumerate(labels)}
 
 
+def _width(labels: list[str], label: str) -> float:
+    """Earlier lines are drawn wider, so a later one on top of them (e.g. two schedules at
+    the same LR) leaves them visible."""
+    return max(2.8 - 0.55 * labels.index(label), 1.0)
+
+
 def _save(fig: Any, out: Path, stem: str, caption: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
@@ -210,8 +223,14 @@ def _legend(fig: Any, axes: list[Any]) -> None:
 
 
 def _layout(fig: Any, title: str) -> None:
+    """Title on top, the legend below the panels with room for its rows (in inches)."""
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.09 if fig.legends else 0, 1, 0.96))
+    height = fig.get_size_inches()[1]
+    bottom = 0.0
+    if fig.legends:
+        rows = math.ceil(len(fig.legends[0].get_texts()) / 3)
+        bottom = min((0.12 + 0.22 * rows) / height, 0.4)
+    fig.tight_layout(rect=(0, bottom, 1, 1 - 0.3 / height))
 
 
 # -- figures: test metric per epoch ----------------------------------------------------------
@@ -227,6 +246,8 @@ def build_curves(data: Data) -> Any:
     tasks = data.tasks
     fig, axes = _axes(plt, len(tasks))
     colors = _colors(labels_of(data))
+    seeds = data.runs.groupby(["task", "label"])["seed"].nunique()
+    uniform = int(seeds.iloc[0]) if len(seeds) and seeds.nunique() == 1 else None
     for ax, task in zip(axes, tasks, strict=True):
         metric = data.metric.get(task, "acc")
         scale = 100.0 if metric == "acc" else 1.0
@@ -237,10 +258,11 @@ def build_curves(data: Data) -> Any:
                 continue
             stats = g.groupby("epoch")["value"].agg(["mean", "min", "max", "count"]) * scale
             n = g["seed"].nunique()
-            name = label if n == 1 else f"{label} (mean of {n} seeds)"
-            ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=colors[label], label=name)
+            name = label if n == 1 or uniform else f"{label} (mean of {n} seeds, band min-max)"
+            ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=colors[label], label=name,
+                    linewidth=_width(list(colors), label))
             if n > 1:
-                ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[label], alpha=0.2,
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[label], alpha=0.15,
                                 linewidth=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)" if metric == "acc" else "test perplexity (lower is better)")
@@ -250,7 +272,8 @@ def build_curves(data: Data) -> Any:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     _legend(fig, axes)
-    _layout(fig, f"{data.experiment}: test metric per epoch")
+    note = f" (lines: mean of {uniform} seeds, bands: min-max)" if uniform and uniform > 1 else ""
+    _layout(fig, f"{data.experiment}: test metric per epoch{note}")
     return fig
 
 
@@ -284,7 +307,7 @@ def build_lr_schedules(data: Data) -> Any:
                 continue
             g = g[g["seed"] == g["seed"].min()].sort_values("step")
             g = g[g["lr"] > 0]
-            ax.plot(g["step"], g["lr"], color=colors[label], linewidth=1.2, label=label,
+            ax.plot(g["step"], g["lr"], color=colors[label], linewidth=_width(list(colors), label), label=label,
                     drawstyle="steps-post")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
@@ -338,11 +361,12 @@ def ratios(data: Data) -> pd.DataFrame:
     f = finals(data)
     if f.empty:
         return pd.DataFrame(columns=["task", "label", "final", "ratio"])
-    m = f.groupby(["task", "label"], as_index=False)["final"].mean()
+    # a seed that diverged (NaN) makes the mean NaN: that method never counts as within tau
+    m = f.groupby(["task", "label"], as_index=False)["final"].agg(lambda v: v.mean(skipna=False))
     out = []
     for task, g in m.groupby("task"):
         cost = (1.0 - g["final"]) if data.metric[task] == "acc" else g["final"]
-        best = float(cost.min())
+        best = float(cost.min())  # NaN skipped
         r = cost / best if best > 0 else cost.map(lambda c: 1.0 if c <= 0 else math.inf)
         out.append(g.assign(ratio=r.to_numpy()))
     return pd.concat(out, ignore_index=True)
@@ -371,7 +395,7 @@ def taus_for(data: Data) -> np.ndarray:
 def build_profile(data: Data) -> Any:
     plt = _plt()
     taus = taus_for(data)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
     colors = _colors(labels_of(data))
     styles = ["-", "--", ":", "-."]
     for k, (label, rho) in enumerate(profile_curve(data, taus).items()):

@@ -75,7 +75,7 @@ def test_curves_one_panel_per_task_one_line_per_method_band_for_two_seeds(data):
         assert ax.get_xlabel() == "epoch"
     assert axes[0].get_ylabel() == "test accuracy (%)"
     assert axes[1].get_ylabel().startswith("test perplexity")
-    assert _legend_labels(fig) == ["Fixed (0.1) (mean of 2 seeds)", "MultiStep", "MLR-SNet (ours)"]
+    assert _legend_labels(fig) == ["Fixed (0.1) (mean of 2 seeds, band min-max)", "MultiStep", "MLR-SNet (ours)"]
     # the drawn mean is the seeds' mean of the stored test accuracy, in percent
     ep = data.test
     fixed = ep[(ep["task"] == "resnet18-cifar10") & (ep["label"] == "Fixed (0.1)")]
