@@ -82,9 +82,23 @@ from baselines._direction import (
     require_keys,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
+from mlrsnet.harness.contract import (
+    HParam,
+    Method,
+    OptimSettings,
+    RunContext,
+    SearchDim,
+    StepInfo,
+    stateless_sgd,
+)
 
 LR_UPDATES = ("per-tensor", "global")
+
+_COMMON_SPECS: dict[str, HParam] = {
+    "lr": HParam("number", low=0.0, low_open=True, allow_none=True),
+    "hyper_lr": HParam("number", low=0.0, allow_none=True),
+    "clamp_nonneg": HParam("bool"),
+}
 
 
 class _HypergradientMethod(Method):
@@ -220,6 +234,11 @@ class HypergradientDescent(_HypergradientMethod):
         "text": {"lr": ("loguniform", 1e-1, 40.0), "hyper_lr": ("loguniform", 1e-2, 1e2)},
     }
     _state_keys: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        **_COMMON_SPECS,
+        "momentum": HParam("number", low=0.0, high=1.0, high_open=True, allow_none=True),
+        "nesterov": HParam("bool", allow_none=True),
+    }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
@@ -314,6 +333,13 @@ class AdamHD(_HypergradientMethod):
     }
     spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {"image": search_space, "text": search_space}
     _state_keys: ClassVar[tuple[str, ...]] = ("step", "exp_avg", "exp_avg_sq")
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        **_COMMON_SPECS,
+        "beta1": HParam("number", low=0.0, high=1.0, high_open=True),
+        "beta2": HParam("number", low=0.0, high=1.0, high_open=True),
+        "eps": HParam("number", low=0.0, low_open=True),
+        "lr_update": HParam("str", choices=LR_UPDATES),
+    }
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

@@ -85,7 +85,7 @@ from baselines._direction import (
     squared_norm,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, SearchDim, StepInfo, stateless_sgd
+from mlrsnet.harness.contract import HParam, Method, OptimSettings, SearchDim, StepInfo, stateless_sgd
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "fraction": 0.15,
@@ -103,6 +103,18 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 WEIGHT_DECAY_MODES = ("ignored", "gradient", "objective")
+
+_TIME = HParam("number", low=1.0, low_open=True)
+_COMMON_SPECS: dict[str, HParam] = {
+    "fraction": HParam("number", low=0.0, low_open=True),
+    "minloss_factor": HParam("number", low=0.0),
+    "init_factor": HParam("number", low=0.0),
+    "minloss_forget_time": _TIME,
+    "epsilon": HParam("number", low=0.0),
+    "grad_time": _TIME,
+    "weight_decay_mode": HParam("str", choices=WEIGHT_DECAY_MODES),
+    "clipped_gradient": HParam("bool"),
+}
 
 
 class _L4(Method):
@@ -217,6 +229,7 @@ class L4Mom(_L4):
     name: ClassVar[str] = "l4-mom"
     description: ClassVar[str] = "L4 step size on a momentum direction (Rolinek & Martius 2018)"
     defaults: ClassVar[dict[str, Any]] = dict(_COMMON_DEFAULTS)
+    hparam_specs: ClassVar[dict[str, HParam]] = dict(_COMMON_SPECS)
 
     def _direction(self, grads: list[Tensor], grad_estimate: list[Tensor]) -> list[Tensor]:
         # The official L4Mom uses a second time-10 average for v; it equals g_hat exactly.
@@ -232,6 +245,10 @@ class L4Adam(_L4):
         "adam_grad_time": 10.0,
         "adam_var_time": 1000.0,
         "adam_epsilon": 1e-4,
+    }
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        **_COMMON_SPECS, "adam_grad_time": _TIME, "adam_var_time": _TIME,
+        "adam_epsilon": HParam("number", low=0.0),
     }
 
     def __init__(self, **hparams: Any) -> None:

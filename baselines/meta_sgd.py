@@ -40,7 +40,7 @@ import torch
 
 from baselines._lookahead import LookaheadMetaMethod
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import RunContext, StepInfo
+from mlrsnet.harness.contract import HParam, RunContext, StepInfo
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -64,6 +64,14 @@ class MetaSGD(LookaheadMetaMethod):
         "positivity": "log",
         #: positivity="project": the floor, as a fraction of the first LR.
         "min_lr_ratio": 1e-3,
+    }
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        **LookaheadMetaMethod.hparam_specs,
+        "lr": HParam("number", low=0.0, low_open=True, allow_none=True),
+        "interval": HParam("int", low=1),
+        "hyper_lr": HParam("number", low=0.0, low_open=True, allow_none=True),
+        "positivity": HParam("str", choices=POSITIVITY),
+        "min_lr_ratio": HParam("number", low=0.0, low_open=True),
     }
 
     def __init__(self, **hparams: Any) -> None:
