@@ -146,6 +146,10 @@ def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
     return "; ".join(parts)
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _seed_note(data: Data) -> str:
     multi = data.runs.groupby(["task", "label"])["seed"].nunique()
     return (f"lines with several seeds show the mean and a band ({BAND})" if (multi > 1).any()
@@ -237,7 +241,7 @@ def _layout(fig: Any, title: str) -> None:
 def curves_caption(data: Data) -> str:
     metrics = sorted({"accuracy (%)" if m == "acc" else "perplexity" for m in data.metric.values()})
     return (f"Test {' / '.join(metrics)} per epoch, one panel per task, one line per method; "
-            f"{_seed_note(data)}. {caption_facts(data)}. Experiment {data.experiment}, "
+            f"{_seed_note(data)}. {_sentence(caption_facts(data))}. Experiment {data.experiment}, "
             f"{len(data.runs)} runs.")
 
 
@@ -290,7 +294,7 @@ def _figures(data: Data, out: Path, write: bool) -> list[Artefact]:
 # -- LR schedules ----------------------------------------------------------------------------
 def lr_caption(data: Data) -> str:
     return (f"Learning rate of every training step (log scale), one panel per task, one line per "
-            f"method (lowest seed; steps with LR <= 0 are not drawn). {caption_facts(data)}. "
+            f"method (lowest seed; steps with an LR <= 0 or not finite are not drawn). {_sentence(caption_facts(data))}. "
             f"Experiment {data.experiment}.")
 
 
@@ -306,7 +310,7 @@ def build_lr_schedules(data: Data) -> Any:
             if g.empty:
                 continue
             g = g[g["seed"] == g["seed"].min()].sort_values("step")
-            g = g[g["lr"] > 0]
+            g = g[(g["lr"] > 0) & np.isfinite(g["lr"])]
             ax.plot(g["step"], g["lr"], color=colors[label], linewidth=_width(list(colors), label), label=label,
                     drawstyle="steps-post")
         ax.set_yscale("log")
@@ -422,7 +426,7 @@ def profile_caption(data: Data) -> str:
     return (f"Performance profile over {len(data.tasks)} tasks ({', '.join(data.tasks)}): for each "
             f"tau >= 1, the fraction of tasks on which a method's final test metric (mean over seeds) "
             f"is within a factor tau of the best method's (accuracy: error-rate ratio "
-            f"(1-acc)/(1-best acc); perplexity: ppl / best ppl). {caption_facts(data)}.")
+            f"(1-acc)/(1-best acc); perplexity: ppl / best ppl). {_sentence(caption_facts(data))}.")
 
 
 def epochs_to_target(data: Data) -> pd.DataFrame:
@@ -445,7 +449,8 @@ def epochs_to_target(data: Data) -> pd.DataFrame:
             rows.append({"task": task, "label": label, "metric": data.metric[task], "target": target,
                          "epochs_to_target": int(hit.index[0]) if len(hit) else None,
                          "epochs_run": int(curve.index.max()) if len(curve) else None})
-    return pd.DataFrame(rows, columns=["task", "label", "metric", "target", "epochs_to_target", "epochs_run"])
+    out = pd.DataFrame(rows, columns=["task", "label", "metric", "target", "epochs_to_target", "epochs_run"])
+    return out.astype({"epochs_to_target": "Int64", "epochs_run": "Int64"})
 
 
 def target_note() -> str:
@@ -478,7 +483,7 @@ def _profile(data: Data, out: Path, write: bool) -> list[Artefact]:
                  "-" if pd.isna(r.epochs_to_target) else int(r.epochs_to_target),
                  "-" if pd.isna(r.epochs_run) else int(r.epochs_run)] for r in e.itertuples()]
         (out / f"{etar}.md").write_text(
-            f"# {data.experiment}: epochs to target\n\n{target_note()}. {caption_facts(data)}.\n\n"
+            f"# {data.experiment}: epochs to target\n\n{_sentence(target_note())}. {_sentence(caption_facts(data))}.\n\n"
             + _md_table(["task", "method", "target", "epochs to target", "epochs run"], rows) + "\n")
     reasons = missing_reasons(data)
     return [Artefact("profile", "Performance profile over tasks",
@@ -512,7 +517,7 @@ def summary_frame(data: Data) -> pd.DataFrame:
 
 def summary_caption(data: Data) -> str:
     return (f"Per task and method: final and best test metric (mean over seeds, spread = min-max), "
-            f"mean wall time per run, epochs to the target ({target_note()}). {caption_facts(data)}.")
+            f"mean wall time per run, epochs to the target ({target_note()}). {_sentence(caption_facts(data))}.")
 
 
 def _spread(metric: str, lo: float, hi: float, n: int) -> str:
@@ -558,11 +563,15 @@ def command(report: str, data: Data, out: Path) -> str:
 def write_index(data: Data, out: Path, artefacts: list[Artefact]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     title = f"{data.experiment}: tables and figures"
-    md = [f"# {title}\n", f"{caption_facts(data) if len(data.runs) else 'no finished run'}. "
+    md = [f"# {title}\n", f"{_sentence(caption_facts(data)) if len(data.runs) else 'No finished run'}. "
           f"Everything below is rendered from the Parquet results under `{data.results}` "
           f"(`mlrsnet-bench report all --experiment {data.experiment} --results {data.results} --out {out}` "
           f"regenerates all of it).\n"]
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[1])}</p>"]
+    facts = _sentence(caption_facts(data)) if len(data.runs) else "No finished run"
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>{html.escape(facts)}. Everything below is rendered from the Parquet results under "
+            f"<code>{html.escape(str(data.results))}</code>; <code>{html.escape(command('all', data, out))}"
+            f"</code> regenerates all of it.</p>"]
     for a in artefacts:
         present = [p for p in a.files if p.exists()]
         cmd = command(a.report, data, out)

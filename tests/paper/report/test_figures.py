@@ -85,7 +85,7 @@ def test_curves_one_panel_per_task_one_line_per_method_band_for_two_seeds(data):
 
 def test_caption_states_profile_seeds_checkpoints_and_convention(data):
     cap = F.curves_caption(data)
-    for part in ("profile smoke", "scaled-down profile", "seeds 0, 1", "checkpoint set ours-mini",
+    for part in ("Profile smoke", "scaled-down profile", "seeds 0, 1", "checkpoint set ours-mini",
                  "gate convention meta-train", "min-max"):
         assert part in cap
 
@@ -162,6 +162,15 @@ def test_all_writes_every_file_and_the_index_lists_them_with_the_missing_task(re
     assert "svhn" in (out / f"{EXP}-summary.md").read_text()
     summary = pd.read_csv(out / f"{EXP}-summary.csv")
     assert len(summary) == 6 and set(summary["task"]) == set(TASKS)
+
+
+def test_index_alone_links_what_is_rendered_and_says_what_is_not(results, tmp_path):
+    render("figures", results=results.root, out=tmp_path, experiment=EXP)
+    paths = render("index", results=results.root, out=tmp_path, experiment=EXP)
+    assert [p.name for p in paths] == ["index.md", "index.html"]
+    md = paths[0].read_text()
+    assert f"]({EXP}-curves.png)" in md
+    assert f"not rendered yet: run `mlrsnet-bench report summary --experiment {EXP}" in md
 
 
 def test_an_experiment_without_data_lists_the_reason_instead_of_crashing(results, tmp_path):
