@@ -72,6 +72,14 @@ def _label(row: pd.Series) -> str:
     return str(tags.get("label") or row["method"])
 
 
+def _with_hparams(row: pd.Series) -> str:
+    hp = row["hparams"] if isinstance(row["hparams"], dict) else {}
+    if not hp:
+        return str(row["label"])
+    text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items()))
+    return f"{row['label']} ({text})"
+
+
 def load(store: Store, experiment: str) -> Data:
     all_runs = store.runs(experiment)
     if all_runs.empty:
@@ -85,6 +93,10 @@ def load(store: Store, experiment: str) -> Data:
         clash = runs.groupby(["task", "label"])["_ov"].transform("nunique") > 1
         runs.loc[clash, "label"] = runs.loc[clash, "label"] + " (" + runs.loc[clash, "_ov"] + ")"
         runs = runs.drop(columns="_ov")
+        # still several runs per (task, label, seed), e.g. a search's trials: tell them apart
+        # by their hyper-parameters rather than averaging them as if they were seeds
+        dup = runs.duplicated(["task", "label", "seed"], keep=False)
+        runs.loc[dup, "label"] = runs.loc[dup].apply(_with_hparams, axis=1)
     epochs = store.read("epochs", experiment)
     ids = set(runs["run_id"])
     ep = epochs[epochs["run_id"].isin(ids) & (epochs["split"] == "test")]
@@ -104,7 +116,7 @@ def load(store: Store, experiment: str) -> Data:
 def labels_of(data: Data, task: str | None = None) -> list[str]:
     """Method labels in spec order (first appearance), optionally on one task."""
     runs = data.runs if task is None else data.runs[data.runs["task"] == task]
-    return list(dict.fromkeys(runs.sort_values("started", na_position="last")["label"]
+    return list(dict.fromkeys(runs.sort_values("started", na_position="last", kind="stable")["label"]
                               if "started" in runs else runs["label"]))
 
 

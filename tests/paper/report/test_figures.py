@@ -40,6 +40,8 @@ def results(tmp_path_factory):
     cells = _cells(EXP, TASKS, METHODS, [0]) + _cells(EXP, TASKS, METHODS[:1], [1])
     outcomes = run_local(cells, store, quiet=True)
     assert set(outcomes.values()) == {"finished"}, outcomes
+    trials = [{"name": "fixed", "hparams": {"lr": lr}} for lr in (0.1, 0.05)]  # no label: both "fixed"
+    assert set(run_local(_cells("trials", TASKS[:1], trials, [0]), store, quiet=True).values()) == {"finished"}
     for name in (EXP, "nodata"):  # svhn is not prepared: the run is recorded as failed
         with pytest.raises(UserError, match="svhn"):
             run_local(_cells(name, ["resnet18-svhn"], METHODS[:1], [0]), store, quiet=True)
@@ -182,6 +184,12 @@ def test_an_experiment_without_data_lists_the_reason_instead_of_crashing(results
     assert "Not drawn**: no finished run to draw" in md
     assert "ResNet-18 on SVHN (resnet18-svhn): no finished run (1 failed): Dataset 'svhn' is not prepared" in md
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_runs_sharing_a_label_and_seed_are_told_apart_not_averaged(results):
+    data = F.load(results, "trials")
+    assert sorted(F.labels_of(data)) == ["fixed (lr=0.05)", "fixed (lr=0.1)"]
+    assert len(F.build_curves(data).axes[0].get_lines()) == 2
 
 
 def test_report_help_lists_exactly_the_registered_reports():
