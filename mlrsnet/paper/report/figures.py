@@ -87,7 +87,9 @@ def load(store: Store, experiment: str) -> Data:
                         f"(`mlrsnet-bench run benchmarks/{experiment}.toml`)")
     runs = all_runs[all_runs["status"].isin(DRAWABLE)].copy()
     runs["label"] = runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str)
-    if len(runs):  # runs that share a label but differ in overrides (a sweep) keep apart
+    if len(runs):  # runs that share a label but differ in profile or overrides (a sweep) keep apart
+        clash = runs.groupby(["task", "label"])["profile"].transform("nunique") > 1
+        runs.loc[clash, "label"] = runs.loc[clash, "label"] + " [" + runs.loc[clash, "profile"] + "]"
         runs["_ov"] = runs["overrides"].map(lambda o: ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
                                             if isinstance(o, dict) else "")
         clash = runs.groupby(["task", "label"])["_ov"].transform("nunique") > 1
