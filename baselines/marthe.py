@@ -70,7 +70,15 @@ from torch import Tensor, nn
 from baselines._direction import require_keys
 from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
+from mlrsnet.harness.contract import (
+    HParam,
+    Method,
+    OptimSettings,
+    RunContext,
+    SearchDim,
+    StepInfo,
+    stateless_sgd,
+)
 
 #: adatune's ``bin/rtho.py`` defaults.
 ADATUNE_LR = 0.01
@@ -97,6 +105,18 @@ class Marthe(Method):
         "tangent_lr": "current",
         "grad_clamp": None,
     }
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        "lr": HParam("number", low=0.0, low_open=True, allow_none=True),
+        "hyper_lr": HParam("number", low=0.0, allow_none=True),
+        # adatune's automatic mu (mu < 0) is not implemented
+        "mu": HParam("number", low=0.0, high=1.0),
+        "alpha": HParam("number", low=0.0),
+        "update_every": HParam("int", low=1),
+        "val_batches": HParam("int", low=1, allow_none=True),
+        "positive": HParam("bool"),
+        "tangent_lr": HParam("str", choices=TANGENT_LRS),
+        "grad_clamp": HParam("number", low=0.0, low_open=True, allow_none=True),
+    }
     search_space: ClassVar[dict[str, SearchDim]] = {
         "lr": ("loguniform", 1e-3, 0.5),
         "hyper_lr": ("loguniform", 1e-10, 1e-5),
@@ -109,23 +129,7 @@ class Marthe(Method):
     }
 
     def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
-        hp = self.hparams
-        if not 0.0 <= float(hp["mu"]) <= 1.0:
-            raise UserError(f"marthe: mu must lie in [0, 1] (adatune's automatic mu < 0 is not "
-                            f"implemented), got {hp['mu']!r}")
-        for key in ("update_every", "val_batches"):
-            value = hp[key]
-            if value is not None and (int(value) != value or value < 1):
-                raise UserError(f"marthe: {key} must be a positive integer, got {value!r}")
-        if hp["update_every"] is None:
-            raise UserError("marthe: update_every must be a positive integer, got None")
-        if hp["tangent_lr"] not in TANGENT_LRS:
-            raise UserError(f"marthe: tangent_lr must be one of {TANGENT_LRS}, got {hp['tangent_lr']!r}")
-        if hp["grad_clamp"] is not None and not hp["grad_clamp"] > 0:
-            raise UserError(f"marthe: grad_clamp must be positive or None, got {hp['grad_clamp']!r}")
-        if not hp["alpha"] >= 0:
-            raise UserError(f"marthe: alpha must be >= 0, got {hp['alpha']!r}")
+        super().__init__(**hparams)  # values checked against hparam_specs
         self._lr: float | None = None  # set in bind() unless restored first
         self._beta: float | None = None
         self._steps_done = 0

@@ -72,7 +72,15 @@ from torch import Tensor, nn
 from baselines._direction import require_keys
 from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, SearchDim, StepInfo, stateless_sgd
+from mlrsnet.harness.contract import (
+    HParam,
+    Method,
+    OptimSettings,
+    RunContext,
+    SearchDim,
+    StepInfo,
+    stateless_sgd,
+)
 
 _HYPER_BETA1 = 0.9
 _HYPER_BETA2 = 0.999
@@ -112,6 +120,13 @@ class RealTimeHO(Method):
         "hyper_lr": ("loguniform", 1e-4, 1e-1),
         "update_every": ("choice", [10, 50, 100, 500]),
     }
+    hparam_specs: ClassVar[dict[str, HParam]] = {
+        "lr": HParam("number", low=0.0, low_open=True, allow_none=True),
+        "hyper_lr": HParam("number", low=0.0, allow_none=True),
+        "update_every": HParam("int", low=1, allow_none=True),
+        "val_batches": HParam("int", low=1, allow_none=True),
+        "positive": HParam("bool"),
+    }
     #: Language models (base LR 20): this suite's range around the tasks' regime.
     text_search_space: ClassVar[dict[str, SearchDim]] = {
         "lr": ("loguniform", 1.0, 40.0),
@@ -120,11 +135,7 @@ class RealTimeHO(Method):
     }
 
     def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
-        for key in ("update_every", "val_batches"):
-            value = self.hparams[key]
-            if value is not None and (int(value) != value or value < 1):
-                raise UserError(f"rtho: {key} must be a positive integer or None, got {value!r}")
+        super().__init__(**hparams)  # values checked against hparam_specs
         self._lr: float | None = None  # set in bind() unless restored first
         self._update_every: int | None = None
         self._steps_done = 0
