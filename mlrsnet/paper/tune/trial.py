@@ -97,6 +97,38 @@ def _die_once(marker: str) -> None:
     os._exit(1)
 
 
+def earlier_attempt(setup: TrialSetup, cell: Any) -> Any:
+    """``cell`` as an earlier attempt of the same trial ran it, if there is one to continue.
+
+    ``Tuner.restore(restart_errored=True)`` (the rerun of a search with failed trials)
+    restarts an errored trial under a *new* Tune trial id, which is part of the run's
+    identity; the earlier attempt's run (same search, trial number and hyper-parameters;
+    ``failed``, or ``running`` with a dead owner) is continued instead, from its epoch
+    checkpoint, so the search keeps one run per trial."""
+    import json
+
+    from mlrsnet.harness.store import Store
+
+    tags = dict(cell.tags)
+    if tags.get("trial") is None:
+        return cell
+    runs = Store(setup.store_root).runs(setup.experiment)
+    if runs.empty:
+        return cell
+    want = json.dumps(dict(cell.hparams), sort_keys=True, default=str)
+    for row in runs.to_dict("records"):
+        t = row.get("tags") if isinstance(row.get("tags"), dict) else {}
+        if (t.get("search_id") != tags.get("search_id") or t.get("trial") != tags["trial"]
+                or not t.get("trial_id") or t.get("trial_id") == tags.get("trial_id")):
+            continue
+        if json.dumps(dict(row.get("hparams") or {}), sort_keys=True, default=str) != want:
+            continue
+        if row.get("status") == "failed" or (row.get("status") == "running"
+                                             and Store.liveness(row) == "dead"):
+            return cell.with_(tags={**tags, "trial_id": t["trial_id"]})
+    return cell
+
+
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable (bound to ``setup`` with ``tune.with_parameters``)."""
     from ray import tune
@@ -106,6 +138,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
     context = tune.get_context()
     cell = trial_cell(setup, config, context.get_trial_id() or "local", context.get_trial_name())
+    cell = earlier_attempt(setup, cell)
     final: dict[str, Any] = {}
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from mlrsnet.harness.executor import run_cell
 from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.files import HOST
 from mlrsnet.harness.store import Store
 from mlrsnet.paper.tune import command as command_module
 from mlrsnet.paper.tune import search as search_module
@@ -106,3 +107,38 @@ def test_a_trial_that_keeps_failing_is_stored_as_failed_and_a_rerun_finishes_the
                                   _values(reference, "epochs", row["run_id"]), check_exact=True)
     assert json.loads((search_dir / "mlrsnet-search.json").read_text())["complete"] is True
     assert tune_command(args) == 0  # complete now: read from the store
+
+
+def test_a_trial_restarted_under_a_new_tune_id_continues_its_earlier_run(tmp_path):
+    """Tuner.restore(restart_errored=True) may give the restarted trial a new trial id: the
+    trial continues the failed run of its earlier attempt (same search, number, config)."""
+    from mlrsnet.paper.tune.objective import objective_for
+    from mlrsnet.paper.tune.trial import earlier_attempt, trial_cell
+
+    store = Store(tmp_path)
+    setup = TrialSetup(experiment="tunetest", task="resnet18-cifar10", profile="smoke", method="multistep",
+                       seed=0, epochs=2, objective=objective_for("image", "val"),
+                       space={"lr": ("loguniform", 0.01, 0.5)}, store_root=str(tmp_path), data_dir=None,
+                       device="cpu", cpus=1, tags={"search": "random", "search_id": "s@20250101T000000Z"})
+    old = trial_cell(setup, {"lr": 0.05}, "aaaa_00000", "1_aaaa_00000")
+    new = trial_cell(setup, {"lr": 0.05}, "bbbbbbbb", "1_bbbbbbbb")
+    other = trial_cell(setup, {"lr": 0.07}, "cccccccc", "1_cccccccc")
+    assert old.run_id != new.run_id
+    assert earlier_attempt(setup, new) == new  # nothing stored yet
+
+    def row(status, **kw):
+        store.write_run_row({"run_id": old.run_id, "experiment": "tunetest", "task": old.task,
+                             "profile": "smoke", "method": "multistep", "hparams": dict(old.hparams),
+                             "seed": 0, "tags": dict(old.tags), "status": status, **kw})
+
+    for status, continued in (("failed", True), ("finished", False), ("stopped", False)):
+        row(status)
+        got = earlier_attempt(setup, new)
+        assert (got.run_id == old.run_id) is continued and got.tags["trial_id"] == (
+            "aaaa_00000" if continued else "bbbbbbbb")
+    row("running", host="no-such-host-but-this-is-a-name", pid=1)  # another host: may be live
+    assert earlier_attempt(setup, new) == new
+    row("running", host=HOST, pid=2 ** 22 + 12345)  # this host, a pid that does not exist
+    assert earlier_attempt(setup, new).run_id == old.run_id
+    row("failed")
+    assert earlier_attempt(setup, other) == other  # another configuration: a trial of its own
