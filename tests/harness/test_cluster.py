@@ -225,6 +225,14 @@ def _pids_with(text: str) -> set[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody reaps)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_all(pids: set[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -250,11 +258,20 @@ def token_head():
                         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
                        env=env, check=True, capture_output=True, timeout=240)
         yield f"127.0.0.1:{port}", token, temp
-    finally:
-        _kill_all(_pids_with(str(temp)), signal.SIGTERM)
-        time.sleep(3)
-        _kill_all(_pids_with(str(temp)), signal.SIGKILL)
+    finally:  # only this head's processes (its temp dir is in their command lines) and
+        # their children, taken before anything dies (an orphaned worker loses the trace)
+        mine = _pids_with(str(temp))
+        _kill_all(mine, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            left = {pid for pid in mine if _alive(pid)} | _pids_with(str(temp))
+            if not left:
+                break
+            mine |= left
+            _kill_all(left, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+        assert not _pids_with(str(temp)), "the test head's processes outlived it"
 
 
 def _trial_running(results: Path) -> bool:
