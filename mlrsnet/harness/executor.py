@@ -172,13 +172,11 @@ class _Segment:
         self.on_epoch, self.lock_path = on_epoch, lock_path
         self.t0 = time.perf_counter()
         self.warned = False
-        self.epochs_seen = 0
 
     def wall(self) -> float:
         return self.wall_before + (time.perf_counter() - self.t0)
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.epochs_seen += 1
         with contextlib.suppress(OSError):
             os.utime(self.lock_path)  # the lock's mtime is the claim's heartbeat too
         if self.own_row:
@@ -294,12 +292,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
         result = train(cell, data_dir=data_dir, device=dev, quiet=quiet, checkpoint_path=checkpoint,
                        artifact_dir=artifacts, on_epoch=segment)
     except UserError as exc:
-        if own_row and prior is None and segment.epochs_seen == 0:
-            # refused before it trained (damaged data, a foreign checkpoint): bad input, which
-            # leaves no row, as a spec refused before the run would
-            with contextlib.suppress(OSError):
-                store.forget_run(cell.experiment, run_id)
-        elif own_row:
+        if own_row:
             fail(str(exc))
         raise
     except Exception as exc:  # a crash ends this run, not the experiment

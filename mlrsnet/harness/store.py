@@ -118,10 +118,6 @@ class Store:
             full[key] = _jsonable(full[key] if full[key] is not None else {})
         _atomic_write(pa.Table.from_pylist([full]), self.path(row["experiment"], "runs", row["run_id"]))
 
-    def forget_run(self, experiment: str, run_id: str) -> None:
-        """Remove a run's ``runs`` row (a run refused before it trained leaves no trace)."""
-        self.path(experiment, "runs", run_id).unlink(missing_ok=True)
-
     def write_curves(self, experiment: str, run_id: str, epochs: Sequence[Mapping[str, Any]],
                      steps: Mapping[str, Sequence[Any]]) -> None:
         ep = pa.Table.from_pylist([{**r, "run_id": run_id} for r in epochs], schema=EPOCHS_SCHEMA)
