@@ -72,7 +72,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from baselines._direction import (
     clone_all,
@@ -83,13 +83,11 @@ from baselines._direction import (
 )
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
+    DirectionMethod,
     HParam,
-    Method,
-    OptimSettings,
     RunContext,
     SearchDim,
     StepInfo,
-    stateless_sgd,
 )
 
 LR_UPDATES = ("per-tensor", "global")
@@ -101,14 +99,14 @@ _COMMON_SPECS: dict[str, HParam] = {
 }
 
 
-class _HypergradientMethod(Method):
+class _HypergradientMethod(DirectionMethod):
     """What SGD-HD and Adam-HD share: the LR's state and per-kind defaults, the hand-over of
     the direction, resume.  A subclass computes the LR's move and the direction."""
 
     #: The paper's values on images (``run.sh``).
     paper_lr: ClassVar[float] = 1e-3
     paper_hyper_lr: ClassVar[float] = 1e-3
-    spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {}
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {}
     _state_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **hparams: Any) -> None:
@@ -121,10 +119,6 @@ class _HypergradientMethod(Method):
         self._previous_direction: list[Tensor] | None = None
         self._direction_now: list[Tensor] | None = None  # computed in lr(), handed over by direction()
         self._placed = True
-
-    @classmethod
-    def space(cls, kind: str) -> dict[str, SearchDim]:
-        return dict(cls.spaces.get(kind, cls.search_space))
 
     # -- the per-kind rule for lr / hyper_lr = None ------------------------------------------
     def _text_lr(self) -> float:
@@ -147,10 +141,6 @@ class _HypergradientMethod(Method):
             self._hyper_lr != self.paper_hyper_lr else "paper"
 
     # -- contract ---------------------------------------------------------------------------
-    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
-                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
-        return stateless_sgd(params, initial_lr)
-
     def bind(self, run: RunContext) -> None:
         super().bind(run)
         lr0, beta = self.hparams["lr"], self.hparams["hyper_lr"]
@@ -228,7 +218,7 @@ class HypergradientDescent(_HypergradientMethod):
         "lr": ("loguniform", 1e-4, 1e-1),
         "hyper_lr": ("loguniform", 1e-6, 1e-1),
     }
-    spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {
         "image": search_space,
         # base LR 20 and hyper-LR 20 inside; the paper's text LR range for MultiStep is [1e-2, 20]
         "text": {"lr": ("loguniform", 1e-1, 40.0), "hyper_lr": ("loguniform", 1e-2, 1e2)},
@@ -331,7 +321,7 @@ class AdamHD(_HypergradientMethod):
         "lr": ("loguniform", 1e-4, 1e-1),
         "hyper_lr": ("loguniform", 1e-10, 1e-5),
     }
-    spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {"image": search_space, "text": search_space}
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {"image": search_space, "text": search_space}
     _state_keys: ClassVar[tuple[str, ...]] = ("step", "exp_avg", "exp_avg_sq")
     hparam_specs: ClassVar[dict[str, HParam]] = {
         **_COMMON_SPECS,

@@ -85,7 +85,12 @@ from baselines._direction import (
     squared_norm,
 )
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import HParam, Method, OptimSettings, SearchDim, StepInfo, stateless_sgd
+from mlrsnet.harness.contract import (
+    DirectionMethod,
+    HParam,
+    SearchDim,
+    StepInfo,
+)
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "fraction": 0.15,
@@ -117,7 +122,7 @@ _COMMON_SPECS: dict[str, HParam] = {
 }
 
 
-class _L4(Method):
+class _L4(DirectionMethod):
     """Shared L4 machinery; subclasses choose the direction ``v``."""
 
     search_space: ClassVar[dict[str, SearchDim]] = {
@@ -145,10 +150,6 @@ class _L4(Method):
         return ()
 
     # -- contract ---------------------------------------------------------------------------
-    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
-                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
-        return stateless_sgd(params, initial_lr)
-
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         loss.backward()
         clip = self.run.optim.clip_grad_norm

@@ -64,20 +64,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from baselines._direction import require_keys
 from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
+    DirectionMethod,
     HParam,
-    Method,
-    OptimSettings,
     RunContext,
     SearchDim,
     StepInfo,
-    stateless_sgd,
 )
 
 #: adatune's ``bin/rtho.py`` defaults.
@@ -86,7 +83,7 @@ ADATUNE_HYPER_LR = 1e-8
 TANGENT_LRS = ("current", "initial")
 
 
-class Marthe(Method):
+class Marthe(DirectionMethod):
     name: ClassVar[str] = "marthe"
     description: ClassVar[str] = "MARTHE: discounted online hypergradient LR schedule (Donini et al. 2020)"
     defaults: ClassVar[dict[str, Any]] = {
@@ -122,11 +119,11 @@ class Marthe(Method):
         "hyper_lr": ("loguniform", 1e-10, 1e-5),
         "mu": ("choice", [0.0, 0.9, 0.99, 0.999, 0.99999, 1.0]),
     }
-    text_search_space: ClassVar[dict[str, SearchDim]] = {
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {"text": {
         "lr": ("loguniform", 1.0, 40.0),
         "hyper_lr": ("loguniform", 1e-8, 1e-3),
         "mu": ("choice", [0.0, 0.9, 0.99, 0.999, 0.99999, 1.0]),
-    }
+    }}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)  # values checked against hparam_specs
@@ -138,15 +135,7 @@ class Marthe(Method):
         self._tangent = LRTangent(self.name)
         self._rnn_hooks: list[Any] = []
 
-    @classmethod
-    def space(cls, kind: str) -> dict[str, SearchDim]:
-        return dict(cls.text_search_space if kind == "text" else cls.search_space)
-
     # -- contract ---------------------------------------------------------------------------
-    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
-                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
-        return stateless_sgd(params, initial_lr)
-
     def bind(self, run: RunContext) -> None:
         super().bind(run)
         if run.meta_batches is None or run.meta_loss is None:

@@ -66,20 +66,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from baselines._direction import require_keys
 from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
+    DirectionMethod,
     HParam,
-    Method,
-    OptimSettings,
     RunContext,
     SearchDim,
     StepInfo,
-    stateless_sgd,
 )
 
 _HYPER_BETA1 = 0.9
@@ -101,7 +98,7 @@ def scaled_update_every(profile: str, total_steps: int, official: int = OFFICIAL
     return max(1, min(official, total_steps // MIN_HYPER_STEPS))
 
 
-class RealTimeHO(Method):
+class RealTimeHO(DirectionMethod):
     name: ClassVar[str] = "rtho"
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
@@ -128,11 +125,11 @@ class RealTimeHO(Method):
         "positive": HParam("bool"),
     }
     #: Language models (base LR 20): this suite's range around the tasks' regime.
-    text_search_space: ClassVar[dict[str, SearchDim]] = {
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {"text": {
         "lr": ("loguniform", 1.0, 40.0),
         "hyper_lr": ("loguniform", 1e-2, 10.0),
         "update_every": ("choice", [10, 50, 100, 500]),
-    }
+    }}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)  # values checked against hparam_specs
@@ -147,15 +144,7 @@ class RealTimeHO(Method):
         self._rnn_hooks: list[Any] = []
         self._val_batches_used: int | None = None
 
-    @classmethod
-    def space(cls, kind: str) -> dict[str, SearchDim]:
-        return dict(cls.text_search_space if kind == "text" else cls.search_space)
-
     # -- contract ---------------------------------------------------------------------------
-    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
-                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
-        return stateless_sgd(params, initial_lr)
-
     def bind(self, run: RunContext) -> None:
         super().bind(run)
         if run.meta_batches is None or run.meta_loss is None:

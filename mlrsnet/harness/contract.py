@@ -281,6 +281,8 @@ class Method:
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, SearchDim]] = {}
+    #: Search spaces that differ by task kind (e.g. ``{"text": {...}}`` for language models).
+    search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {}
     hparam_specs: ClassVar[dict[str, HParam]] = {}
     reads_loss: ClassVar[bool] = True
     description: ClassVar[str] = ""
@@ -325,8 +327,9 @@ class Method:
 
     @classmethod
     def space(cls, kind: str) -> dict[str, SearchDim]:
-        """The search space for a task kind ("image"/"text"); default: :attr:`search_space`."""
-        return dict(cls.search_space)
+        """The search space for a task kind ("image"/"text"): :attr:`search_spaces` of that
+        kind, else :attr:`search_space`."""
+        return dict(cls.search_spaces.get(kind, cls.search_space))
 
     # -- hooks the loop calls ------------------------------------------------------------
     def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
@@ -393,6 +396,16 @@ def stateless_sgd(params: Sequence[nn.Parameter], initial_lr: float = 0.0) -> to
     decay, so ``optimizer.step()`` applies exactly ``p - lr * p.grad`` with the direction that
     :meth:`Method.direction` returned in ``p.grad``."""
     return torch.optim.SGD(params, lr=initial_lr, momentum=0.0, weight_decay=0.0, nesterov=False)
+
+
+class DirectionMethod(Method):
+    """Base of a method that owns its update direction (HD, L4, RTHO, MARTHE): it returns the
+    direction from :meth:`direction` and runs on :func:`stateless_sgd`, which applies it as
+    given."""
+
+    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
+                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
+        return stateless_sgd(params, initial_lr)
 
 
 # ---------------------------------------------------------------------------------------
