@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -121,11 +122,15 @@ def test_the_cli_options_set_the_environment_the_loop_reads(tmp_path: Path, data
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from mlrsnet.harness.cli import main
 
-    monkeypatch.delenv("MLRSNET_COMPILE", raising=False)
-    monkeypatch.delenv("MLRSNET_CHANNELS_LAST", raising=False)
+    # main() sets the variables for the process; setenv here makes the fixture restore them
+    # (unset) afterwards, so no later test compiles its model
+    monkeypatch.setenv("MLRSNET_COMPILE", "")
+    monkeypatch.setenv("MLRSNET_CHANNELS_LAST", "")
     code = main(["train", "--task", "resnet18-cifar10", "--method", "fixed", "--profile", "smoke",
                  "--override", "epochs=1", "--results", str(tmp_path), "--quiet",
                  "--compile", "eager", "--channels-last"])
     assert code == 0
     info = Store(tmp_path).runs("adhoc").iloc[0]["method_info"]
     assert (info["compile"], info["channels_last"]) == ("eager", True)
+    monkeypatch.undo()
+    assert "MLRSNET_COMPILE" not in os.environ and "MLRSNET_CHANNELS_LAST" not in os.environ
