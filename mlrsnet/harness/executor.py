@@ -55,7 +55,9 @@ def git_commit() -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """UTC time to the microsecond: runs started within one second still sort in the order
+    they started (the renderers list methods in that order)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 #: torch intra-op threads a run trains with unless told otherwise, on every executor (this
