@@ -125,9 +125,7 @@ class LookaheadMetaMethod(Method):
 
     def bind(self, run: RunContext) -> None:
         super().bind(run)
-        if run.meta_batches is None or run.meta_loss is None:
-            raise UserError(f"method {self.name!r} needs held-out meta data, but profile "
-                            f"{run.profile!r} of task {run.task_name!r} holds none out")
+        run.require_held_out(self.name, "its meta loss")
         t_val = self.hparams["t_val"]
         self.t_val = int(t_val) if t_val is not None else default_t_val(
             run.profile, run.steps_per_epoch, run.epochs)

@@ -70,7 +70,6 @@ from torch import Tensor, nn
 
 from baselines._direction import require_keys
 from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
-from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
     DirectionMethod,
     HParam,
@@ -147,11 +146,7 @@ class RealTimeHO(DirectionMethod):
     # -- contract ---------------------------------------------------------------------------
     def bind(self, run: RunContext) -> None:
         super().bind(run)
-        if run.meta_batches is None or run.meta_loss is None:
-            raise UserError(
-                f"rtho needs held-out data of the training split for its validation loss, but "
-                f"task {run.task_name!r} (profile {run.profile!r}) holds nothing out"
-            )
+        run.require_held_out(self.name, "its validation loss")
         if self._lr is None:
             self._lr = self.initial_lr()
         value = self.hparams["update_every"]

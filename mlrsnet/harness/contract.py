@@ -246,6 +246,14 @@ class RunContext:
     #: Where a method may write artefacts (e.g. MLR-SNet checkpoints per epoch).
     artifact_dir: str | None = None
 
+    def require_held_out(self, method: str, purpose: str) -> None:
+        """Refuse, as a :class:`UserError`, a run whose profile holds no data out when
+        ``method`` needs it (for ``purpose``: its meta loss, its validation loss)."""
+        if self.meta_batches is None or self.meta_loss is None:
+            raise UserError(f"method {method!r} needs held-out data of the training split for "
+                            f"{purpose}, but task {self.task_name!r} (profile {self.profile!r}) "
+                            "holds nothing out")
+
 
 @dataclass
 class StepInfo:
