@@ -101,3 +101,21 @@ def bptt_batches(data: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
     for start in range(0, length, bptt):
         t = min(bptt, length - start)
         yield data[start:start + t], data[start + 1:start + 1 + t]
+
+
+def unigram_perplexity(fit: Tensor, evaluate: Tensor, vocab_size: int) -> float:
+    """Perplexity on ``evaluate`` of the unigram model whose word probabilities are the
+    frequencies in ``fit``: ``exp(-mean_t log p(w_t))``, ``p(w) = count(w) / len(fit)``.
+
+    The floor a language model must clearly beat (issue "CPU profiles": at least 30 % below
+    it); a word never seen in ``fit`` gets add-one mass so the value stays finite
+    (``(count + 1) / (len + V)`` for every word then, as Laplace smoothing does).
+    """
+    if fit.dim() != 1 or evaluate.dim() != 1 or fit.numel() == 0 or evaluate.numel() == 0:
+        raise ValueError("unigram_perplexity needs two non-empty 1-d token tensors")
+    counts = torch.bincount(fit, minlength=vocab_size).double()
+    if bool((counts[evaluate] == 0).any()):
+        probs = (counts + 1.0) / (counts.sum() + vocab_size)
+    else:
+        probs = counts / counts.sum()
+    return float(torch.exp(-probs[evaluate].log().mean()))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 import torch
 
 from mlrsnet.paper.data import Corpus, batchify, bptt_batches, load_corpus
+from mlrsnet.paper.data.text import unigram_perplexity
 
 
 def _corpus(tmp_path, train: str, valid: str = "a\n", test: str = "b\n") -> Corpus:
@@ -85,3 +87,16 @@ def test_batch_sizes_and_bptt_must_be_positive(bad):
         batchify(torch.arange(10), bad)
     with pytest.raises(ValueError):
         list(bptt_batches(torch.zeros(5, 2), bad))
+
+
+def test_unigram_perplexity_is_the_inverse_geometric_mean_of_the_fitted_frequencies() -> None:
+    # fit: a a a b (p(a)=3/4, p(b)=1/4); evaluate a b -> exp(-(log 3/4 + log 1/4) / 2) = 4/sqrt(3)
+    fit, evaluate = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1])
+    assert unigram_perplexity(fit, evaluate, vocab_size=2) == pytest.approx(4 / 3 ** 0.5)
+
+
+def test_unigram_perplexity_smooths_a_word_unseen_in_the_fit_split() -> None:
+    # word 2 is unseen: add-one over V=3 gives p = (3+1, 1+1, 0+1) / (4+3)
+    fit, evaluate = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 2])
+    expected = math.exp(-(math.log(4 / 7) + math.log(1 / 7)) / 2)
+    assert unigram_perplexity(fit, evaluate, vocab_size=3) == pytest.approx(expected)

@@ -45,3 +45,16 @@ def test_width_scales_every_stage_and_blocks_per_stage_sets_depth():
 def test_malformed_blocks_per_stage_is_a_user_error(blocks):
     with pytest.raises(UserError, match="blocks_per_stage"):
         build_model("resnet18", 10, blocks_per_stage=blocks)
+
+
+def test_stem_stride_two_halves_the_maps_the_first_stage_sees():
+    seen = {}
+    model = build_model("resnet18", 200, width=0.0625, stem_stride=2)
+    model.layer1.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 200)
+    assert seen["shape"][-2:] == (32, 32)
+
+
+def test_stem_stride_must_be_a_positive_count():
+    with pytest.raises(UserError, match="stem_stride"):
+        build_model("resnet18", 10, stem_stride=0)
