@@ -107,6 +107,8 @@ class LookaheadMetaMethod(Method):
     these methods keep the contract's default ``direction()`` (``None``: the task's SGD step).
     """
 
+    uses_held_out: ClassVar[bool] = True
+
     defaults: ClassVar[dict[str, Any]] = {
         "t_val": None,
         "hyper_lr": META_LR,

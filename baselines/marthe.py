@@ -84,6 +84,7 @@ TANGENT_LRS = ("current", "initial")
 
 class Marthe(DirectionMethod):
     name: ClassVar[str] = "marthe"
+    uses_held_out: ClassVar[bool] = True
     description: ClassVar[str] = "MARTHE: discounted online hypergradient LR schedule (Donini et al. 2020)"
     defaults: ClassVar[dict[str, Any]] = {
         #: None: 0.01 on image tasks (adatune), the task's base LR on text tasks.

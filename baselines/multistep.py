@@ -41,6 +41,7 @@ class MultiStepVal(ProgressSchedule):
     (``patience`` such epochs in a row), as in the word-language-model recipe."""
 
     name = "multistep-val"
+    uses_held_out = True  # images: the held-out loss is its plateau signal
     description = "step decay when the validation loss stops improving (paper's 'Val' strategy)"
     defaults = {"lr": None, "decay": 0.25, "patience": 0}
     search_space = {"lr": IMAGE_LR, "decay": DECAY}

@@ -99,6 +99,7 @@ def scaled_update_every(profile: str, total_steps: int, official: int = OFFICIAL
 
 class RealTimeHO(DirectionMethod):
     name: ClassVar[str] = "rtho"
+    uses_held_out: ClassVar[bool] = True
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
         #: None: 0.075 on image tasks (official), the task's base LR on text tasks.

@@ -252,7 +252,8 @@ class RunContext:
         if self.meta_batches is None or self.meta_loss is None:
             raise UserError(f"method {method!r} needs held-out data of the training split for "
                             f"{purpose}, but task {self.task_name!r} (profile {self.profile!r}) "
-                            "holds nothing out")
+                            "holds nothing out (a plug-in that reads it declares "
+                            "`uses_held_out = True`)")
 
 
 @dataclass
@@ -280,6 +281,13 @@ class Method:
                         method whose LR never depends on it (the hand-designed schedules)
                         sets ``False``, and its steps never wait for the device
                         (:func:`mlrsnet.harness.step.train_step`).
+    ``uses_held_out``   ``True`` if the method reads the held-out part of the training split
+                        (``RunContext.meta_batches`` / ``meta_loss``: MLR-SNet's meta loss,
+                        RTHO's validation loss).  A method that does not (default ``False``)
+                        trains on the *whole* training split, as the authors' scripts train
+                        their hand-designed schedules on all 50,000 CIFAR images; a run's
+                        ``holdout`` override (a tuning objective on the held-out split sets
+                        it) keeps the split (:func:`mlrsnet.harness.experiment.method_profile`).
 
     A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
     graph, as RTHO) overrides :meth:`backward`; :meth:`end_epoch` always receives the epoch's
@@ -293,6 +301,7 @@ class Method:
     search_spaces: ClassVar[dict[str, dict[str, SearchDim]]] = {}
     hparam_specs: ClassVar[dict[str, HParam]] = {}
     reads_loss: ClassVar[bool] = True
+    uses_held_out: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import HParamError
-from mlrsnet.harness.registry import get_task, profile_names, tasks
+from mlrsnet.harness.registry import get_method, get_task, profile_names, tasks
 
 #: Profile fields that describe rather than configure (never overridden).
 NOT_OVERRIDABLE = ("notes",)
@@ -288,11 +288,23 @@ def load_spec(path: str | Path, *, profile: str | None = None,
     return parse_spec(data, str(p), profile=profile, seeds=seeds)
 
 
-def resolved_profile(cell: Cell) -> Any:
-    """The cell's profile with its overrides applied."""
+def resolved_profile(cell: Cell, method: type | None = None) -> Any:
+    """The profile the cell trains at: its overrides applied, then the held-out rule.
+
+    A method that reads no held-out data (``Method.uses_held_out`` false: the hand-designed
+    schedules, HD, L4, transferred MLR-SNet) trains on the whole training split, ``holdout``
+    0, as the authors' scripts train them on all 50,000 CIFAR images; an explicit
+    ``holdout`` override keeps the split (a search whose objective is the held-out metric
+    sets one, :mod:`mlrsnet.paper.tune.command`).  The run records the held-out size it
+    used in ``runs.method_info["sizes"]["val"]``.
+    """
     base = get_task(cell.task).profile(cell.profile)
     check_overrides(cell.task, cell.profile, cell.overrides)
     try:
-        return replace(base, **dict(cell.overrides))
+        profile = replace(base, **dict(cell.overrides))
     except TypeError as exc:
         raise UserError(f"bad profile override {dict(cell.overrides)}: {exc}") from None
+    method = method if method is not None else get_method(cell.method)
+    if "holdout" not in cell.overrides and profile.holdout and not method.uses_held_out:
+        profile = replace(profile, holdout=0)
+    return profile

@@ -110,8 +110,8 @@ def train(
     reports through it)."""
     started = time.perf_counter()
     task = get_task(cell.task)
-    profile = resolved_profile(cell)
     method: Method = get_method(cell.method)(**dict(cell.hparams))
+    profile = resolved_profile(cell, type(method))
     dev = device if isinstance(device, torch.device) else pick_device(device)
 
     torch.manual_seed(cell.seed)

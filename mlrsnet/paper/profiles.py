@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PROFILES = ("smoke", "mini", "paper")
+PROFILES = ("smoke", "mini", "cpu", "paper")
 
 #: Field metadata: the smallest value a field takes (``min``), checked with the field's
 #: type when a spec or ``--override`` sets it (:func:`mlrsnet.harness.experiment.check_overrides`).

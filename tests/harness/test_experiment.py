@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlrsnet.harness.experiment import Cell, SpecError, load_spec, parse_spec
+from mlrsnet.harness.experiment import Cell, SpecError, load_spec, parse_spec, resolved_profile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,3 +72,22 @@ def test_an_override_sweep_gives_one_set_of_cells_per_entry() -> None:
     assert len(cells) == 4
     assert sorted({c.overrides["holdout"] for c in cells}) == [100, 200]
     assert len({c.run_id for c in cells}) == 4
+
+
+@pytest.mark.parametrize("method", ["fixed", "multistep", "cosine", "sgdr", "hd", "l4-mom", "mlrsnet-transfer"])
+def test_a_method_that_reads_no_held_out_data_trains_on_the_whole_training_split(method):
+    # the official scripts train their hand-designed schedules on all 50,000 CIFAR images
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method=method)
+    assert resolved_profile(cell).holdout == 0
+
+
+@pytest.mark.parametrize("method", ["mlrsnet", "meta-sgd", "rtho", "marthe", "multistep-val"])
+def test_a_method_that_reads_held_out_data_keeps_the_profiles_held_out_split(method):
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method=method)
+    assert resolved_profile(cell).holdout == 64  # the smoke profile's
+
+
+def test_an_explicit_holdout_override_keeps_the_split_for_any_method():
+    # how a search whose objective is the held-out accuracy keeps its validation metric
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method="multistep", overrides={"holdout": 32})
+    assert resolved_profile(cell).holdout == 32

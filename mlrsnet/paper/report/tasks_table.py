@@ -10,17 +10,19 @@ def _profile_summary(task_name: str, profile: str) -> str:
     p = task.profile(profile)
     kw = ", ".join(f"{k}={v}" for k, v in p.model_kwargs.items() if k != "tie_weights" or v)
     size = (f"{p.train_tokens or 'all'} train tokens" if task.kind == "text"
-            else f"{p.train_size or 'all'} train, {p.holdout} held out")
+            else f"{p.train_size or 'all'} train, {p.holdout} held out" + (
+                f", {p.test_size} test" if p.test_size else ""))
     return f"{p.epochs} ep, batch {p.batch_size}, {size}" + (f", {kw}" if kw else "")
 
 
 def tasks_table(markdown: bool = True) -> str:
-    header = ["task", "setting", "model", "dataset", "params (paper)", "mini", "smoke"]
+    header = ["task", "setting", "model", "dataset", "params (paper)", "mini (search)", "cpu (figures)", "smoke"]
     rows = []
     for name, t in TASKS.items():
         params = f"{t.paper_params:,}" if t.paper_params else ("-" if t.kind == "text" else "n/a")
         rows.append([name, t.title, t.arch, t.dataset, params,
-                     _profile_summary(name, "mini"), _profile_summary(name, "smoke")])
+                     _profile_summary(name, "mini"), _profile_summary(name, "cpu"),
+                     _profile_summary(name, "smoke")])
     if not markdown:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows])

@@ -7,9 +7,16 @@ clipping 0.25, dropout 0.5, weight decay 5e-6; EfficientNet uses Nesterov moment
 weight decay 1e-5, batch 256.  Where the supplement is silent (EfficientNet's and
 WikiText-2's epoch counts) the choice is stated in the profile's ``notes``.
 
-``mini`` profiles run on the real subsets in ``shared/data`` (5,000 training images of
-which 1,000 are held out; the full PTB/WikiText-2 vocabularies over a prefix of the
-corpus) with narrower models, sized for about a minute per run on a 2-core CPU.
+Two CPU profiles run on the real subsets in ``shared/data`` (5,000 training images, 1,000
+of them held out for the methods that read held-out data; the full PTB/WikiText-2
+vocabularies over a prefix of the corpus) with narrower models, sized from measured run
+times on one core of a 2-core machine (``benchmarks/profile_floors.py``):
+
+* ``mini``, the search profile: at most about 90 s a run, 10 epochs on 2,000 training images
+  (text: 10 epochs of 20,000 tokens), clearly above chance; what ``tune`` searches at;
+* ``cpu``, the figure profile: at most about 5 minutes a run, the same models for 12 epochs
+  on every training image (text: 4 epochs of 180,000 tokens), where the figures retrain the searches'
+  best configurations.
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ def _image_profiles(
     *,
     paper_batch: int = 128,
     paper_epochs: int = 200,
-    mini_epochs: int = 5,
+    mini_epochs: int = 10,
     mini_holdout: int = 1000,
-    mini_train: int | None = None,
+    mini_train: int | None = 2000,
+    cpu_epochs: int = 12,
+    cpu_train: int | None = None,
     paper_notes: str = "",
     mini_notes: str = "",
+    cpu_notes: str = "",
 ) -> dict[str, Profile]:
     return {
         "smoke": Profile(
@@ -50,7 +60,12 @@ def _image_profiles(
         "mini": Profile(
             epochs=mini_epochs, batch_size=128, model_kwargs=mini_model, train_size=mini_train,
             holdout=mini_holdout, test_size=None, eval_batch_size=500, tune_samples=8,
-            notes=mini_notes,
+            notes=mini_notes or "search profile: at most about 90 s a run on one core",
+        ),
+        "cpu": Profile(
+            epochs=cpu_epochs, batch_size=128, model_kwargs=mini_model, train_size=cpu_train,
+            holdout=mini_holdout, test_size=None, eval_batch_size=500, tune_samples=8,
+            notes=cpu_notes or "figure profile: at most about 5 minutes a run on one core",
         ),
         "paper": Profile(
             epochs=paper_epochs, batch_size=paper_batch, model_kwargs={}, train_size=None,
@@ -61,16 +76,24 @@ def _image_profiles(
 
 
 def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
-                   smoke_model: dict[str, Any], *, paper_notes: str = "") -> dict[str, Profile]:
+                   smoke_model: dict[str, Any], *, paper_notes: str = "", cpu_epochs: int = 4,
+                   cpu_tokens: int = 180_000, cpu_model: dict[str, Any] | None = None) -> dict[str, Profile]:
     return {
         "smoke": Profile(
             epochs=2, batch_size=4, bptt=10, model_kwargs=smoke_model, holdout=0,
             train_tokens=1_200, eval_tokens=400, eval_batch_size=10, tune_samples=2, notes="seconds; for tests",
         ),
         "mini": Profile(
-            epochs=4, batch_size=32, bptt=35, model_kwargs=mini_model, holdout=0,
-            train_tokens=40_000, eval_tokens=10_000, eval_batch_size=10, tune_samples=8,
-            notes="full vocabulary; the first 40k training tokens, 10k of valid/test",
+            epochs=10, batch_size=32, bptt=35, model_kwargs=mini_model, holdout=0,
+            train_tokens=20_000, eval_tokens=5_000, eval_batch_size=10, tune_samples=8,
+            notes="search profile: full vocabulary; the first 20k training tokens, 5k of valid/test",
+        ),
+        "cpu": Profile(
+            epochs=cpu_epochs, batch_size=32, bptt=35, model_kwargs=cpu_model or mini_model,
+            holdout=0, train_tokens=cpu_tokens, eval_tokens=10_000, eval_batch_size=10,
+            tune_samples=8,
+            notes=f"figure profile: full vocabulary; the first {cpu_tokens // 1000}k training "
+                  "tokens, 10k of valid/test",
         ),
         "paper": Profile(
             epochs=150, batch_size=32, bptt=35, model_kwargs=paper_model, holdout=0,
@@ -93,7 +116,9 @@ def build_catalog() -> dict[str, Task]:
         Task("wrn28_10-cifar100", "WideResNet-28-10 on CIFAR-100", "image", "wrn28_10",
              "cifar100", IMAGE_SGD,
              _image_profiles({"depth": 10, "widen_factor": 1, "width": 0.5},
-                             {"depth": 10, "widen_factor": 1, "width": 0.25}),
+                             {"depth": 10, "widen_factor": 1, "width": 0.25}, cpu_epochs=20,
+                             cpu_notes="figure profile: 20 epochs (the model is cheap; 100 classes "
+                                       "need them)"),
              num_classes=100, paper_params=36_536_884, table1=True),
         Task("lstm2-ptb", "2-layer LSTM on Penn Treebank", "text", "lstm_lm", "ptb", TEXT_SGD,
              _text_profiles(_lstm(512, 512, 2, 0.5), _lstm(128, 128, 2, 0.5),
@@ -109,12 +134,18 @@ def build_catalog() -> dict[str, Task]:
              num_classes=10, paper_params=1_268_646, table1=True, transfer_target=True),
         Task("mobilenetv2-cifar10", "MobileNetV2 on CIFAR-10", "image", "mobilenetv2",
              "cifar10", IMAGE_SGD,
-             _image_profiles({"width": 0.25, "depth": 0.34}, {"width": 0.1, "depth": 0.2}),
+             _image_profiles({"width": 0.25, "depth": 0.34}, {"width": 0.1, "depth": 0.2},
+                             mini_train=1500, cpu_train=3500,
+                             mini_notes="search profile: 1,500 train images (depthwise convs are "
+                                        "slow on CPU)",
+                             cpu_notes="figure profile: 3,500 train images (depthwise convs)"),
              num_classes=10, paper_params=2_254_090, table1=True, transfer_target=True),
         Task("nasnet-cifar10", "NASNet-A on CIFAR-10", "image", "nasnet", "cifar10", IMAGE_SGD,
-             _image_profiles({"width": 0.0625, "normal_repeats": 1}, NASNET_SMOKE, mini_epochs=3,
-                             mini_train=1500,
-                             mini_notes="depthwise convs are slow on CPU: 1,500 train images, 3 epochs"),
+             _image_profiles({"width": 0.0625, "normal_repeats": 1}, NASNET_SMOKE,
+                             mini_train=1000, cpu_train=2500,
+                             mini_notes="search profile: 1,000 train images (separable convs are "
+                                        "slow on CPU)",
+                             cpu_notes="figure profile: 2,500 train images (separable convs)"),
              num_classes=10, paper_params=5_126_494, table1=True, transfer_target=True),
         Task("resnet18-svhn", "ResNet-18 on SVHN", "image", "resnet18", "svhn", IMAGE_SGD,
              _image_profiles(R18_MINI, R18_SMOKE),
@@ -122,8 +153,11 @@ def build_catalog() -> dict[str, Task]:
              transfer_target=True),
         Task("resnet18-tinyimagenet", "ResNet-18 on TinyImageNet", "image", "resnet18",
              "tinyimagenet", IMAGE_SGD,
-             _image_profiles(R18_MINI, R18_SMOKE, mini_holdout=1000,
-                             mini_notes="64x64 inputs; 3,000 train / 1,000 held out"),
+             _image_profiles({**R18_MINI, "stem_stride": 2}, R18_SMOKE, mini_holdout=1000,
+                             mini_notes="search profile: 64x64 inputs halved by a stride-2 stem; "
+                                        "2,000 train / 1,000 held out",
+                             cpu_notes="figure profile: 64x64 inputs halved by a stride-2 stem; "
+                                       "all 4,000 train (3,000 for methods that hold 1,000 out)"),
              num_classes=200, table1=True, transfer_target=True),
         Task("efficientnet_b0-cifar100", "EfficientNet-B0 on CIFAR-100", "image",
              "efficientnet_b0", "cifar100", EFFICIENTNET_SGD,
@@ -135,6 +169,9 @@ def build_catalog() -> dict[str, Task]:
              "efficientnet_b7", "cifar100", EFFICIENTNET_SGD,
              _image_profiles({"width": 0.125, "depth": 0.2, "stem_stride": 2},
                              {"width": 0.05, "depth": 0.05, "stem_stride": 2}, paper_batch=256,
+                             mini_train=1000, cpu_train=2500,
+                             mini_notes="search profile: 1,000 train images (the deepest model)",
+                             cpu_notes="figure profile: 2,500 train images (the deepest model)",
                              paper_notes="epochs not given by the supplement: 200 assumed"),
              num_classes=100, paper_params=64_043_060, transfer_target=True),
         Task("lstm-wikitext2", "Tied 650-unit LSTM on WikiText-2", "text", "lstm_lm",

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from mlrsnet.errors import UserError
@@ -116,6 +117,16 @@ def check_resources(plans: list[TaskPlan], address: str | None) -> None:
                 f"{have.get('CPU', 0.0):g} are available; pass --cpus-per-trial")
 
 
+def search_overrides(spec: ExperimentSpec, tp: TaskPlan) -> dict[str, Any]:
+    """The spec's overrides, plus the profile's ``holdout`` when the objective is measured on
+    the held-out images: a trial of a method that reads no held-out data would otherwise
+    train on the whole split (``resolved_profile``) and have no validation metric."""
+    overrides = dict(spec.overrides)
+    if tp.objective.split == "val" and tp.task.kind == "image" and "holdout" not in overrides:
+        overrides["holdout"] = tp.task.profile(spec.profile).holdout
+    return overrides
+
+
 def describe(outcome: SearchOutcome, objective: Objective) -> str:
     best = outcome.best or {}
     parts = [f"{outcome.trials} trials"]
@@ -172,7 +183,7 @@ def tune_command(args: argparse.Namespace) -> int:
                 seed=spec.seeds[0], epochs=tp.epochs, objective=tp.objective, space=tp.space,
                 store_root=str(store.root), data_dir=data_dir,
                 device=None if args.device in (None, "auto") else args.device, cpus=tp.cpus,
-                overrides=dict(spec.overrides), tags=tags)
+                overrides=search_overrides(spec, tp), tags=tags)
             requests.append(SearchRequest(setup=setup, searcher=searcher, samples=n, param_space=space,
                                           options=opts, gpus=tp.gpus, quiet=quiet,
                                           force=bool(args.force)))

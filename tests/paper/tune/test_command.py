@@ -33,3 +33,18 @@ def test_transfer_needs_exactly_one_source_task(tmp_path, make_spec, tune_args):
                      'transfer_to = ["mobilenetv2-cifar10"]\n')
     with pytest.raises(UserError, match="exactly one"):
         tune_command(tune_args(spec, tmp_path / "results"))
+
+
+@pytest.mark.parametrize(("task", "split", "expected"), [
+    ("resnet18-cifar10", "val", {"holdout": 64}),  # keeps the smoke profile's held-out images
+    ("resnet18-cifar10", "test", {}),              # tuned on test: trains on the whole split
+    ("lstm2-ptb", "val", {}),                      # text: the corpus's validation split
+])
+def test_a_search_on_the_held_out_metric_keeps_the_held_out_split(task, split, expected):
+    from types import SimpleNamespace
+
+    from mlrsnet.paper.tune.command import search_overrides
+
+    spec = SimpleNamespace(overrides={}, profile="smoke")
+    plan = SimpleNamespace(task=get_task(task), objective=SimpleNamespace(split=split))
+    assert search_overrides(spec, plan) == expected

@@ -1,0 +1,194 @@
+"""Does each CPU profile learn enough for LR schedules to matter?  Time per run and the floor.
+
+For each task and profile (default: ``mini``, the search profile, and ``cpu``, the figure
+profile) this trains MultiStep once per configuration given in ``profile_floors.toml`` (the
+best configuration the searches found, or the task's base LR) through the same
+``mlrsnet-bench train`` command users run, one process per run with one thread each
+(``MLRSNET_THREADS=1``; ``--jobs`` runs side by side, as the searches do on 2 cores), and
+writes ``reports/<profile>/profile_floors.{md,csv}``: wall time per run, final and best test
+metric, and the floor the issue sets:
+
+* images: test accuracy at least 45 % on CIFAR-10 (ResNet-18 50 %), 10 % on CIFAR-100,
+  4 % on TinyImageNet at the figure profile; at the search profile, above chance
+  (1 / classes) by the stated factor;
+* language models: test perplexity at least 30 % below the unigram perplexity of the corpus
+  (train frequencies, the whole test split: :func:`mlrsnet.paper.data.text.unigram_perplexity`).
+
+Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/profile_floors.py \\
+          [--profiles mini cpu] [--tasks resnet18-cifar10 ...] [--jobs 2] [--results DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = Path(__file__).with_name("profile_floors.toml")
+#: The figure profile's floor (issue "CPU profiles"): accuracy, or the fraction of the
+#: unigram perplexity a language model must reach.
+IMAGE_FLOORS = {"cifar10": 0.45, "cifar100": 0.10, "tinyimagenet": 0.04, "svhn": 0.45}
+RESNET18_CIFAR10_FLOOR = 0.50
+TEXT_FLOOR = 0.70
+
+
+def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str]:
+    """The value the best run must reach and a phrase for it (chance-based at ``mini``)."""
+    if task.kind == "text":
+        assert unigram is not None
+        return TEXT_FLOOR * unigram, f"<= 0.7 x unigram ppl {unigram:.0f}"
+    if profile != "cpu":
+        chance = 1.0 / (task.num_classes or 10)
+        return 2.0 * chance, f">= 2 x chance ({chance:.3f})"
+    value = RESNET18_CIFAR10_FLOOR if task.name == "resnet18-cifar10" else IMAGE_FLOORS[task.dataset]
+    return value, f">= {value:.2f}"
+
+
+def unigram_of(dataset: str, data_dir: str | None) -> float:
+    from mlrsnet.paper.data import load_corpus
+    from mlrsnet.paper.data.text import unigram_perplexity
+
+    corpus = load_corpus(dataset, data_dir)
+    return unigram_perplexity(corpus.train, corpus.test, corpus.vocab_size)
+
+
+def run_one(job: dict[str, Any], results: str, data_dir: str | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "mlrsnet.harness.cli", "train", "--task", job["task"],
+           "--method", job["method"], "--profile", job["profile"], "--results", results,
+           "--experiment", "profile_floors", "--quiet", "--device", "cpu"]
+    for key, value in job["hparams"].items():
+        cmd += ["--hparam", f"{key}={value}"]
+    env = dict(os.environ, MLRSNET_THREADS="1", OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    if data_dir:
+        env["MLRSNET_DATA_DIR"] = data_dir
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    job = dict(job, process_s=time.perf_counter() - started, rc=proc.returncode)
+    if proc.returncode:
+        job["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    return job
+
+
+def collect(results: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per job, read from the store (the run's own wall time and test curve)."""
+    import pandas as pd
+
+    from mlrsnet.harness.store import Store
+
+    store = Store(results)
+    runs = store.runs("profile_floors")
+    epochs = store.read("epochs", "profile_floors")
+    rows = []
+    for job in jobs:
+        hit = runs[(runs.task == job["task"]) & (runs.profile == job["profile"])
+                   & (runs.method == job["method"]) & (runs.status == "finished")]
+        hit = hit[hit.hparams.map(lambda h: (json.loads(h) if isinstance(h, str) else dict(h)) == job["hparams"])]
+        if hit.empty:
+            rows.append(dict(job, final=None, best=None, wall_s=None))
+            continue
+        run = hit.sort_values("finished").iloc[-1]
+        curve = epochs[(epochs.run_id == run.run_id) & (epochs.split == "test")]
+        metric = "acc" if job["kind"] == "image" else "ppl"
+        curve = curve[curve.metric == metric].sort_values("epoch")
+        values = curve.value.tolist()
+        best = max(values) if metric == "acc" else min(values)
+        info = json.loads(run.method_info) if isinstance(run.method_info, str) else dict(run.method_info)
+        rows.append(dict(job, final=values[-1], best=best, wall_s=float(run.wall_time_s),
+                         epochs=len(values), steps=int(info.get("steps_per_epoch", 0)) * len(values)))
+    pd.DataFrame(rows)  # fail early if a row is not tabular
+    return rows
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
+    by_profile: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_profile.setdefault(row["profile"], []).append(row)
+    for profile, items in by_profile.items():
+        folder = out / profile
+        folder.mkdir(parents=True, exist_ok=True)
+        fields = ["task", "hparams", "epochs", "steps", "wall_s", "final", "best", "floor", "floor_rule", "met"]
+        with open(folder / "profile_floors.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            for row in items:
+                writer.writerow({**row, "hparams": json.dumps(row["hparams"])})
+        lines = [f"# Profile `{profile}`: time per run and the floor reached", "",
+                 f"MultiStep, one thread per run, {items[0]['jobs']} runs side by side on this machine. "
+                 f"Regenerate: `{command}`", "",
+                 "| task | MultiStep hparams | epochs | steps | time per run | final test | best test | floor | met |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for row in items:
+            def fmt(v: float | None) -> str:
+                if v is None:
+                    return "-"
+                return f"{100 * v:.1f} %" if row["kind"] == "image" else f"{v:.0f} ppl"
+            wall = "-" if row["wall_s"] is None else f"{row['wall_s']:.0f} s"
+            hp = ", ".join(f"{k}={v}" for k, v in row["hparams"].items()) or "defaults"
+            lines.append(f"| {row['task']} | {hp} | {row.get('epochs', '-')} | {row.get('steps', '-')} | {wall} "
+                         f"| {fmt(row['final'])} | {fmt(row['best'])} | {row['floor_rule']} | "
+                         f"{'yes' if row['met'] else 'no'} |")
+        (folder / "profile_floors.md").write_text("\n".join(lines) + "\n")
+        print(f"wrote {folder / 'profile_floors.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profiles", nargs="+", default=["mini", "cpu"])
+    ap.add_argument("--tasks", nargs="+", help="default: every task in profile_floors.toml")
+    ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
+    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--out", default=str(ROOT / "reports"))
+    ap.add_argument("--collect-only", action="store_true", help="tabulate finished runs, train nothing")
+    args = ap.parse_args(argv)
+
+    from mlrsnet.paper.data.locate import find_corpus_dir
+    from mlrsnet.paper.tasks import get_task
+    from mlrsnet.paper.tune.skips import data_missing
+
+    data_dir = os.environ.get("MLRSNET_DATA_DIR")
+    config = tomllib.loads(CONFIG.read_text())
+    jobs, unigrams = [], {}
+    for name, entry in config["tasks"].items():
+        if args.tasks and name not in args.tasks:
+            continue
+        task = get_task(name)
+        for profile in args.profiles:
+            reason = data_missing(task, profile, data_dir)
+            if reason:
+                print(f"skipping {name} ({profile}): {reason}")
+                continue
+            if task.kind == "text" and task.dataset not in unigrams:
+                find_corpus_dir(task.dataset, data_dir)
+                unigrams[task.dataset] = unigram_of(task.dataset, data_dir)
+            value, rule = floor(task, profile, unigrams.get(task.dataset))
+            jobs.append({"task": name, "kind": task.kind, "profile": profile,
+                         "method": entry.get("method", "multistep"),
+                         "hparams": dict(entry.get(profile, entry.get("hparams", {}))),
+                         "floor": value, "floor_rule": rule, "jobs": args.jobs})
+    if not args.collect_only:
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            for done in pool.map(lambda j: run_one(j, args.results, data_dir), jobs):
+                print(f"{done['task']} ({done['profile']}): rc {done['rc']}, {done['process_s']:.0f} s"
+                      + (f" {done['error']}" if done.get("error") else ""), flush=True)
+    rows = collect(args.results, jobs)
+    for row in rows:
+        best = row["best"]
+        row["met"] = best is not None and (best >= row["floor"] if row["kind"] == "image" else best <= row["floor"])
+    command = "MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/profile_floors.py " + " ".join(
+        f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in
+        (("profiles", args.profiles), ("jobs", args.jobs)))
+    write_tables(rows, Path(args.out), command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
