@@ -8,7 +8,7 @@ can tell a finished cell from a new one across restarts and machines.
 Spec format::
 
     name = "demo"                     # experiment name (results/<name>/)
-    profile = "mini"                  # smoke | mini | paper
+    profile = "mini"                  # smoke | mini | cpu | paper
     seeds = [0]
     tasks = ["resnet18-cifar10"]
 

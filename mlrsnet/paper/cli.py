@@ -42,9 +42,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mlrsnet.paper.report import render
 
-    for path in render(args.what, results=Path(args.results), out=Path(args.out),
-                       experiment=args.experiment):
+    paths = render(args.what, results=Path(args.results), out=Path(args.out), experiment=args.experiment)
+    for path in paths:
         print(path)
+    for path in paths:  # a report's one-screen summary, printed last
+        if Path(path).name.endswith("_summary.txt"):
+            print("\n" + Path(path).read_text(), end="")
     return 0
 
 

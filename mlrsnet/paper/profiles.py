@@ -43,3 +43,17 @@ class Profile:
     cpus_per_trial: float = field(default=1.0, metadata=NON_NEGATIVE)
     gpus_per_trial: float = field(default=0.0, metadata=NON_NEGATIVE)
     notes: str = ""
+
+
+#: Profile fields that do not change what a run trains (search resources, prose).
+NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "notes")
+
+
+def training_fields(profile: Profile) -> dict[str, Any]:
+    """The fields of ``profile`` that decide what is trained, as JSON values (tuples become
+    lists): what an artefact made at a profile records, to be compared with the registry."""
+    import json
+    from dataclasses import asdict
+
+    fields = {k: v for k, v in asdict(profile).items() if k not in NOT_TRAINING}
+    return json.loads(json.dumps(fields))

@@ -36,7 +36,7 @@ def test_run_id_is_stable_and_depends_on_every_part_of_the_cell() -> None:
 @pytest.mark.parametrize(
     ("change", "key", "allowed"),
     [
-        ({"profile": "huge"}, "profile", "smoke, mini, paper"),
+        ({"profile": "huge"}, "profile", "smoke, mini, cpu, paper"),
         ({"tasks": ["resnet18-cifar11"]}, "tasks", "resnet18-cifar10"),
         ({"methods": [{"name": "fixd"}]}, "methods[0].name", "fixed"),
         ({"methods": [{"name": "fixed", "hparams": {"lrr": 1}}]}, "methods[0].hparams.lrr", "lr"),

@@ -239,8 +239,22 @@ def to_latex(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def to_summary(frame: pd.DataFrame, experiment: str) -> str:
+    """One screen of plain text: per setting and searcher the best configuration, its
+    objective and the trials (what ``make reproduce-table1`` prints at the end)."""
+    header = ["setting", "searcher", "alpha0", "gamma_M", "objective", "test", "trials"]
+    rows = [[r[0], r[1], r[2], r[3], r[4], r[5], r[6]] for r in _display_rows(frame)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    profiles = ", ".join(dict.fromkeys(frame["profile"])) if len(frame) else "-"
+    lines = [f"Table 1 (experiment {experiment}, profile {profiles}): best MultiStep per setting and searcher"]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+              for line in [header, *rows]]
+    return "\n".join(lines) + "\n"
+
+
 def render_table1(store: Store, out: Path, experiment: str) -> list[Path]:
-    """Write ``table1.md``, ``table1.csv`` and ``table1.tex`` under ``out``."""
+    """Write ``table1.md``, ``table1.csv`` and ``table1.tex`` under ``out``, and the
+    one-screen ``table1_summary.txt`` that ``mlrsnet-bench report`` prints."""
     runs = store.runs(experiment)
     require_finished(runs, store, experiment, "run `make reproduce-table1` (or "
                      "`mlrsnet-bench tune benchmarks/table1.toml`) first", also=("stopped", "skipped"))
@@ -251,4 +265,6 @@ def render_table1(store: Store, out: Path, experiment: str) -> list[Path]:
     paths[0].write_text(to_markdown(frame, experiment))
     frame.to_csv(paths[1], index=False)
     paths[2].write_text(to_latex(frame))
-    return paths
+    summary = out / "table1_summary.txt"
+    summary.write_text(to_summary(frame, experiment))
+    return [*paths, summary]

@@ -80,7 +80,7 @@ def test_every_paper_setting_is_listed_with_skips_and_gaps_explained(store):
 
 def test_render_writes_markdown_csv_and_latex(store, tmp_path):
     paths = render_table1(store, tmp_path / "reports", "table1")
-    assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex"]
+    assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex", "table1_summary.txt"]
     md = paths[0].read_text()
     assert "| ResNet-18 on CIFAR10 | BayesOpt | 0.07 | 0.09 | val acc 81.00% | test acc 80.00% | 2 | 0.08644 | 0.08645 |" in md
     assert "| 2-layer LSTM on Penn Treebank | BOHB | 12 | 0.2 | val ppl 160.0 | test ppl 150.0 | 2 (1 diverged) |" in md
@@ -89,6 +89,22 @@ def test_render_writes_markdown_csv_and_latex(store, tmp_path):
     assert {"alpha0", "gamma", "paper_alpha0", "paper_gamma", "trials", "status"} <= set(csv.columns)
     tex = paths[2].read_text()
     assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"81.00\%" in tex
+
+
+def test_the_summary_fits_one_screen_with_each_settings_best_configuration(store, tmp_path):
+    summary = render_table1(store, tmp_path / "reports", "table1")[3].read_text().splitlines()
+    assert len(summary) <= 1 + 1 + 18 and max(map(len, summary)) <= 160  # title, header, 9 x 2 rows
+    r18 = next(line for line in summary if line.startswith("ResNet-18 on CIFAR10") and "BayesOpt" in line)
+    assert r18.split()[-10:] == ["BayesOpt", "0.07", "0.09", "val", "acc", "81.00%", "test", "acc", "80.00%", "2"]
+    assert "2 (1 diverged)" in next(line for line in summary if "Penn" in line and "BOHB" in line)
+
+
+def test_the_report_command_prints_the_summary_last(store, tmp_path, capsys):
+    from mlrsnet.harness.cli import main
+
+    assert main(["report", "table1", "--results", str(store.root), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-18:][0].startswith("ResNet-18 on CIFAR10")
 
 
 def test_an_experiment_without_searches_is_a_user_error(tmp_path):
