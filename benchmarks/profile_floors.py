@@ -56,16 +56,17 @@ RESNET18_CIFAR10_FLOOR = 0.50
 TEXT_FLOOR = 0.70
 
 
-def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str]:
-    """The value the best run must reach and a phrase for it (chance-based at ``mini``)."""
+def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str, float]:
+    """The value the best run must reach, a phrase for it (chance-based at ``mini``), and the
+    reference the margin is stated against (chance accuracy; the unigram perplexity)."""
     if task.kind == "text":
         assert unigram is not None
-        return TEXT_FLOOR * unigram, f"<= 0.7 x unigram ppl {unigram:.0f}"
+        return TEXT_FLOOR * unigram, f"<= {TEXT_FLOOR * unigram:.0f} ppl (0.7 x unigram {unigram:.0f})", unigram
+    chance = 1.0 / (task.num_classes or 10)
     if profile != "cpu":
-        chance = 1.0 / (task.num_classes or 10)
-        return 2.0 * chance, f">= 2 x chance ({chance:.3f})"
+        return 2.0 * chance, f">= 2 x chance ({100 * chance:.1f} %)", chance
     value = RESNET18_CIFAR10_FLOOR if task.name == "resnet18-cifar10" else IMAGE_FLOORS[task.dataset]
-    return value, f">= {value:.2f}"
+    return value, f">= {100 * value:.0f} %", chance
 
 
 def unigram_of(dataset: str, data_dir: str | None) -> float:
@@ -130,7 +131,8 @@ def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
     for profile, items in by_profile.items():
         folder = out / profile
         folder.mkdir(parents=True, exist_ok=True)
-        fields = ["task", "hparams", "epochs", "steps", "wall_s", "final", "best", "floor", "floor_rule", "met"]
+        fields = ["task", "hparams", "epochs", "steps", "wall_s", "final", "best", "floor", "floor_rule",
+                  "reference", "margin", "met"]
         with open(folder / "profile_floors.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
@@ -139,8 +141,11 @@ def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
         lines = [f"# Profile `{profile}`: time per run and the floor reached", "",
                  f"MultiStep, one thread per run, {items[0]['jobs']} runs side by side on this machine. "
                  f"Regenerate: `{command}`", "",
-                 "| task | MultiStep hparams | epochs | steps | time per run | final test | best test | floor | met |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+                 "Margin: best test accuracy / chance (images), best test perplexity / the "
+                 "unigram perplexity (text).", "",
+                 "| task | MultiStep hparams | epochs | steps | time per run | final test | best test "
+                 "| margin | floor | met |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
         for row in items:
             def fmt(v: float | None) -> str:
                 if v is None:
@@ -148,9 +153,11 @@ def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
                 return f"{100 * v:.1f} %" if row["kind"] == "image" else f"{v:.0f} ppl"
             wall = "-" if row["wall_s"] is None else f"{row['wall_s']:.0f} s"
             hp = ", ".join(f"{k}={v}" for k, v in row["hparams"].items()) or "defaults"
+            margin = "-" if row["margin"] is None else (
+                f"{row['margin']:.1f}x chance" if row["kind"] == "image" else f"{row['margin']:.2f}x unigram")
+            met = "-" if row["best"] is None else ("yes" if row["met"] else "**no**")
             lines.append(f"| {row['task']} | {hp} | {row.get('epochs', '-')} | {row.get('steps', '-')} | {wall} "
-                         f"| {fmt(row['final'])} | {fmt(row['best'])} | {row['floor_rule']} | "
-                         f"{'yes' if row['met'] else 'no'} |")
+                         f"| {fmt(row['final'])} | {fmt(row['best'])} | {margin} | {row['floor_rule']} | {met} |")
         (folder / "profile_floors.md").write_text("\n".join(lines) + "\n")
         print(f"wrote {folder / 'profile_floors.md'}")
 
@@ -183,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             if task.kind == "text" and task.dataset not in unigrams:
                 find_corpus_dir(task.dataset, data_dir)
                 unigrams[task.dataset] = unigram_of(task.dataset, data_dir)
-            value, rule = floor(task, profile, unigrams.get(task.dataset))
+            value, rule, reference = floor(task, profile, unigrams.get(task.dataset))
             jobs.append({"task": name, "kind": task.kind, "profile": profile,
                          "method": entry.get("method", "multistep"),
                          "hparams": dict(entry.get(profile, entry.get("hparams", {}))),
-                         "floor": value, "floor_rule": rule, "jobs": args.jobs})
+                         "floor": value, "floor_rule": rule, "reference": reference, "jobs": args.jobs})
     if not args.collect_only:
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for done in pool.map(lambda j: run_one(j, args.results, data_dir), jobs):
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         best = row["best"]
         row["met"] = best is not None and (best >= row["floor"] if row["kind"] == "image" else best <= row["floor"])
+        row["margin"] = None if best is None else best / row["reference"]
     command = "MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/profile_floors.py " + " ".join(
         f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in
         (("profiles", args.profiles), ("jobs", args.jobs)))
