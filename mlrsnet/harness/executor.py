@@ -15,14 +15,14 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import HOST
 from mlrsnet.harness.loop import RunResult, pick_device, train
 from mlrsnet.harness.store import FINAL_STATUSES, RunClaimed, Store
@@ -145,12 +145,34 @@ def data_identity(data_dir: str | os.PathLike[str] | None, source: Any = None) -
     return ident
 
 
-def data_mismatch(recorded: Any, current_dirs: Sequence[str]) -> str | None:
-    """Why a run recorded with ``recorded`` data is not this invocation's (None if it is).
+def profile_identity(cell: Cell) -> dict[str, Any] | None:
+    """The training fields of the profile the cell trains at (``Profile.training_fields``),
+    recorded in the run's ``data`` column; None for a profile type without them, or for a
+    cell whose profile cannot be resolved (the run's set-up then says why)."""
+    try:
+        fields = getattr(resolved_profile(cell), "training_fields", None)
+    except UserError:
+        return None
+    return fields() if callable(fields) else None
 
-    Rows without a data identity (written before it was recorded) are trusted."""
+
+def _changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+
+
+def data_mismatch(recorded: Any, current_dirs: Sequence[str],
+                  profile: Mapping[str, Any] | None = None) -> str | None:
+    """Why a run recorded with ``recorded`` data (and profile fields) is not this
+    invocation's (None if it is).
+
+    Rows without a data identity (written before it was recorded) are trusted, and so are
+    rows without recorded profile fields."""
     if not isinstance(recorded, dict) or not recorded:
         return None
+    old = recorded.get("profile")
+    if profile is not None and isinstance(old, dict) and old != dict(profile):
+        return f"its profile has been redefined since it was trained ({_changed_fields(old, profile)})"
     dirs = recorded.get("dirs")
     if dirs is not None and list(dirs) != list(current_dirs):
         return (f"it was trained with data from {', '.join(dirs) or '(no folder)'} and this run "
@@ -237,7 +259,7 @@ def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
             return False
         if [p for p in store.damaged(cell.experiment, cell.run_id) if p.parent.name != "runs"]:
             return False
-        why = data_mismatch(row.get("data"), dirs)
+        why = data_mismatch(row.get("data"), dirs, profile_identity(cell))
     if why:
         if warn:
             warnings.warn(f"run {cell.run_id} ({cell.task} {cell.method} seed={cell.seed}) is "
@@ -257,8 +279,12 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
     # We hold the run's lock: a checkpoint temp file of this run is a dead writer's.
     checkpoint.with_suffix(".pt.tmp").unlink(missing_ok=True)
     prior_final = prior is not None and prior.get("status") in FINAL_STATUSES
-    prior_dirs = (prior or {}).get("data", {}).get("dirs") if isinstance((prior or {}).get("data"), dict) else None
-    if force or prior_final or (prior_dirs is not None and list(prior_dirs) != list(dirs)):
+    prior_data = (prior or {}).get("data") if isinstance((prior or {}).get("data"), dict) else {}
+    prior_dirs = prior_data.get("dirs")
+    profile = profile_identity(cell)
+    prior_profile = prior_data.get("profile")
+    if (force or prior_final or (prior_dirs is not None and list(prior_dirs) != list(dirs))
+            or (isinstance(prior_profile, dict) and prior_profile != profile)):
         checkpoint.unlink(missing_ok=True)  # a fresh start: nothing to resume from
     resuming = checkpoint.exists() and prior is not None and not prior_final
     started = str(prior["started"]) if resuming and prior.get("started") else _now()
@@ -272,7 +298,8 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
         "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
         "overrides": dict(cell.overrides), "status": "running", "started": started,
         "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
-        "host": HOST, "pid": os.getpid(), "heartbeat": _now(), "data": data_identity(data_dir),
+        "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
+        "data": {**data_identity(data_dir), "profile": profile},
     }
     # A forced re-run of a finished run leaves the old row (and curves) readable until the
     # new curves are written; otherwise the row says "running" from the start.
@@ -311,7 +338,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
              "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
              "method_info": {**result.method_info, "threads": threads}, "epochs_done": epochs_done,
-             "data": data_identity(data_dir, result.method_info.get("data"))}
+             "data": {**data_identity(data_dir, result.method_info.get("data")), "profile": profile}}
     try:
         if not own_row:
             store.write_run_row(row)  # the old curves are about to be replaced

@@ -44,16 +44,21 @@ class Profile:
     gpus_per_trial: float = field(default=0.0, metadata=NON_NEGATIVE)
     notes: str = ""
 
+    def training_fields(self) -> dict[str, Any]:
+        """The fields that decide what is trained, as JSON values (tuples become lists): what
+        a run and an artefact made at this profile record, so that a later change of the
+        profile's definition is noticed (the executor trains such a run again)."""
+        import json
+        from dataclasses import asdict
+
+        fields = {k: v for k, v in asdict(self).items() if k not in NOT_TRAINING}
+        return json.loads(json.dumps(fields))
+
 
 #: Profile fields that do not change what a run trains (search resources, prose).
 NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "notes")
 
 
 def training_fields(profile: Profile) -> dict[str, Any]:
-    """The fields of ``profile`` that decide what is trained, as JSON values (tuples become
-    lists): what an artefact made at a profile records, to be compared with the registry."""
-    import json
-    from dataclasses import asdict
-
-    fields = {k: v for k, v in asdict(profile).items() if k not in NOT_TRAINING}
-    return json.loads(json.dumps(fields))
+    """:meth:`Profile.training_fields` of ``profile``."""
+    return profile.training_fields()

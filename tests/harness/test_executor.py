@@ -233,3 +233,21 @@ def test_a_row_without_a_data_identity_is_trusted(tmp_path: Path) -> None:
     store, cell = Store(tmp_path), _cell()
     store.write_run_row({"run_id": cell.run_id, "experiment": "e", "status": "finished"})
     assert run_cell(cell, store) is None
+
+
+def test_a_finished_run_of_a_since_redefined_profile_is_trained_again(tmp_path: Path, data_dir, monkeypatch) -> None:
+    # results made before a profile's definition changed (epochs, sizes, model) are stale
+    from dataclasses import replace
+
+    from mlrsnet.paper.tasks import get_task
+
+    store, cell = Store(tmp_path), _cell()
+    run_cell(cell, store, device="cpu")
+    assert store.run_row("e", cell.run_id)["data"]["profile"]["epochs"] == get_task(cell.task).profile(cell.profile).epochs
+    assert run_cell(cell, store, device="cpu") is None  # unchanged: done
+    task = get_task(cell.task)
+    longer = replace(task.profiles[cell.profile], epochs=task.profiles[cell.profile].epochs + 1)
+    monkeypatch.setitem(task.profiles, cell.profile, longer)
+    with pytest.warns(DataChangedWarning, match=r"profile has been redefined.*epochs"):
+        result = run_cell(cell, store, device="cpu")
+    assert result is not None and max(r["epoch"] for r in result.epochs) == longer.epochs
