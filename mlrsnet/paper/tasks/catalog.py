@@ -185,7 +185,7 @@ def build_catalog() -> dict[str, Task]:
                             _lstm(16, 16, 2, 0.5, tie=True),
                             paper_notes="epochs/batch as PTB (150, 32): the supplement gives "
                                         "only the model",
-                            mini_tokens=40_000, cpu_tokens=60_000, cpu_epochs=5,
+                            mini_tokens=40_000, cpu_tokens=60_000, cpu_epochs=4,
                             mini_notes="search profile: 64 units (the 33k-word softmax dominates "
                                        "on CPU); the first 40k training tokens, 5k of valid/test"),
              transfer_target=True, base_lr=20.0),
