@@ -56,6 +56,8 @@ CONFIG: dict[str, dict[str, Any]] = {
 IMAGE_FLOORS = {"cifar10": 0.45, "cifar100": 0.10, "tinyimagenet": 0.04, "svhn": 0.45}
 RESNET18_CIFAR10_FLOOR = 0.50
 TEXT_FLOOR = 0.70
+RETABULATE = ("The runs behind the published tables are in `reports/profile_floors/results`: add "
+              "`--results reports/profile_floors/results --collect-only` to re-tabulate them without training.")
 
 
 def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str, float]:
@@ -144,7 +146,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
                 writer.writerow({**row, "hparams": json.dumps(row["hparams"])})
         lines = [f"# Profile `{profile}`: time per run and the floor reached", "",
                  f"MultiStep, one thread per run, {items[0]['jobs']} runs side by side on this machine. "
-                 f"Regenerate: `{command}`", "",
+                 f"Regenerate: `{command}`. {RETABULATE}", "",
                  "Margin: best test accuracy / chance (images), best test perplexity / the "
                  "unigram perplexity (text).", "",
                  "| task | MultiStep hparams | epochs | steps | time per run | final test | best test "
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     write_tables(rows, Path(args.out), command)
     if len(set(args.profiles)) > 1:
         combined = Path(args.out) / "profile_floors.md"
-        combined.write_text(f"Regenerate: `{command}`\n\n" + combined_table(rows))
+        combined.write_text(f"Regenerate: `{command}`. {RETABULATE}\n\n" + combined_table(rows))
         print(f"wrote {combined}")
     return 0
 

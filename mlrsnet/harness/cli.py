@@ -161,7 +161,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the model (default backend: inductor); off by default, "
                         "recorded in runs.method_info; sets $MLRSNET_COMPILE")
     p.add_argument("--channels-last", action="store_true",
-                   help="image models in channels-last memory format (GPUs); sets $MLRSNET_CHANNELS_LAST")
+                   help="image models in channels-last memory format (CUDA only; ignored on CPU); sets $MLRSNET_CHANNELS_LAST")
     p.add_argument("--checkpoints", default=None, metavar="DIR",
                    help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
                         "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")

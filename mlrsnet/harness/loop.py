@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,12 @@ def train(
     meta_generator = torch.Generator().manual_seed(cell.seed + 1)
     workload, model = task.build(profile, dev, data_dir)
     speed = speed_options()
+    if speed["channels_last"] and dev.type != "cuda":
+        # On CPU (torch 2.14.1, this project's 2-core machine) a channels-last ResNet's backward
+        # hung or aborted after an earlier run in the same process; the format is for GPUs.
+        warnings.warn(f"--channels-last is applied on CUDA devices only; ignored on {dev.type}",
+                      stacklevel=2)
+        speed = {**speed, "channels_last": False, "channels_last_ignored_on": dev.type}
     model = apply_speed_options(model, task.kind, speed)
     run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=profile.epochs,
                     seed=cell.seed, device=dev, meta_generator=meta_generator, artifact_dir=artifact_dir)
