@@ -134,6 +134,7 @@ def test_the_cli_options_set_the_environment_the_loop_reads(tmp_path: Path, data
                  "--compile", "eager", "--channels-last"])
     assert code == 0
     info = Store(tmp_path).runs("adhoc").iloc[0]["method_info"]
-    assert (info["compile"], info["channels_last"]) == ("eager", True)
+    # asked for and recorded; channels-last itself applies on CUDA only
+    assert (info["compile"], info["channels_last"], info["channels_last_ignored_on"]) == ("eager", False, "cpu")
     monkeypatch.undo()
     assert "MLRSNET_COMPILE" not in os.environ and "MLRSNET_CHANNELS_LAST" not in os.environ

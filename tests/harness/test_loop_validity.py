@@ -40,6 +40,7 @@ def grad_norm(params: Sequence[nn.Parameter]) -> float:
 
 
 class Recorder(Method):
+    uses_held_out = True  # it reads run.meta_batches
     """A fixed LR that records what the loop shows it."""
 
     name = "recorder"

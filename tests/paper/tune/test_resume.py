@@ -91,9 +91,10 @@ def test_a_trial_already_finished_in_the_store_replays_its_final_result(data_dir
     setup = TrialSetup(experiment="tunetest", task="resnet18-cifar10", profile="smoke",
                        method="multistep", seed=0, epochs=2, objective=objective,
                        space={"lr": ("loguniform", 0.01, 0.5)}, store_root=str(store.root),
-                       data_dir=str(data_dir), device="cpu", cpus=1)
+                       data_dir=str(data_dir), device="cpu", cpus=1, overrides={"holdout": 64})
+    # a search on the held-out metric keeps the held-out split (tune's search_overrides)
     cell = Cell(task="resnet18-cifar10", profile="smoke", method="multistep", hparams={"lr": 0.05},
-                experiment="tunetest")
+                experiment="tunetest", overrides={"holdout": 64})
     result = run_cell(cell, store, data_dir=str(data_dir), device="cpu")
     assert run_cell(cell, store, data_dir=str(data_dir), device="cpu") is None  # skipped
     report = stored_final_report(setup, cell.run_id)
