@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     from mlrsnet.harness.executor import run_cell
     from mlrsnet.harness.experiment import Cell, resolved_profile
     from mlrsnet.harness.store import Store
-    from mlrsnet.paper.profiles import training_fields
     from mlrsnet.snet.checkpoint_sets import directory_checkpoints, export_stages, write_manifest
 
     cell = Cell(task=args.task, profile=args.profile, method="mlrsnet", seed=args.seed,
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = dict(exported.manifest)
     manifest.update({
         "command": f"MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/make_ours_checkpoints.py {argv_text}".strip(),
-        "profile_fields": training_fields(resolved_profile(cell)),
+        "profile_fields": resolved_profile(cell).training_fields(),
         "wall_time_s": round(result.wall_time_s, 1),
         "final_test_acc": result.final("test", "acc"),
         "lr_first_last": [result.steps["lr"][0], result.steps["lr"][-1]] if result.steps["lr"] else None,

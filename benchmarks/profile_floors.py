@@ -113,7 +113,8 @@ def collect(results: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for job in jobs:
         hit = runs[(runs.task == job["task"]) & (runs.profile == job["profile"])
                    & (runs.method == job["method"]) & (runs.status == "finished")]
-        hit = hit[hit.hparams.map(lambda h: (json.loads(h) if isinstance(h, str) else dict(h)) == job["hparams"])]
+        wanted = job["hparams"]
+        hit = hit[hit.hparams.map(lambda h, wanted=wanted: (json.loads(h) if isinstance(h, str) else dict(h)) == wanted)]
         if hit.empty:
             rows.append(dict(job, final=None, best=None, wall_s=None))
             continue
@@ -153,10 +154,10 @@ def write_tables(rows: list[dict[str, Any]], out: Path, command: str) -> None:
                  "| margin | floor | met |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for row in items:
-            def fmt(v: float | None) -> str:
+            def fmt(v: float | None, image: bool = row["kind"] == "image") -> str:
                 if v is None:
                     return "-"
-                return f"{100 * v:.1f} %" if row["kind"] == "image" else f"{v:.0f} ppl"
+                return f"{100 * v:.1f} %" if image else f"{v:.0f} ppl"
             wall = "-" if row["wall_s"] is None else f"{row['wall_s']:.0f} s"
             hp = ", ".join(f"{k}={v}" for k, v in row["hparams"].items()) or "defaults"
             margin = "-" if row["margin"] is None else (

@@ -57,8 +57,3 @@ class Profile:
 
 #: Profile fields that do not change what a run trains (search resources, prose).
 NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "notes")
-
-
-def training_fields(profile: Profile) -> dict[str, Any]:
-    """:meth:`Profile.training_fields` of ``profile``."""
-    return profile.training_fields()

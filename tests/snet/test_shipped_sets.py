@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from mlrsnet.harness.experiment import Cell, resolved_profile
-from mlrsnet.paper.profiles import training_fields
 from mlrsnet.snet import checkpoint_sets
 
 
@@ -17,7 +16,7 @@ def _manifest() -> dict:
 def test_the_shipped_set_was_made_at_the_registrys_current_profile() -> None:
     manifest = _manifest()
     cell = Cell(task=manifest["task"], profile=manifest["profile"], method="mlrsnet", seed=manifest["seed"])
-    assert manifest["profile_fields"] == training_fields(resolved_profile(cell)), (
+    assert manifest["profile_fields"] == resolved_profile(cell).training_fields(), (
         "the profile changed since the shipped set was made; re-make it with: " + manifest["command"])
 
 

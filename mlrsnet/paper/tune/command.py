@@ -17,8 +17,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cluster import ClusterLost, head_alive, lost_message, watch
