@@ -41,7 +41,7 @@ def _parse_hparams(pairs: Sequence[str], flag: str = "--hparam") -> dict[str, An
     return out
 
 
-def _parse_seeds(text: str | None) -> list[int] | None:
+def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
@@ -83,7 +83,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mlrsnet.harness.experiment import load_spec
     from mlrsnet.harness.store import Store
 
-    spec = load_spec(args.spec, profile=args.profile, seeds=_parse_seeds(args.seeds))
+    spec = load_spec(args.spec, profile=args.profile, seeds=parse_seeds(args.seeds))
+    if spec.takes_tuned:
+        raise UserError(f"{args.spec}: some [[methods]] take their hyper-parameters from a search "
+                        "('tuned = {...}'); run the spec with `mlrsnet-bench reproduce --only "
+                        f"{spec.name}` (it runs the searches first) instead of `run`")
     cells = spec.cells()
     check_results_writable(args.results)
     store = Store(args.results)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -400,8 +400,12 @@ def _summary(result: RunResult) -> str:
 
 def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
             data_dir: str | None = None, device: str | None = None, quiet: bool = False,
-            force: bool = False, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0) -> dict[str, str]:
+            force: bool = False, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0,
+            progress: Callable[[Cell, str], None] | None = None) -> dict[str, str]:
     """Run each cell as a Ray task (local Ray instance, or the cluster at ``address``).
+
+    ``progress(cell, outcome)``, if given, is called as each pending cell ends (e.g. the
+    reproduction's runs-done line).
 
     Connecting goes through :func:`mlrsnet.harness.cluster.connect` (an unreachable address
     or a refused token fails fast with one paragraph; one line names the cluster) and the
@@ -423,7 +427,7 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
         with watch(conn):
             return _run_remote(ray, pending, cells, outcomes, root=root, data=data, device=device,
                                quiet=quiet, force=force, cpus_per_cell=cpus_per_cell,
-                               gpus_per_cell=gpus_per_cell)
+                               gpus_per_cell=gpus_per_cell, progress=progress)
     except Exception as exc:
         if isinstance(exc, UserError) or head_alive(conn):
             raise
@@ -435,7 +439,8 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
 
 def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcomes: dict[str, str], *,
                 root: str, data: str | None, device: str | None, quiet: bool, force: bool,
-                cpus_per_cell: float, gpus_per_cell: float) -> dict[str, str]:
+                cpus_per_cell: float, gpus_per_cell: float,
+                progress: Callable[[Cell, str], None] | None = None) -> dict[str, str]:
 
     @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
     def remote(cell_json: str) -> str:
@@ -456,9 +461,11 @@ def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcom
         except Exception as exc:  # a failed cell is recorded by run_cell itself
             outcomes[cell.run_id] = "failed"
             _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({exc})", quiet)
-            continue
-        _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
-               f"{outcomes[cell.run_id]}", quiet)
+        else:
+            _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
+                   f"{outcomes[cell.run_id]}", quiet)
+        if progress is not None:
+            progress(cell, outcomes[cell.run_id])
     return outcomes
 
 

@@ -17,6 +17,10 @@ Spec format::
     label = "MultiStep"               # optional, for plots
     hparams = { lr = 0.1, decay = 0.1 }
 
+    [[methods]]                       # the best configuration a search found, trained again
+    label = "MultiStep (BayesOpt)"    # (the paper tuned first, then trained: the figures)
+    tuned = { experiment = "table1", search = "bayesopt" }   # optional: task, profile
+
     [overrides]                       # optional profile fields, e.g. holdout = 2000
     # or a sweep, one set of cells per entry:  overrides = [{holdout = 1000}, {holdout = 2000}]
 
@@ -149,6 +153,12 @@ class MethodEntry:
     name: str
     hparams: Mapping[str, Any]
     label: str
+    #: Where the hyper-parameters come from: the best trial of a search (``experiment``,
+    #: ``search``, optional ``task`` (default: each cell's own) and ``profile`` (default: the
+    #: search profile of the reproduction)).  Resolved against the store by
+    #: :func:`mlrsnet.paper.tune.tuned.resolve_tuned`; ``name`` may then be empty (the
+    #: method the search tuned).
+    tuned: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,11 +175,20 @@ class ExperimentSpec:
     source: Path | None = None
     description: str = ""
 
+    @property
+    def takes_tuned(self) -> bool:
+        """Whether some method takes its hyper-parameters from a search (``tuned``)."""
+        return any(m.tuned for m in self.methods)
+
     def cells(self) -> list[Cell]:
+        """One cell per (override set, task, method, seed).  A ``tuned`` method's cells carry
+        the reference in ``tags["tuned"]`` and its fixed ``hparams`` only, until
+        :func:`mlrsnet.paper.tune.tuned.resolve_tuned` fills in the search's best."""
         sweep = self.override_sweep or (self.overrides,)
         return [
             Cell(task=t, profile=self.profile, method=m.name, hparams=dict(m.hparams), seed=s,
-                 experiment=self.name, overrides=dict(o), label=m.label)
+                 experiment=self.name, overrides=dict(o), label=m.label,
+                 tags={"tuned": dict(m.tuned)} if m.tuned else {})
             for o in sweep for t in self.tasks for m in self.methods for s in self.seeds
         ]
 
@@ -230,22 +249,26 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     methods = []
     for i, m in enumerate(raw_methods):
         where = f"methods[{i}]"
-        if not isinstance(m, dict) or "name" not in m:
-            raise _fail(source, where, "each [[methods]] table needs a 'name'")
-        extra = sorted(set(m) - {"name", "hparams", "label"})
+        if not isinstance(m, dict) or ("name" not in m and "tuned" not in m):
+            raise _fail(source, where, "each [[methods]] table needs a 'name' (or a 'tuned' reference)")
+        extra = sorted(set(m) - {"name", "hparams", "label", "tuned"})
         if extra:
-            raise _fail(source, f"{where}.{extra[0]}", "unknown key; allowed: name, hparams, label")
-        if m["name"] not in registry:
+            raise _fail(source, f"{where}.{extra[0]}", "unknown key; allowed: name, hparams, label, tuned")
+        tuned = _tuned_reference(m.get("tuned"), source, where) if "tuned" in m else None
+        method = m.get("name", "")
+        if (method or not tuned) and method not in registry:
             raise _fail(source, f"{where}.name",
-                        f"{m['name']!r} is not a method; allowed: {', '.join(sorted(registry))}")
+                        f"{method!r} is not a method; allowed: {', '.join(sorted(registry))}")
         hp = m.get("hparams", {})
         if not isinstance(hp, dict):
             raise _fail(source, f"{where}.hparams", "must be a table, e.g. { lr = 0.1 }")
-        try:
-            registry[m["name"]].check_hparams(hp)
-        except HParamError as exc:
-            raise _fail(source, f"{where}.hparams.{exc.name}", str(exc)) from None
-        methods.append(MethodEntry(m["name"], hp, str(m.get("label", m["name"]))))
+        if method:
+            try:
+                registry[method].check_hparams(hp)
+            except HParamError as exc:
+                raise _fail(source, f"{where}.hparams.{exc.name}", str(exc)) from None
+        default_label = method or f"{tuned['search']} best ({tuned['experiment']})"
+        methods.append(MethodEntry(method, hp, str(m.get("label", default_label)), tuned))
     raw_overrides = data.get("overrides", {})
     sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]
     if not sweep or not all(isinstance(o, dict) for o in sweep):
@@ -266,6 +289,33 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
         source=Path(source) if source != "<spec>" else None,
         description=str(data.get("description", "")),
     )
+
+
+TUNED_KEYS = {"experiment", "search", "task", "profile"}
+
+
+def _tuned_reference(value: Any, source: str, where: str) -> dict[str, Any]:
+    """A validated ``tuned = { experiment, search[, task][, profile] }`` table."""
+    key = f"{where}.tuned"
+    if not isinstance(value, dict):
+        raise _fail(source, key, 'must be a table, e.g. { experiment = "table1", search = "bayesopt" }')
+    extra = sorted(set(value) - TUNED_KEYS)
+    if extra:
+        raise _fail(source, f"{key}.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(TUNED_KEYS))}")
+    for need in ("experiment", "search"):
+        if need not in value:
+            raise _fail(source, key, f"needs {need!r} (the search's experiment and searcher)")
+    problem = experiment_name_problem(value["experiment"])
+    if problem:
+        raise _fail(source, f"{key}.experiment", problem)
+    if not isinstance(value["search"], str) or not value["search"]:
+        raise _fail(source, f"{key}.search", "must be a searcher name, e.g. \"bayesopt\"")
+    if "task" in value and value["task"] not in tasks():
+        raise _fail(source, f"{key}.task", f"{value['task']!r} is not a task; allowed: {', '.join(tasks())}")
+    if "profile" in value and value["profile"] not in profile_names():
+        raise _fail(source, f"{key}.profile",
+                    f"{value['profile']!r} is not a profile; allowed: {', '.join(profile_names())}")
+    return dict(value)
 
 
 def load_spec(path: str | Path, *, profile: str | None = None,

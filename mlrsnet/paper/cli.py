@@ -113,6 +113,10 @@ def register(sub: Any) -> None:
     p.add_argument("--experiment", default=None)
     p.set_defaults(func=cmd_report)
 
+    from mlrsnet.paper.reproduce import register as register_reproduce
+
+    register_reproduce(sub)
+
     p = sub.add_parser("data", help="prepare or check datasets")
     dsub = p.add_subparsers(dest="action", required=True)
     dp = dsub.add_parser("prepare", help="build <name>.npz (or the text folder) from the official release")

@@ -1,0 +1,377 @@
+"""``mlrsnet-bench reproduce``: every experiment of the supplement, then its report.
+
+A reproduction plan (``benchmarks/reproduce_all.toml``) lists *stages* in dependency order:
+``tune`` stages run a spec's searches (:mod:`mlrsnet.paper.tune.command`, at the plan's
+*search* profile), ``run`` stages train a figure spec's cells (at its *figure* profile),
+where ``tuned = {...}`` method entries take the best configuration of an earlier search
+(:mod:`mlrsnet.paper.tune.tuned`), as the paper tuned first and then trained.  A
+``PROFILE`` names both, e.g. ``cpu`` = searches at ``mini``, figures at ``cpu``.
+
+Nothing is redone: a finished search or run is skipped, an interrupted one resumes, so the
+command can be stopped (Ctrl-C) and started again.  Cells whose dataset is not prepared, or
+whose search has no finished trial, get a ``skipped`` row with the reason, which the
+report lists instead of drawing an empty panel.  A held-out sweep (``sweep``, Fig. 3's
+held-out sizes) applies to the methods that read held-out data; the others run once.
+Progress: one line per finished run and per stage, with runs done / total and an ETA
+from this invocation's pace.  At the end the report is rendered under
+``reports/<PROFILE>/`` (:mod:`mlrsnet.paper.report.reproduction`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlrsnet.errors import UserError
+from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_overrides, load_spec
+from mlrsnet.harness.registry import get_method, profile_names
+from mlrsnet.harness.store import FINAL_STATUSES, Store
+from mlrsnet.paper.tasks import get_task
+from mlrsnet.paper.tune.progress import format_duration
+from mlrsnet.paper.tune.skips import data_missing
+from mlrsnet.paper.tune.tuned import is_unresolved, resolve_tuned
+
+DEFAULT_PLAN = "benchmarks/reproduce_all.toml"
+STAGE_KEYS = {"name", "tune", "run", "seeds", "sweep"}
+#: Trial statuses after which a search's trial is not run again.
+TRIAL_ENDED = (*FINAL_STATUSES, "stopped")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: str  # "tune" | "run"
+    spec_path: Path
+    seeds: tuple[int, ...] | None = None
+    #: profile -> override sets replacing the spec's sweep at that profile
+    sweep: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: Path
+    profiles: dict[str, dict[str, str]]
+    stages: tuple[Stage, ...]
+
+    def search_profile(self, profile: str) -> str:
+        return self.profiles[profile]["search"]
+
+    def figure_profile(self, profile: str) -> str:
+        return self.profiles[profile]["figure"]
+
+    def profile_of(self, stage: Stage, profile: str) -> str:
+        return self.search_profile(profile) if stage.kind == "tune" else self.figure_profile(profile)
+
+
+def _fail(source: Path, key: str, problem: str) -> SpecError:
+    return SpecError(f"{source}: key {key!r}: {problem}")
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a reproduction plan (errors name the file and the key)."""
+    source = Path(path)
+    if not source.is_file():
+        raise SpecError(f"reproduction plan {str(source)!r} does not exist (default: {DEFAULT_PLAN})")
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    known = set(profile_names())
+    profiles = data.get("profiles")
+    if not isinstance(profiles, dict) or not profiles:
+        raise _fail(source, "profiles", "must map each PROFILE to { search = ..., figure = ... }")
+    for name, entry in profiles.items():
+        if not isinstance(entry, dict) or set(entry) != {"search", "figure"}:
+            raise _fail(source, f"profiles.{name}", "must be { search = PROFILE, figure = PROFILE }")
+        for role, value in entry.items():
+            if value not in known:
+                raise _fail(source, f"profiles.{name}.{role}",
+                            f"{value!r} is not a profile; allowed: {', '.join(sorted(known))}")
+    root = source.resolve().parent.parent  # specs are named relative to the repository root
+    stages = []
+    raw = data.get("stages")
+    if not isinstance(raw, list) or not raw:
+        raise _fail(source, "stages", "must be a non-empty list of [[stages]] tables")
+    for i, s in enumerate(raw):
+        where = f"stages[{i}]"
+        if not isinstance(s, dict):
+            raise _fail(source, where, "must be a table")
+        extra = sorted(set(s) - STAGE_KEYS)
+        if extra:
+            raise _fail(source, f"{where}.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(STAGE_KEYS))}")
+        kinds = [k for k in ("tune", "run") if k in s]
+        if len(kinds) != 1:
+            raise _fail(source, where, "needs exactly one of 'tune = SPEC' or 'run = SPEC'")
+        spec_path = root / str(s[kinds[0]])
+        if not spec_path.is_file():
+            raise _fail(source, f"{where}.{kinds[0]}", f"{s[kinds[0]]!r} does not exist")
+        sweep = s.get("sweep", {})
+        if not isinstance(sweep, dict) or not all(
+                isinstance(v, list) and v and all(isinstance(o, dict) for o in v) for v in sweep.values()):
+            raise _fail(source, f"{where}.sweep", "must map a profile to a non-empty list of override tables")
+        seeds = s.get("seeds")
+        if seeds is not None and (not isinstance(seeds, list) or not all(isinstance(x, int) for x in seeds)):
+            raise _fail(source, f"{where}.seeds", "must be a list of integers")
+        stages.append(Stage(name=str(s.get("name") or spec_path.stem), kind=kinds[0], spec_path=spec_path,
+                            seeds=tuple(seeds) if seeds else None,
+                            sweep={p: tuple(dict(o) for o in v) for p, v in sweep.items()}))
+    return Plan(source, {k: dict(v) for k, v in profiles.items()}, tuple(stages))
+
+
+def select(plan: Plan, only: str | None) -> list[Stage]:
+    if not only:
+        return list(plan.stages)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    known = {s.name for s in plan.stages}
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError(f"--only {bad[0]!r}: no such stage in {plan.source}; stages: {', '.join(known)}")
+    return [s for s in plan.stages if s.name in names]
+
+
+# -- the cells of a run stage -----------------------------------------------------------------
+def stage_spec(stage: Stage, profile: str, seeds: list[int] | None) -> ExperimentSpec:
+    spec = load_spec(stage.spec_path, profile=profile,
+                     seeds=seeds if seeds is not None else (list(stage.seeds) if stage.seeds else None))
+    if stage.kind == "run" and profile in stage.sweep:
+        sweep = stage.sweep[profile]
+        for o in sweep:
+            for t in spec.tasks:
+                check_overrides(t, profile, o)
+        spec = ExperimentSpec(**{**spec.__dict__, "overrides": sweep[0], "override_sweep": sweep})
+    return spec
+
+
+def sweep_cells(spec: ExperimentSpec) -> list[Cell]:
+    """The spec's cells, a held-out-size sweep applied only to methods that read held-out
+    data (a method that reads none would train the same run once per size)."""
+    out: dict[str, Cell] = {}
+    for cell in spec.cells():
+        if spec.override_sweep and cell.method and not get_method(cell.method).uses_held_out:
+            rest = {k: v for k, v in cell.overrides.items() if k != "holdout"}
+            cell = cell.with_(overrides=rest)
+        out.setdefault(cell.run_id, cell)
+    return list(out.values())
+
+
+def _skip_row(store: Store, cell: Cell, reason: str) -> None:
+    """A ``skipped`` row for a cell that cannot run yet; the report lists it with ``reason``."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    prior = store.runs(cell.experiment)
+    if len(prior) and cell.run_id in set(prior["run_id"]):
+        row = prior[prior["run_id"] == cell.run_id].iloc[-1]
+        if row["status"] != "skipped":
+            return
+    store.write_run_row({"run_id": cell.run_id, "experiment": cell.experiment, "task": cell.task,
+                         "profile": cell.profile, "method": cell.method or "(tuned)",
+                         "hparams": dict(cell.hparams), "seed": cell.seed,
+                         "tags": {**dict(cell.tags), "label": cell.label, "skipped": True},
+                         "overrides": dict(cell.overrides), "status": "skipped", "error": reason,
+                         "started": now, "finished": now})
+
+
+def run_stage_cells(stage: Stage, profile: str, search_profile: str, store: Store, data_dir: str | None,
+                    seeds: list[int] | None) -> tuple[list[Cell], list[tuple[Cell, str]]]:
+    """The cells a run stage trains now, and the ones it cannot, with the reason."""
+    spec = stage_spec(stage, profile, seeds)
+    cells, blocked = [], []
+    missing = {t: data_missing(get_task(t), profile, data_dir) for t in spec.tasks}
+    resolvable = []
+    for cell in sweep_cells(spec):
+        if missing[cell.task]:
+            blocked.append((cell, missing[cell.task]))
+        else:
+            resolvable.append(cell)
+    resolved, _ = resolve_tuned(resolvable, store, search_profile)
+    by_key = {(c.task, c.label, c.seed, tuple(sorted(c.overrides.items()))): c for c in resolved}
+    for cell in resolvable:
+        key = (cell.task, cell.label, cell.seed, tuple(sorted(cell.overrides.items())))
+        if key in by_key:
+            cells.append(by_key[key])
+        else:
+            ref = cell.tags["tuned"]
+            blocked.append((cell, f"no finished {ref['search']} search on {ref.get('task') or cell.task} at "
+                                  f"profile {ref.get('profile') or search_profile} in experiment "
+                                  f"{ref['experiment']!r}: run its stage first"))
+    return cells, blocked
+
+
+# -- progress ---------------------------------------------------------------------------------
+def tune_trials(stage: Stage, profile: str, data_dir: str | None) -> int:
+    """About how many trials a tune stage trains (its searchers' budgets on the tasks whose
+    data are present; grid budgets as given, not capped)."""
+    from mlrsnet.paper.tune.plan import parse_tune_block
+
+    spec = load_spec(stage.spec_path, profile=profile)
+    plan = parse_tune_block(spec.tune, str(stage.spec_path))
+    n = 0
+    for t in spec.tasks:
+        task = get_task(t)
+        if data_missing(task, profile, data_dir):
+            continue
+        n += sum(plan.samples_for(profile, s, task.profile(profile).tune_samples) for s in plan.searchers)
+    return n
+
+
+def ended_runs(store: Store, experiment: str) -> int:
+    runs = store.runs(experiment)
+    if runs.empty:
+        return 0
+    latest = runs.drop_duplicates("run_id", keep="last")
+    return int(latest["status"].isin(TRIAL_ENDED).sum())
+
+
+class Progress:
+    """Runs done / total over the whole reproduction, with an ETA from this invocation's pace."""
+
+    def __init__(self, total: int, done: int, quiet: bool) -> None:
+        self.total, self.done, self.quiet = total, done, quiet
+        self.start_done, self.t0 = done, time.monotonic()
+
+    def line(self, what: str) -> str:
+        elapsed = time.monotonic() - self.t0
+        new = self.done - self.start_done
+        eta = elapsed / new * max(self.total - self.done, 0) if new > 0 else None
+        return (f"reproduce: {what} | runs {self.done}/{self.total}, elapsed {format_duration(elapsed)}, "
+                f"ETA {format_duration(eta) if eta is not None else 'after the first run'}")
+
+    def say(self, what: str) -> None:
+        if not self.quiet:
+            print(self.line(what), file=sys.stderr, flush=True)
+
+    def ran(self, cell: Cell, outcome: str) -> None:
+        if outcome in TRIAL_ENDED:
+            self.done += 1
+        self.say(f"{cell.experiment}: {cell.task} {cell.label or cell.method} seed {cell.seed}: {outcome}")
+
+
+# -- the command ------------------------------------------------------------------------------
+def _tune_args(args: argparse.Namespace, stage: Stage, profile: str) -> argparse.Namespace:
+    return argparse.Namespace(
+        spec=str(stage.spec_path), profile=profile, searchers=None, tasks=None, samples=None,
+        objective=None, address=args.address, cpus_per_trial=None, gpus_per_trial=None,
+        data_dir=args.data_dir, results=args.results, device=args.device, quiet=args.quiet,
+        force=False)
+
+
+def plan_lines(plan: Plan, stages: list[Stage], profile: str, store: Store, data_dir: str | None,
+               seeds: list[int] | None) -> list[str]:
+    out = [f"reproduction plan {plan.source} at PROFILE={profile} (searches at "
+           f"{plan.search_profile(profile)}, figures at {plan.figure_profile(profile)}):"]
+    for s in stages:
+        prof = plan.profile_of(s, profile)
+        if s.kind == "tune":
+            n = tune_trials(s, prof, data_dir)
+            out.append(f"  {s.name}: tune {s.spec_path.name} at {prof}: about {n} trials, "
+                       f"{ended_runs(store, s.name)} ended so far")
+        else:
+            cells, blocked = run_stage_cells(s, prof, plan.search_profile(profile), store, data_dir, seeds)
+            out.append(f"  {s.name}: run {s.spec_path.name} at {prof}: {len(cells) + len(blocked)} runs "
+                       f"({len(blocked)} cannot run yet), {ended_runs(store, s.name)} ended so far")
+    return out
+
+
+def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: argparse.Namespace) -> list[Path]:
+    """The report of the stages under ``--out`` (default ``reports/<PROFILE>``)."""
+    from mlrsnet.paper.report.reproduction import Entry, render_reproduction
+
+    entries = []
+    for s in stages:
+        spec = load_spec(s.spec_path, profile=plan.profile_of(s, profile))
+        entries.append(Entry(s.name, s.kind, spec.description or s.name))
+    out = Path(args.out) if args.out else Path("reports") / profile
+    command = f"mlrsnet-bench reproduce --profile {profile} --results {args.results}"
+    return render_reproduction(store, out, entries=entries, profile=profile, command=command)
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.executor import run_ray
+    from mlrsnet.paper.tune.command import tune_command
+
+    plan = load_plan(args.plan)
+    profile = args.profile
+    if profile not in plan.profiles:
+        raise UserError(f"PROFILE {profile!r} is not in {plan.source}; allowed: {', '.join(plan.profiles)}")
+    stages = select(plan, args.only)
+    seeds = None
+    if args.seeds:
+        from mlrsnet.harness.cli import parse_seeds
+
+        seeds = parse_seeds(args.seeds)
+    data_dir = args.data_dir or os.environ.get("MLRSNET_DATA_DIR")
+    store = Store(Path(args.results))
+    search_profile = plan.search_profile(profile)
+    if args.plan_only:
+        print("\n".join(plan_lines(plan, stages, profile, store, data_dir, seeds)))
+        return 0
+    if args.render_only:
+        for path in render(plan, stages, profile, store, args)[:1]:
+            print(path)
+        return 0
+    total = 0
+    done = 0
+    for s in stages:
+        prof = plan.profile_of(s, profile)
+        if s.kind == "tune":
+            total += tune_trials(s, prof, data_dir)
+        else:
+            cells, blocked = run_stage_cells(s, prof, search_profile, store, data_dir, seeds)
+            total += len(cells) + sum(1 for _, why in blocked if "search" in why)
+        done += ended_runs(store, s.name)
+    progress = Progress(total, min(done, total), args.quiet)
+    progress.say(f"{len(stages)} stages at PROFILE={profile} (searches at {search_profile}, figures at "
+                 f"{plan.figure_profile(profile)}) -> {store.root}")
+    failed = 0
+    for k, s in enumerate(stages, 1):
+        prof = plan.profile_of(s, profile)
+        before = ended_runs(store, s.name)
+        progress.say(f"stage {k}/{len(stages)} {s.name} ({s.kind} {s.spec_path.name} at {prof})")
+        if s.kind == "tune":
+            code = tune_command(_tune_args(args, s, prof))
+            if code == 130:
+                return 130
+            failed += code != 0
+            progress.done += ended_runs(store, s.name) - before
+        else:
+            cells, blocked = run_stage_cells(s, prof, search_profile, store, data_dir, seeds)
+            said: set[tuple[str, str]] = set()
+            for cell, why in blocked:
+                _skip_row(store, cell, why)
+                if not args.quiet and (cell.task, str(cell.label)) not in said:
+                    said.add((cell.task, str(cell.label)))
+                    print(f"reproduce: {s.name}: {cell.task} {cell.label}: not run: {why}", file=sys.stderr)
+            if cells:
+                cpus = max(get_task(c.task).profile(prof).cpus_per_trial for c in cells)
+                outcomes = run_ray(cells, store, address=args.address, data_dir=data_dir,
+                                   device=None if args.device in (None, "auto") else args.device,
+                                   quiet=True, cpus_per_cell=cpus, progress=progress.ran)
+                failed += sum(1 for o in outcomes.values() if o == "failed")
+        progress.say(f"stage {k}/{len(stages)} {s.name} done")
+    paths = render(plan, stages, profile, store, args)
+    progress.say(f"report: {paths[0]}")
+    return 1 if failed else 0
+
+
+def register(sub: Any) -> None:
+    from mlrsnet.harness.cli import add_common_options
+
+    p = sub.add_parser("reproduce", help="every experiment of the supplement in order, then the report")
+    p.add_argument("--plan", default=DEFAULT_PLAN, help=f"reproduction plan (default {DEFAULT_PLAN})")
+    p.add_argument("--profile", default="cpu", help="a PROFILE of the plan: smoke, mini, cpu (default), paper")
+    p.add_argument("--only", default=None, help="comma list of stage names (default: all)")
+    p.add_argument("--seeds", default=None, help="seeds of the figure runs, e.g. 0 or 0-1 (default: the specs')")
+    p.add_argument("--plan-only", "--list", dest="plan_only", action="store_true",
+                   help="print the stages and their runs, train nothing")
+    p.add_argument("--render-only", action="store_true",
+                   help="render the report from the results already there, train nothing")
+    p.add_argument("--out", default=None, help="report folder (default reports/<PROFILE>)")
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    add_common_options(p)
+    p.set_defaults(func=lambda a: reproduce_command(a))

@@ -1,0 +1,77 @@
+"""Cells that train a search's best configuration again (``tuned = {...}`` in a spec).
+
+The paper tuned first and then trained: Table 1's searches pick MultiStep's (alpha0,
+gamma_M), and the supplement's figures show runs with those values.  A figure spec names
+the search instead of the numbers (``tuned = { experiment = "table1", search = "bayesopt" }``,
+optionally ``task`` for a configuration found on another task, as Fig. 5 applies the
+CIFAR-10 values elsewhere, and ``profile``).  This module looks the best trial up in the
+store with the same rule as Table 1 (:func:`mlrsnet.paper.tune.results.summarize_searches`)
+and fills the cell in: the method the search tuned, its best hyper-parameters (fixed
+``hparams`` of the spec entry win), and ``tags["tuned"]`` naming the search (``search_id``)
+and its best run (``from_run``), so the run id changes when the search is redone and the
+cost report can add the search's trials to the run's cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from mlrsnet.harness.experiment import Cell
+from mlrsnet.harness.store import Store
+from mlrsnet.paper.tune.results import summarize_searches
+
+
+def is_unresolved(cell: Cell) -> bool:
+    """A cell whose ``tuned`` reference has not been looked up yet."""
+    ref = cell.tags.get("tuned")
+    return isinstance(ref, dict) and "search_id" not in ref
+
+
+def best_of(summaries: pd.DataFrame, task: str, profile: str, search: str) -> dict[str, Any] | None:
+    """The newest search of ``search`` on ``task`` at ``profile`` with a best trial, or None.
+
+    A search tuned on the held-out objective is preferred to one tuned on test (the paper's
+    Table 1 objective is the validation metric)."""
+    if summaries.empty:
+        return None
+    rows = summaries[(summaries["task"] == task) & (summaries["profile"] == profile)
+                     & (summaries["search"] == search) & summaries["best_hparams"].notna()]
+    if rows.empty:
+        return None
+    rows = rows.assign(_val=rows["objective"].str.startswith("val/")).sort_values(
+        ["_val", "search_id"], ascending=[False, False], kind="stable")
+    return rows.iloc[0].to_dict()
+
+
+def resolve_tuned(cells: Iterable[Cell], store: Store, search_profile: str) -> tuple[list[Cell], list[str]]:
+    """``cells`` with every ``tuned`` reference filled in, and a note for each one that
+    cannot be (no finished search yet): those cells are left out, not trained with
+    made-up values."""
+    summaries: dict[str, pd.DataFrame] = {}
+    out: list[Cell] = []
+    notes: dict[str, None] = {}
+    for cell in cells:
+        if not is_unresolved(cell):
+            out.append(cell)
+            continue
+        ref = dict(cell.tags["tuned"])
+        experiment = ref["experiment"]
+        if experiment not in summaries:
+            summaries[experiment] = summarize_searches(store.runs(experiment), store.read("epochs", experiment))
+        task = ref.get("task") or cell.task
+        profile = ref.get("profile") or search_profile
+        best = best_of(summaries[experiment], task, profile, ref["search"])
+        if best is None:
+            notes[(f"{cell.label or ref['search']} on {cell.task}: no finished {ref['search']} search on "
+                   f"{task} at profile {profile} in experiment {experiment!r} under {store.root}; "
+                   "run that search first")] = None
+            continue
+        resolved = {**ref, "task": task, "profile": profile, "search_id": best["search_id"],
+                    "from_run": best["best_run_id"]}
+        out.append(cell.with_(method=cell.method or str(best["method"]),
+                              hparams={**dict(best["best_hparams"]), **dict(cell.hparams)},
+                              tags={**dict(cell.tags), "tuned": resolved}))
+    return out, list(notes)
