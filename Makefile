@@ -8,9 +8,11 @@ export MLRSNET_DATA_DIR ?= $(abspath ../shared/data)
 # 2-core machine; passive waiting costs nothing measurable when it is idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= mini
-EXPERIMENT ?= demo
+# reproduce-all and figures default to the CPU figure profile unless PROFILE is given
+REPRO_PROFILE := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),cpu)
+OFFICIAL_CHECKPOINTS := $(abspath ../shared/reference/official-mlrsnet)
 
-.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer perf clean figures
+.PHONY: install test test-slow demo lint reproduce-table1 reproduce-transfer reproduce-all perf clean figures
 
 install: $(STAMP)
 
@@ -50,12 +52,24 @@ reproduce-table1: install
 	$(BIN)/mlrsnet-bench report table1 --experiment table1
 
 # Supplement Fig. 5: CIFAR-10-tuned MultiStep (four searchers) applied unchanged elsewhere.
-reproduce-transfer: export MLRSNET_CHECKPOINTS ?= $(abspath ../shared/reference/official-mlrsnet)
+reproduce-transfer: export MLRSNET_CHECKPOINTS ?= $(OFFICIAL_CHECKPOINTS)
 reproduce-transfer: install
 	$(BIN)/mlrsnet-bench tune benchmarks/transfer.toml --profile $(PROFILE)
 	$(BIN)/mlrsnet-bench report transfer --experiment transfer
 
-# Every figure and table of one experiment (curves, LR schedules, performance profile,
-# summary) and an index.md / index.html listing them, from the Parquet results alone.
+# The supplement's experiments in dependency order (benchmarks/reproduce_all.toml): searches
+# at the search profile, the figures' runs at the figure profile (PROFILE=cpu: mini, cpu),
+# resumable (finished runs are never redone), then the report under reports/<PROFILE>/.
+# The results themselves live beside it, in reports/<PROFILE>/results.
+reproduce-all: export MLRSNET_CHECKPOINTS ?= $(OFFICIAL_CHECKPOINTS)
+reproduce-all: install
+	$(BIN)/mlrsnet-bench reproduce --profile $(REPRO_PROFILE) --results reports/$(REPRO_PROFILE)/results
+
+# Re-render the reproduction's report from its Parquet results alone (never trains), or
+# with EXPERIMENT=E every figure and table of one experiment under results/.
 figures: install
+ifdef EXPERIMENT
 	$(BIN)/mlrsnet-bench report all --experiment $(EXPERIMENT) --out reports/$(PROFILE)
+else
+	$(BIN)/mlrsnet-bench reproduce --profile $(REPRO_PROFILE) --render-only --results reports/$(REPRO_PROFILE)/results
+endif
