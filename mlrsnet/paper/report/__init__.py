@@ -23,6 +23,7 @@ REPORTS = {
     "lr-schedules": ("mlrsnet.paper.report.figures", "render_lr_schedules", "demo"),
     "profile": ("mlrsnet.paper.report.figures", "render_profile", "demo"),
     "summary": ("mlrsnet.paper.report.figures", "render_summary", "demo"),
+    "cost": ("mlrsnet.paper.report.cost", "render_cost", "fig2_meta_test"),
     "index": ("mlrsnet.paper.report.figures", "render_index", "demo"),
     "all": ("mlrsnet.paper.report.figures", "render_all", "demo"),
 }

@@ -6,6 +6,8 @@
 - ``profile``: a performance profile over all tasks (AlgoPerf style) and epochs-to-target;
 - ``summary``: per task and method, final and best test metric over seeds, wall time and
   epochs to the target (Markdown and CSV);
+- ``cost``: best test metric against the total compute spent to reach it, search and
+  meta-training included (:mod:`mlrsnet.paper.report.cost`);
 - ``index``: ``index.md`` and a self-contained ``index.html`` listing every table and figure
   with its caption, the command that regenerates it and the runs behind it; what could not
   be drawn (no finished run for a task, a dataset not prepared) is listed with the reason;
@@ -18,6 +20,7 @@ its axes and lines) and saved as PNG and PDF by the ``render_*`` function.
 from __future__ import annotations
 
 import html
+import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -566,7 +569,17 @@ def _summary(data: Data, out: Path, write: bool) -> list[Artefact]:
 
 
 # -- index -----------------------------------------------------------------------------------
-BUILDERS = {"figures": _figures, "lr-schedules": _lr_schedules, "profile": _profile, "summary": _summary}
+def _by_name(module: str, func: str) -> Any:
+    """A ``(data, out, write)`` builder of another module, imported by name when it is called
+    (as ``REPORTS`` does): that module draws with this one's helpers, so a static import of it
+    here would be an import cycle."""
+    def build(data: Data, out: Path, write: bool) -> list[Artefact]:
+        return getattr(importlib.import_module(module), func)(data, out, write)
+    return build
+
+
+BUILDERS = {"figures": _figures, "lr-schedules": _lr_schedules, "profile": _profile, "summary": _summary,
+            "cost": _by_name("mlrsnet.paper.report.cost", "cost_artefacts")}
 
 
 def command(report: str, data: Data, out: Path) -> str:
