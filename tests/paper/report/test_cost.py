@@ -39,7 +39,7 @@ TUNED, TRANSFER, META = "MultiStep (grid)", "MLR-SNet (transferred)", "MLR-SNet 
 def _cells(name, tasks, methods, seeds):
     spec = {"name": name, "profile": "smoke", "tasks": tasks, "seeds": seeds, "methods": methods,
             "overrides": {"epochs": 2}}
-    return [c.with_(experiment=name) for c in parse_spec(spec).cells()]
+    return parse_spec(spec).cells()
 
 
 def _trial(task, hparams, k, search_id=S1):
