@@ -36,7 +36,7 @@ from mlrsnet.harness.store import FINAL_STATUSES, Store
 from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.tune.progress import format_duration
 from mlrsnet.paper.tune.skips import data_missing
-from mlrsnet.paper.tune.tuned import is_unresolved, resolve_tuned
+from mlrsnet.paper.tune.tuned import Resolver
 
 DEFAULT_PLAN = "benchmarks/reproduce_all.toml"
 STAGE_KEYS = {"name", "tune", "run", "seeds", "sweep"}
@@ -149,16 +149,14 @@ def stage_spec(stage: Stage, profile: str, seeds: list[int] | None) -> Experimen
     return spec
 
 
-def sweep_cells(spec: ExperimentSpec) -> list[Cell]:
-    """The spec's cells, a held-out-size sweep applied only to methods that read held-out
-    data (a method that reads none would train the same run once per size)."""
-    out: dict[str, Cell] = {}
-    for cell in spec.cells():
-        if spec.override_sweep and cell.method and not get_method(cell.method).uses_held_out:
-            rest = {k: v for k, v in cell.overrides.items() if k != "holdout"}
-            cell = cell.with_(overrides=rest)
-        out.setdefault(cell.run_id, cell)
-    return list(out.values())
+def unswept(cell: Cell, swept: bool) -> Cell:
+    """A held-out-size sweep applies to the methods that read held-out data; a method that
+    reads none would train the same run once per size, so its cells lose the ``holdout``
+    override (and then coincide).  A cell whose method is not known yet (an unresolved
+    ``tuned`` entry) is left as it is."""
+    if swept and cell.method and not get_method(cell.method).uses_held_out:
+        return cell.with_(overrides={k: v for k, v in cell.overrides.items() if k != "holdout"})
+    return cell
 
 
 def _skip_row(store: Store, cell: Cell, reason: str) -> None:
@@ -167,7 +165,7 @@ def _skip_row(store: Store, cell: Cell, reason: str) -> None:
     prior = store.runs(cell.experiment)
     if len(prior) and cell.run_id in set(prior["run_id"]):
         row = prior[prior["run_id"] == cell.run_id].iloc[-1]
-        if row["status"] != "skipped":
+        if row["status"] != "skipped" or row["error"] == reason:  # trained since, or already said
             return
     store.write_run_row({"run_id": cell.run_id, "experiment": cell.experiment, "task": cell.task,
                          "profile": cell.profile, "method": cell.method or "(tuned)",
@@ -179,28 +177,25 @@ def _skip_row(store: Store, cell: Cell, reason: str) -> None:
 
 def run_stage_cells(stage: Stage, profile: str, search_profile: str, store: Store, data_dir: str | None,
                     seeds: list[int] | None) -> tuple[list[Cell], list[tuple[Cell, str]]]:
-    """The cells a run stage trains now, and the ones it cannot, with the reason."""
+    """The cells a run stage trains now, and the ones it cannot yet, with the reason (the
+    dataset is not prepared, or the search it takes its configuration from has not run)."""
     spec = stage_spec(stage, profile, seeds)
-    cells, blocked = [], []
     missing = {t: data_missing(get_task(t), profile, data_dir) for t in spec.tasks}
-    resolvable = []
-    for cell in sweep_cells(spec):
+    resolver = Resolver(store, search_profile)
+    ready, blocked = [], []
+    for cell in spec.cells():
         if missing[cell.task]:
             blocked.append((cell, missing[cell.task]))
+            continue
+        resolved, why = resolver.resolve(cell)
+        if resolved is None:
+            blocked.append((cell, why))
         else:
-            resolvable.append(cell)
-    resolved, _ = resolve_tuned(resolvable, store, search_profile)
-    by_key = {(c.task, c.label, c.seed, tuple(sorted(c.overrides.items()))): c for c in resolved}
-    for cell in resolvable:
-        key = (cell.task, cell.label, cell.seed, tuple(sorted(cell.overrides.items())))
-        if key in by_key:
-            cells.append(by_key[key])
-        else:
-            ref = cell.tags["tuned"]
-            blocked.append((cell, f"no finished {ref['search']} search on {ref.get('task') or cell.task} at "
-                                  f"profile {ref.get('profile') or search_profile} in experiment "
-                                  f"{ref['experiment']!r}: run its stage first"))
-    return cells, blocked
+            ready.append(resolved)
+    swept = bool(spec.override_sweep)
+    ready_cells = {c.run_id: c for c in (unswept(c, swept) for c in ready)}
+    blocked_cells = {c.run_id: (c, why) for c, why in ((unswept(c, swept), why) for c, why in blocked)}
+    return list(ready_cells.values()), list(blocked_cells.values())
 
 
 # -- progress ---------------------------------------------------------------------------------

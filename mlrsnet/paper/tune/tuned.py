@@ -46,32 +46,48 @@ def best_of(summaries: pd.DataFrame, task: str, profile: str, search: str) -> di
     return rows.iloc[0].to_dict()
 
 
+class Resolver:
+    """Looks ``tuned`` references up in one store (each search experiment read once)."""
+
+    def __init__(self, store: Store, search_profile: str) -> None:
+        self.store, self.search_profile = store, search_profile
+        self._summaries: dict[str, pd.DataFrame] = {}
+
+    def summaries(self, experiment: str) -> pd.DataFrame:
+        if experiment not in self._summaries:
+            self._summaries[experiment] = summarize_searches(self.store.runs(experiment),
+                                                             self.store.read("epochs", experiment))
+        return self._summaries[experiment]
+
+    def resolve(self, cell: Cell) -> tuple[Cell | None, str | None]:
+        """The cell with its reference filled in, or ``None`` and why it cannot be yet."""
+        if not is_unresolved(cell):
+            return cell, None
+        ref = dict(cell.tags["tuned"])
+        task = ref.get("task") or cell.task
+        profile = ref.get("profile") or self.search_profile
+        best = best_of(self.summaries(ref["experiment"]), task, profile, ref["search"])
+        if best is None:
+            return None, (f"no finished {ref['search']} search on {task} at profile {profile} in "
+                          f"experiment {ref['experiment']!r} under {self.store.root}; run that search first")
+        resolved = {**ref, "task": task, "profile": profile, "search_id": best["search_id"],
+                    "from_run": best["best_run_id"]}
+        return cell.with_(method=cell.method or str(best["method"]),
+                          hparams={**dict(best["best_hparams"]), **dict(cell.hparams)},
+                          tags={**dict(cell.tags), "tuned": resolved}), None
+
+
 def resolve_tuned(cells: Iterable[Cell], store: Store, search_profile: str) -> tuple[list[Cell], list[str]]:
     """``cells`` with every ``tuned`` reference filled in, and a note for each one that
     cannot be (no finished search yet): those cells are left out, not trained with
     made-up values."""
-    summaries: dict[str, pd.DataFrame] = {}
+    resolver = Resolver(store, search_profile)
     out: list[Cell] = []
     notes: dict[str, None] = {}
     for cell in cells:
-        if not is_unresolved(cell):
-            out.append(cell)
-            continue
-        ref = dict(cell.tags["tuned"])
-        experiment = ref["experiment"]
-        if experiment not in summaries:
-            summaries[experiment] = summarize_searches(store.runs(experiment), store.read("epochs", experiment))
-        task = ref.get("task") or cell.task
-        profile = ref.get("profile") or search_profile
-        best = best_of(summaries[experiment], task, profile, ref["search"])
-        if best is None:
-            notes[(f"{cell.label or ref['search']} on {cell.task}: no finished {ref['search']} search on "
-                   f"{task} at profile {profile} in experiment {experiment!r} under {store.root}; "
-                   "run that search first")] = None
-            continue
-        resolved = {**ref, "task": task, "profile": profile, "search_id": best["search_id"],
-                    "from_run": best["best_run_id"]}
-        out.append(cell.with_(method=cell.method or str(best["method"]),
-                              hparams={**dict(best["best_hparams"]), **dict(cell.hparams)},
-                              tags={**dict(cell.tags), "tuned": resolved}))
+        resolved, why = resolver.resolve(cell)
+        if resolved is not None:
+            out.append(resolved)
+        else:
+            notes[f"{cell.label or cell.tags['tuned']['search']} on {cell.task}: {why}"] = None
     return out, list(notes)

@@ -1,24 +1,12 @@
-"""A local Ray instance for the search tests (2 CPUs, no dashboard), and spec helpers."""
+"""Spec helpers for the search tests (the local Ray instance is in tests/paper/conftest.py)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture
