@@ -127,6 +127,22 @@ class Store:
         _atomic_write(ep, self.path(experiment, "epochs", run_id))
         _atomic_write(st, self.path(experiment, "steps", run_id))
 
+    def copy_run(self, source: str, experiment: str, run_id: str, **changes: Any) -> None:
+        """Record a finished run of experiment ``source`` under ``experiment`` as well (the
+        same cell in two experiments, e.g. a transferred MLR-SNet both in Fig. 2 and Fig. 5):
+        its curves as they are, its ``runs`` row with ``experiment`` and ``changes`` applied
+        and ``data["copied_from"]`` naming the source.  The runs row is written last, so an
+        interrupted copy is not taken for a finished run."""
+        row = self.run_row(source, run_id)
+        if row is None or row.get("status") not in FINAL_STATUSES:
+            raise ValueError(f"run {run_id} of {source!r} is not a finished run")
+        for table in ("epochs", "steps"):
+            data = _read_table(self.path(source, table, run_id))
+            if data is not None:
+                _atomic_write(data, self.path(experiment, table, run_id))
+        self.write_run_row({**row, **changes, "experiment": experiment,
+                            "data": {**dict(row.get("data") or {}), "copied_from": source}})
+
     # -- reading ---------------------------------------------------------------------------
     def run_row(self, experiment: str, run_id: str) -> dict[str, Any] | None:
         """The run's ``runs`` row with JSON columns decoded; None if absent or damaged."""

@@ -198,6 +198,22 @@ def run_stage_cells(stage: Stage, profile: str, search_profile: str, store: Stor
     return list(ready_cells.values()), list(blocked_cells.values())
 
 
+def reuse(store: Store, cell: Cell, others: list[str], progress: Progress) -> bool:
+    """Whether ``cell`` is already done here, or was trained by another experiment of the
+    plan (the run id does not depend on the experiment), in which case its rows are copied
+    (:meth:`~mlrsnet.harness.store.Store.copy_run`) instead of training it twice."""
+    if store.is_done(cell.experiment, cell.run_id):
+        return False  # the executor reports it as skipped
+    for other in others:
+        if store.is_done(other, cell.run_id):
+            row = store.run_row(other, cell.run_id) or {}
+            tags = {**dict(row.get("tags") or {}), **({"label": cell.label} if cell.label else {})}
+            store.copy_run(other, cell.experiment, cell.run_id, tags=tags)
+            progress.ran(cell, f"{row.get('status')} (the run of {other}, copied)")
+            return True
+    return False
+
+
 # -- progress ---------------------------------------------------------------------------------
 def tune_trials(stage: Stage, profile: str, data_dir: str | None) -> int:
     """About how many trials a tune stage trains (its searchers' budgets on the tasks whose
@@ -242,7 +258,7 @@ class Progress:
             print(self.line(what), file=sys.stderr, flush=True)
 
     def ran(self, cell: Cell, outcome: str) -> None:
-        if outcome in TRIAL_ENDED:
+        if outcome.split(" ")[0] in TRIAL_ENDED:
             self.done += 1
         self.say(f"{cell.experiment}: {cell.task} {cell.label or cell.method} seed {cell.seed}: {outcome}")
 
@@ -342,6 +358,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
                 if not args.quiet and (cell.task, str(cell.label)) not in said:
                     said.add((cell.task, str(cell.label)))
                     print(f"reproduce: {s.name}: {cell.task} {cell.label}: not run: {why}", file=sys.stderr)
+            cells = [c for c in cells if not reuse(store, c, [r.name for r in plan.stages
+                                                             if r.kind == "run" and r.name != s.name], progress)]
             if cells:
                 cpus = max(get_task(c.task).profile(prof).cpus_per_trial for c in cells)
                 outcomes = run_ray(cells, store, address=args.address, data_dir=data_dir,

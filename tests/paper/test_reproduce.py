@@ -49,6 +49,16 @@ hparams = { checkpoints = "ours" }
 name = "rtho"
 label = "RTHO"
 '''
+FIGURE_B = '''name = "fig_b"
+profile = "smoke"
+seeds = [0, 1]
+tasks = ["resnet18-cifar10"]
+overrides = { epochs = 1 }
+[[methods]]
+name = "mlrsnet-transfer"
+label = "MLR-SNet (ours, again)"
+hparams = { checkpoints = "ours" }
+'''
 PLAN = '''[profiles]
 smoke = { search = "smoke", figure = "smoke" }
 [[stages]]
@@ -59,6 +69,9 @@ name = "fig"
 run = "benchmarks/fig.toml"
 [stages.sweep]
 smoke = [{ epochs = 1, holdout = 16 }, { epochs = 1, holdout = 32 }]
+[[stages]]
+name = "fig_b"
+run = "benchmarks/fig_b.toml"
 '''
 
 
@@ -68,6 +81,7 @@ def project(tmp_path_factory):
     (root / "benchmarks").mkdir()
     (root / "benchmarks" / "search.toml").write_text(SEARCH)
     (root / "benchmarks" / "fig.toml").write_text(FIGURE)
+    (root / "benchmarks" / "fig_b.toml").write_text(FIGURE_B)
     (root / "benchmarks" / "plan.toml").write_text(PLAN)
     return root
 
@@ -109,6 +123,19 @@ def test_the_held_out_sweep_applies_to_the_methods_that_read_held_out_data_only(
     for method in ("fixed", "mlrsnet-transfer"):
         mine = cifar[cifar["method"] == method]
         assert len(mine) == 2 and all("holdout" not in o for o in mine["overrides"])
+
+
+def test_a_run_another_experiment_already_trained_is_copied_not_trained_again(reproduced):
+    fig = reproduced.runs("fig").set_index("run_id")
+    again = reproduced.runs("fig_b")
+    assert len(again) == 2
+    for row in again.itertuples():
+        assert row.data["copied_from"] == "fig" and row.status == "finished"
+        assert row.wall_time_s == fig.loc[row.run_id, "wall_time_s"]  # the cost of producing it
+        assert row.tags["label"] == "MLR-SNet (ours, again)"
+        mine, theirs = (reproduced.read("epochs", e) for e in ("fig_b", "fig"))
+        assert mine[mine["run_id"] == row.run_id].reset_index(drop=True).equals(
+            theirs[theirs["run_id"] == row.run_id].reset_index(drop=True))
 
 
 def test_a_task_without_data_is_recorded_as_skipped_and_the_report_says_why(reproduced, project):
