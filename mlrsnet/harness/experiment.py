@@ -35,7 +35,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -213,7 +213,17 @@ def _fail(source: str, key: str, problem: str) -> SpecError:
     return SpecError(f"{source}: key {key!r}: {problem}")
 
 
+def check_keys(table: Mapping[str, Any], allowed: Collection[str], source: str, where: str = "") -> None:
+    """Refuse the first key of ``table`` that is not ``allowed``, naming the file, the key
+    (under ``where``) and the keys allowed (a spec, a ``[tune]`` block, a reproduction plan)."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise _fail(str(source), key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
 TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "tune"}
+METHOD_KEYS = {"name", "hparams", "label", "tuned"}
 
 
 def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
@@ -221,9 +231,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     """Validate a loaded TOML mapping; ``profile``/``seeds`` override the file's values."""
     from mlrsnet.harness.registry import discover
 
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise _fail(source, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+    check_keys(data, TOP_KEYS, source)
     name = data.get("name") or (Path(source).stem if source != "<spec>" else "")
     problem = experiment_name_problem(name)
     if problem:
@@ -251,9 +259,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
         where = f"methods[{i}]"
         if not isinstance(m, dict) or ("name" not in m and "tuned" not in m):
             raise _fail(source, where, "each [[methods]] table needs a 'name' (or a 'tuned' reference)")
-        extra = sorted(set(m) - {"name", "hparams", "label", "tuned"})
-        if extra:
-            raise _fail(source, f"{where}.{extra[0]}", "unknown key; allowed: name, hparams, label, tuned")
+        check_keys(m, METHOD_KEYS, source, where)
         tuned = _tuned_reference(m.get("tuned"), source, where) if "tuned" in m else None
         method = m.get("name", "")
         if (method or not tuned) and method not in registry:
@@ -299,9 +305,7 @@ def _tuned_reference(value: Any, source: str, where: str) -> dict[str, Any]:
     key = f"{where}.tuned"
     if not isinstance(value, dict):
         raise _fail(source, key, 'must be a table, e.g. { experiment = "table1", search = "bayesopt" }')
-    extra = sorted(set(value) - TUNED_KEYS)
-    if extra:
-        raise _fail(source, f"{key}.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(TUNED_KEYS))}")
+    check_keys(value, TUNED_KEYS, source, key)
     for need in ("experiment", "search"):
         if need not in value:
             raise _fail(source, key, f"needs {need!r} (the search's experiment and searcher)")

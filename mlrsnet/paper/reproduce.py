@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_overrides, load_spec
+from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
 from mlrsnet.harness.registry import get_method, profile_names
 from mlrsnet.harness.store import FINAL_STATUSES, Store
 from mlrsnet.paper.tasks import get_task
@@ -103,9 +103,7 @@ def load_plan(path: str | Path) -> Plan:
         where = f"stages[{i}]"
         if not isinstance(s, dict):
             raise _fail(source, where, "must be a table")
-        extra = sorted(set(s) - STAGE_KEYS)
-        if extra:
-            raise _fail(source, f"{where}.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(STAGE_KEYS))}")
+        check_keys(s, STAGE_KEYS, str(source), where)
         kinds = [k for k in ("tune", "run") if k in s]
         if len(kinds) != 1:
             raise _fail(source, where, "needs exactly one of 'tune = SPEC' or 'run = SPEC'")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness.experiment import check_keys
 from mlrsnet.paper.tasks import PROFILES, TASKS
 from mlrsnet.paper.tune.searchers import SEARCHERS, TITLES
 
@@ -171,10 +172,7 @@ def _parse_profiles(value: Any, source: str) -> tuple[dict, dict]:
             raise _fail(source, where, f"not a profile; allowed: {', '.join(PROFILES)}")
         if not isinstance(table, dict):
             raise _fail(source, where, "must be a table")
-        profile_keys = {"samples", *SEARCHERS}
-        bad = sorted(set(table) - profile_keys)
-        if bad:
-            raise _fail(source, f"{where}.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(profile_keys))}")
+        check_keys(table, {"samples", *SEARCHERS}, source, where)
         if "samples" in table:
             samples[prof] = _parse_samples(table["samples"], source, f"{where}.samples")
         for searcher in SEARCHERS:
@@ -196,9 +194,7 @@ def parse_tune_block(block: Mapping[str, Any] | None, source: str = "<spec>") ->
     if block is None:
         raise UserError(f"{source}: has no [tune] block; `mlrsnet-bench tune` needs one "
                         "(see benchmarks/table1.toml)")
-    unknown = sorted(set(block) - TUNE_KEYS)
-    if unknown:
-        raise _fail(source, f"tune.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(TUNE_KEYS))}")
+    check_keys(block, TUNE_KEYS, source, "tune")
     searchers = _names(block.get("searchers", list(DEFAULT_SEARCHERS)), source, "tune.searchers", SEARCHERS)
     objective = block.get("objective", "val")
     if objective not in OBJECTIVES:
