@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness.cli import parse_seeds
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
 from mlrsnet.harness.registry import get_method, profile_names
 from mlrsnet.harness.store import FINAL_STATUSES, Store
@@ -287,9 +288,32 @@ def plan_lines(plan: Plan, stages: list[Stage], profile: str, store: Store, data
     return out
 
 
+def count_runs(plan: Plan, stages: list[Stage], profile: str, store: Store, data_dir: str | None,
+               seeds: list[int] | None) -> tuple[int, int]:
+    """(about how many runs and trials the stages train, how many have ended): cells
+    without data are not counted, cells waiting for a search are."""
+    total = done = 0
+    for s in stages:
+        prof = plan.profile_of(s, profile)
+        if s.kind == "tune":
+            total += tune_trials(s, prof, data_dir)
+        else:
+            cells, blocked = run_stage_cells(s, prof, plan.search_profile(profile), store, data_dir, seeds)
+            total += len(cells) + sum(1 for c, _ in blocked if not data_missing(get_task(c.task), prof, data_dir))
+        done += ended_runs(store, s.name)
+    return total, min(done, total)
+
+
 def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: argparse.Namespace) -> list[Path]:
     """The report of the stages under ``--out`` (default ``reports/<PROFILE>``)."""
     from mlrsnet.paper.report.reproduction import Entry, render_reproduction
+
+    data_dir = args.data_dir or os.environ.get("MLRSNET_DATA_DIR")
+    total, done = count_runs(plan, stages, profile, store, data_dir, parse_seeds(args.seeds))
+    status = f"Runs and search trials ended: {done} of about {total}."
+    if done < total:
+        status += (f" The reproduction is not complete: `make reproduce-all PROFILE={profile}` continues it "
+                   "(finished runs are kept); what is not drawn yet is listed below.")
 
     entries = []
     for s in stages:
@@ -297,7 +321,7 @@ def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: ar
         entries.append(Entry(s.name, s.kind, spec.description or s.name))
     out = Path(args.out) if args.out else Path("reports") / profile
     command = f"mlrsnet-bench reproduce --profile {profile} --results {args.results}"
-    return render_reproduction(store, out, entries=entries, profile=profile, command=command)
+    return render_reproduction(store, out, entries=entries, profile=profile, command=command, status=status)
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
@@ -309,11 +333,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     if profile not in plan.profiles:
         raise UserError(f"PROFILE {profile!r} is not in {plan.source}; allowed: {', '.join(plan.profiles)}")
     stages = select(plan, args.only)
-    seeds = None
-    if args.seeds:
-        from mlrsnet.harness.cli import parse_seeds
-
-        seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     data_dir = args.data_dir or os.environ.get("MLRSNET_DATA_DIR")
     store = Store(Path(args.results))
     search_profile = plan.search_profile(profile)
@@ -324,17 +344,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
         for path in render(plan, stages, profile, store, args)[:1]:
             print(path)
         return 0
-    total = 0
-    done = 0
-    for s in stages:
-        prof = plan.profile_of(s, profile)
-        if s.kind == "tune":
-            total += tune_trials(s, prof, data_dir)
-        else:
-            cells, blocked = run_stage_cells(s, prof, search_profile, store, data_dir, seeds)
-            total += len(cells) + sum(1 for _, why in blocked if "search" in why)
-        done += ended_runs(store, s.name)
-    progress = Progress(total, min(done, total), args.quiet)
+    total, done = count_runs(plan, stages, profile, store, data_dir, seeds)
+    progress = Progress(total, done, args.quiet)
     progress.say(f"{len(stages)} stages at PROFILE={profile} (searches at {search_profile}, figures at "
                  f"{plan.figure_profile(profile)}) -> {store.root}")
     failed = 0

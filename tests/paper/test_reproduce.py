@@ -145,6 +145,8 @@ def test_a_task_without_data_is_recorded_as_skipped_and_the_report_says_why(repr
     assert all("svhn is not prepared" in e for e in svhn["error"])
     index = (project / "reports" / "index.md").read_text()
     assert "Fixed LR tuned by grid search vs MLR-SNet vs RTHO" in index
+    assert "Runs and search trials ended: 12 of about 12." in index  # 2 trials, 8 + 2 runs, SVHN not counted
+    assert "not complete" not in index
     assert "fig/index.md" in index and "fig-curves.png" in index
     assert "svhn is not prepared" in (project / "reports" / "fig" / "index.md").read_text()
     assert (project / "reports" / "index.html").read_text().startswith("<!DOCTYPE html>")
@@ -205,3 +207,13 @@ def test_the_shipped_plan_runs_every_search_before_the_figures_that_use_it():
             for m in spec.methods:
                 if m.tuned:
                     assert m.tuned["search"] in searched.get(m.tuned["experiment"], set()), (stage.name, m.label)
+
+
+def test_the_report_of_an_unfinished_reproduction_says_so_and_lists_what_is_not_drawn(project, tmp_path):
+    out = tmp_path / "reports"
+    assert main(["reproduce", "--plan", str(project / "benchmarks" / "plan.toml"), "--profile", "smoke",
+                 "--results", str(tmp_path / "empty"), "--out", str(out), "--render-only"]) == 0
+    index = (out / "index.md").read_text()
+    # 2 trials; fig: the tuned entry 4 times (unresolved, so swept), MLR-SNet 2, RTHO 4; fig_b 2
+    assert "Runs and search trials ended: 0 of about 14. The reproduction is not complete" in index
+    assert index.count("**Not drawn**: no runs for experiment") == 2

@@ -54,7 +54,7 @@ def _render_entry(store: Store, out: Path, entry: Entry) -> tuple[list[Path], st
 
 
 def render_reproduction(store: Store, out: Path, *, entries: Sequence[Entry], profile: str,
-                        command: str) -> list[Path]:
+                        command: str, status: str = "") -> list[Path]:
     """Render every entry under ``out/<name>/`` and the index above them; returns the index
     paths first, then every file written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -63,10 +63,11 @@ def render_reproduction(store: Store, out: Path, *, entries: Sequence[Entry], pr
           f"Rendered from the Parquet results under `{store.root}` alone; `{command}` "
           "regenerates everything (it trains only what is missing). Each section links the "
           "experiment's own index with every figure's caption, the runs behind it and the command "
-          "that redraws it.\n"]
+          "that redraws it.\n", *([f"**{status}**\n"] if status else [])]
     body = [f"<h1>MLR-SNet supplement reproduction, PROFILE={html.escape(profile)}</h1>",
             f"<p>Rendered from the Parquet results under <code>{html.escape(str(store.root))}</code> alone; "
-            f"<code>{html.escape(command)}</code> regenerates everything (it trains only what is missing).</p>"]
+            f"<code>{html.escape(command)}</code> regenerates everything (it trains only what is missing).</p>",
+            *([f"<p><b>{html.escape(status)}</b></p>"] if status else [])]
     for entry in entries:
         paths, why = _render_entry(store, out, entry)
         if entry.kind == "tune" and entry.name not in TABLES:
