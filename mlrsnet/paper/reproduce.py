@@ -161,11 +161,9 @@ def unswept(cell: Cell, swept: bool) -> Cell:
 def _skip_row(store: Store, cell: Cell, reason: str) -> None:
     """A ``skipped`` row for a cell that cannot run yet; the report lists it with ``reason``."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    prior = store.runs(cell.experiment)
-    if len(prior) and cell.run_id in set(prior["run_id"]):
-        row = prior[prior["run_id"] == cell.run_id].iloc[-1]
-        if row["status"] != "skipped" or row["error"] == reason:  # trained since, or already said
-            return
+    prior = store.run_row(cell.experiment, cell.run_id)
+    if prior is not None and (prior["status"] != "skipped" or prior["error"] == reason):
+        return  # trained since, or already said
     store.write_run_row({"run_id": cell.run_id, "experiment": cell.experiment, "task": cell.task,
                          "profile": cell.profile, "method": cell.method or "(tuned)",
                          "hparams": dict(cell.hparams), "seed": cell.seed,

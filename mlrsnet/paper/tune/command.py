@@ -201,7 +201,9 @@ def tune_command(args: argparse.Namespace) -> int:
     watching = contextlib.ExitStack()
     try:
         t0 = time.monotonic()
+        ran = 0  # searches trained in this invocation: the ETA's pace (complete ones take no time)
         for k, req in enumerate(requests, 1):
+            ran += not is_complete(req)
             if not is_complete(req) and conn is None:
                 conn = ensure_ray(args.address, quiet)
                 watching.enter_context(watch(conn))
@@ -219,7 +221,7 @@ def tune_command(args: argparse.Namespace) -> int:
                 return 130
             failed += outcome.errors
             elapsed = time.monotonic() - t0
-            eta = elapsed / k * (total - k)
+            eta = elapsed / ran * (total - k) if ran else 0.0
             _say(f"[{req.label}] done: {describe(outcome, req.setup.objective)} | all searches "
                  f"{k}/{total}, elapsed {format_duration(elapsed)}, ETA {format_duration(eta)}", quiet)
             for trial_id, why in sorted(outcome.failed.items()):

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -225,8 +226,17 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
 
     from mlrsnet.paper.tune.trial import run_trial
 
+    from mlrsnet.paper.tune.searchers import get_searcher
+
     s = req.setup
     restore = saved is not None and tune.Tuner.can_restore(str(path))
+    if restore and not get_searcher(req.searcher).restorable:
+        restore = False
+        if not req.quiet:
+            print(f"[{req.label or path.name}] {get_searcher(req.searcher).title} cannot resume an "
+                  "interrupted search (ray-project/ray#39900: its restored brackets stall); starting "
+                  f"it again from its first trial (the {saved['search_id']} trials stay in the store, "
+                  "outside the tables)", file=sys.stderr, flush=True)
     if restore:
         search_id = saved["search_id"]
     else:

@@ -69,6 +69,10 @@ class Searcher:
     space_choices: tuple[str, ...] = ()
     #: It searches continuous ranges only (no ``choice`` dimensions).
     continuous_only: bool = False
+    #: Tune can restore an interrupted search of it (``Tuner.restore``).  When not, an
+    #: interrupted search starts again from its first trial under a new ``search_id`` (the
+    #: trials of the interrupted one stay in the store, outside Table 1).
+    restorable: bool = True
 
     def __post_init__(self) -> None:
         if self.space not in SPACE_ENCODINGS:
@@ -232,6 +236,10 @@ register(Searcher(
     "bohb", "BOHB", _bohb,
     # reduction_factor goes to the HyperBandForBOHB scheduler
     options=frozenset({"seed", "bohb_config", "reduction_factor"}),
+    # Restored, HyperBandForBOHB's brackets leave the paused trials paused for ever and Tune
+    # waits ("No trial is running and no new trial has been started"): ray-project/ray#39900,
+    # seen here on a Table 1 search resumed after Ctrl-C.
+    restorable=False,
     seed_option="seed",
 ))
 register(Searcher(

@@ -83,6 +83,37 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, 
         tune_command(tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2", "--samples", "5"]))
 
 
+@pytest.mark.usefixtures("ray_local")
+def test_an_interrupted_bohb_search_starts_again_instead_of_stalling_in_a_restore(data_dir, tmp_path,
+                                                                                   make_spec, tune_args):
+    """Restored, HyperBandForBOHB leaves paused trials paused for ever (ray-project/ray#39900;
+    it stalled a Table 1 search here), so BOHB is not restored: the search runs again from its
+    first trial under a new search id, and the interrupted one's trials stay in the store."""
+    from mlrsnet.paper.tune.results import summarize_searches
+
+    results = tmp_path / "results"
+    args = tune_args(make_spec(SPEC.replace('"random"', '"bohb"')), results, ["--cpus-per-trial", "2"])
+    stop = threading.Event()
+    watcher = threading.Thread(target=_interrupt_after_first_finished_trial, args=(results, stop))
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        watcher.start()
+        first = tune_command(args)
+    finally:
+        stop.set()
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
+    assert first == 130
+    old_ids = set(_trial_rows(results)["tags"].map(lambda t: t["search_id"]))
+    assert len(old_ids) == 1
+    assert tune_command(args) == 0  # ends, rather than waiting on paused trials
+    rows = _trial_rows(results)
+    ids = set(rows["tags"].map(lambda t: t["search_id"]))
+    assert len(ids) == 2 and old_ids < ids
+    summary = summarize_searches(Store(results).runs("tunetest"), Store(results).read("epochs", "tunetest"))
+    assert list(summary["search_id"]) == sorted(ids - old_ids) and int(summary["trials"].iloc[0]) == SAMPLES
+
+
 def test_a_trial_already_finished_in_the_store_replays_its_final_result(data_dir, tmp_path):
     """The store's finished-run skip: a trial Tune did not see finish reports the stored
     last epoch instead of training again."""
