@@ -216,4 +216,4 @@ def test_the_report_of_an_unfinished_reproduction_says_so_and_lists_what_is_not_
     index = (out / "index.md").read_text()
     # 2 trials; fig: the tuned entry 4 times (unresolved, so swept), MLR-SNet 2, RTHO 4; fig_b 2
     assert "Runs and search trials ended: 0 of about 14. The reproduction is not complete" in index
-    assert index.count("**Not drawn**: no runs for experiment") == 2
+    assert index.count("**Not drawn**: not run yet: `mlrsnet-bench reproduce --profile smoke") == 2

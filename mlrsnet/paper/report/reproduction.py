@@ -37,11 +37,13 @@ def _rel(path: Path, out: Path) -> str:
     return path.resolve().relative_to(out.resolve()).as_posix()
 
 
-def _render_entry(store: Store, out: Path, entry: Entry) -> tuple[list[Path], str | None]:
+def _render_entry(store: Store, out: Path, entry: Entry, command: str) -> tuple[list[Path], str | None]:
     """The files of one entry, or the reason it has none."""
     import importlib
 
     folder = out / entry.name
+    if store.runs(entry.name).empty:
+        return [], f"not run yet: `{command}` trains it (after the searches it takes its configurations from)"
     try:
         if entry.kind == "run":
             return F.render_all(store, folder, entry.name), None
@@ -69,7 +71,7 @@ def render_reproduction(store: Store, out: Path, *, entries: Sequence[Entry], pr
             f"<code>{html.escape(command)}</code> regenerates everything (it trains only what is missing).</p>",
             *([f"<p><b>{html.escape(status)}</b></p>"] if status else [])]
     for entry in entries:
-        paths, why = _render_entry(store, out, entry)
+        paths, why = _render_entry(store, out, entry, command)
         if entry.kind == "tune" and entry.name not in TABLES:
             runs = store.runs(entry.name)
             n = 0 if runs.empty else runs["run_id"].nunique()
@@ -99,6 +101,11 @@ def render_reproduction(store: Store, out: Path, *, entries: Sequence[Entry], pr
             body.append(f'<figure><a href="{html.escape(_rel(p, out))}"><img src="{html.escape(_rel(p, out))}" '
                         f'alt="{html.escape(p.stem)}" style="max-width:100%"></a>'
                         f"<figcaption>{html.escape(text)}</figcaption></figure>")
+        for p in paths:  # a one-screen summary (Table 1's) is shown as it is
+            if p.name.endswith("_summary.txt"):
+                text = p.read_text().rstrip()
+                md.append(f"```\n{text}\n```\n")
+                body.append(f"<pre>{html.escape(text)}</pre>")
         if tables:
             md.append("Tables: " + " / ".join(f"[{p.name}]({_rel(p, out)})" for p in tables) + "\n")
             body.append("<p>Tables: " + " / ".join(f'<a href="{html.escape(_rel(p, out))}">{html.escape(p.name)}</a>'
