@@ -368,10 +368,12 @@ def reproduce_command(args: argparse.Namespace) -> int:
             cells = [c for c in cells if not reuse(store, c, [r.name for r in plan.stages
                                                              if r.kind == "run" and r.name != s.name], progress)]
             if cells:
-                cpus = max(get_task(c.task).profile(prof).cpus_per_trial for c in cells)
+                profiles = [get_task(c.task).profile(prof) for c in cells]  # the task profile's resources
                 outcomes = run_ray(cells, store, address=args.address, data_dir=data_dir,
                                    device=None if args.device in (None, "auto") else args.device,
-                                   quiet=True, cpus_per_cell=cpus, progress=progress.ran)
+                                   quiet=True, cpus_per_cell=max(p.cpus_per_trial for p in profiles),
+                                   gpus_per_cell=max(p.gpus_per_trial for p in profiles),
+                                   progress=progress.ran)
                 failed += sum(1 for o in outcomes.values() if o == "failed")
         progress.say(f"stage {k}/{len(stages)} {s.name} done")
     paths = render(plan, stages, profile, store, args)
