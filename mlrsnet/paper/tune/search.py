@@ -82,6 +82,20 @@ def search_dir(store_root: Path, experiment: str, task: str, searcher: str, prof
     return Path(store_root) / experiment / "tune" / f"{task}--{searcher}--{profile}--{objective}"
 
 
+def completed_search_ids(store_root: Path, experiment: str) -> set[str]:
+    """The ids of the experiment's searches recorded complete (every trial ended, none
+    failed), read from their plan records; a search still running is not among them."""
+    ids = set()
+    for record in sorted((Path(store_root) / experiment / "tune").glob(f"*/{PLAN_FILE}")):
+        try:
+            saved = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if _complete(saved) and saved.get("search_id"):
+            ids.add(str(saved["search_id"]))
+    return ids
+
+
 def trial_dirname(trial: Any) -> str:
     """Short trial folder names (Tune's default puts the whole config in the name)."""
     return str(trial.trial_id)
@@ -224,9 +238,8 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
     """Start or restore the Tune experiment and run it to its end (or to Ctrl-C)."""
     from ray import tune
 
-    from mlrsnet.paper.tune.trial import run_trial
-
     from mlrsnet.paper.tune.searchers import get_searcher
+    from mlrsnet.paper.tune.trial import run_trial
 
     s = req.setup
     restore = saved is not None and tune.Tuner.can_restore(str(path))

@@ -7,12 +7,15 @@ final-epoch held-out accuracy), independently of the lookup under test."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.executor import run_local
 from mlrsnet.harness.experiment import SpecError, parse_spec
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.tune.search import PLAN_FILE, search_dir
 from mlrsnet.paper.tune.tuned import is_unresolved, resolve_tuned
 
 SEARCH_ID = "resnet18-cifar10--grid--smoke--val@20260101T000000Z"
@@ -34,7 +37,15 @@ def store(tmp_path_factory):
                      overrides={"epochs": 2, "holdout": 64})
              for k, c in enumerate(trials.cells(), 1)]
     assert set(run_local(cells, store, quiet=True).values()) == {"finished"}
+    _record(store, SEARCH_ID, complete=True)
     return store
+
+
+def _record(store, search_id, complete):
+    """The plan record `tune` keeps beside a search (its Tune folder), saying whether it ended."""
+    folder = search_dir(store.root, "searches", "resnet18-cifar10", "grid", "smoke", "val")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PLAN_FILE).write_text(json.dumps({"search_id": search_id, "complete": complete, "errors": 0}))
 
 
 def _expected_best(store):
@@ -78,10 +89,21 @@ def test_a_missing_search_leaves_the_cell_out_with_a_note_instead_of_inventing_v
                   {"name": "fixed", "hparams": {"lr": 0.1}}], seeds=(0,))
     resolved, notes = resolve_tuned(spec.cells(), store, "smoke")
     assert [c.method for c in resolved] == ["fixed"]
-    assert len(notes) == 1 and "no finished bohb search on resnet18-cifar10 at profile smoke" in notes[0]
+    assert len(notes) == 1 and "no complete bohb search on resnet18-cifar10 at profile smoke" in notes[0]
     # a different search profile is a different search
     assert resolve_tuned(_spec([{"tuned": {"experiment": "searches", "search": "grid"}}]).cells(),
                          store, "mini")[0] == []
+
+
+def test_a_search_not_recorded_complete_is_not_used_its_best_could_still_change(store):
+    spec = _spec([{"label": "MultiStep (grid)", "tuned": {"experiment": "searches", "search": "grid"}}], seeds=(0,))
+    try:
+        _record(store, SEARCH_ID, complete=False)
+        resolved, notes = resolve_tuned(spec.cells(), store, "smoke")
+        assert resolved == [] and "no complete grid search" in notes[0]
+    finally:
+        _record(store, SEARCH_ID, complete=True)
+    assert len(resolve_tuned(spec.cells(), store, "smoke")[0]) == 1
 
 
 @pytest.mark.parametrize(("tuned", "problem"), [
