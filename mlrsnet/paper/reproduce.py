@@ -229,11 +229,18 @@ def tune_trials(stage: Stage, profile: str, data_dir: str | None) -> int:
 
 
 def ended_runs(store: Store, experiment: str) -> int:
+    """Runs (or a search experiment's trials: of its newest searches only, not those of a
+    search started again) that ended."""
+    from mlrsnet.paper.tune.results import latest_searches, trial_runs
+
     runs = store.runs(experiment)
     if runs.empty:
         return 0
-    latest = runs.drop_duplicates("run_id", keep="last")
-    return int(latest["status"].isin(TRIAL_ENDED).sum())
+    runs = runs.drop_duplicates("run_id", keep="last")
+    trials = trial_runs(runs)
+    if len(trials):
+        runs = latest_searches(trials)
+    return int(runs["status"].isin(TRIAL_ENDED).sum())
 
 
 class Progress:
