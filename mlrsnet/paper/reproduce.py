@@ -7,10 +7,12 @@ where ``tuned = {...}`` method entries take the best configuration of an earlier
 (:mod:`mlrsnet.paper.tune.tuned`), as the paper tuned first and then trained.  A
 ``PROFILE`` names both, e.g. ``cpu`` = searches at ``mini``, figures at ``cpu``.
 
-Nothing is redone: a finished search or run is skipped, an interrupted one resumes, so the
-command can be stopped (Ctrl-C) and started again.  Cells whose dataset is not prepared, or
-whose search has no finished trial, get a ``skipped`` row with the reason, which the
-report lists instead of drawing an empty panel.  A held-out sweep (``sweep``, Fig. 3's
+Nothing is redone: a finished search or run is skipped, an interrupted one resumes (an
+interrupted BOHB search starts again: :attr:`~mlrsnet.paper.tune.searchers.Searcher.restorable`),
+so the command can be stopped (Ctrl-C) and started again; a cell another experiment of the
+plan already trained is copied rather than trained twice.  Cells whose dataset is not
+prepared, or whose search is not complete, get a ``skipped`` row with the reason, which
+the report lists instead of drawing an empty panel.  A held-out sweep (``sweep``, Fig. 3's
 held-out sizes) applies to the methods that read held-out data; the others run once.
 Progress: one line per finished run and per stage, with runs done / total and an ETA
 from this invocation's pace.  At the end the report is rendered under
