@@ -203,12 +203,13 @@ def tune_command(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         ran = 0  # searches trained in this invocation: the ETA's pace (complete ones take no time)
         for k, req in enumerate(requests, 1):
-            ran += not is_complete(req)
-            if not is_complete(req) and conn is None:
+            complete = is_complete(req)
+            ran += not complete
+            if not complete and conn is None:
                 conn = ensure_ray(args.address, quiet)
                 watching.enter_context(watch(conn))
                 check_resources(runnable, conn.address)
-            if is_complete(req):
+            if complete:
                 _say(f"[{req.label}] already complete (--force runs it again)", quiet)
             else:
                 _say(f"[{req.label}] {req.samples} trials, {req.setup.epochs} epochs each, "

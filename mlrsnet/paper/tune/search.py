@@ -243,10 +243,11 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
 
     s = req.setup
     restore = saved is not None and tune.Tuner.can_restore(str(path))
-    if restore and not get_searcher(req.searcher).restorable:
+    entry = get_searcher(req.searcher)
+    if restore and not entry.restorable:
         restore = False
         if not req.quiet:
-            print(f"[{req.label or path.name}] {get_searcher(req.searcher).title} cannot resume an "
+            print(f"[{req.label or path.name}] {entry.title} cannot resume an "
                   "interrupted search (ray-project/ray#39900: its restored brackets stall); starting "
                   f"it again from its first trial (the {saved['search_id']} trials stay in the store, "
                   "outside the tables)", file=sys.stderr, flush=True)

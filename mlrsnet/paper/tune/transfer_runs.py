@@ -18,6 +18,7 @@ from mlrsnet.paper.tune.plan import TunePlan
 from mlrsnet.paper.tune.results import summarize_searches
 from mlrsnet.paper.tune.searchers import TITLES
 from mlrsnet.paper.tune.skips import data_missing, record_skip
+from mlrsnet.paper.tune.tuned import best_of
 
 
 def transfer_cells(spec: ExperimentSpec, plan: TunePlan, store: Store, source: str,
@@ -27,12 +28,8 @@ def transfer_cells(spec: ExperimentSpec, plan: TunePlan, store: Store, source: s
     notes: list[str] = []
     cells: list[Cell] = []
     for searcher in plan.searchers:
-        mine = summaries[(summaries["task"] == source) & (summaries["profile"] == spec.profile)
-                         & (summaries["search"] == searcher)
-                         & summaries["objective"].str.startswith(plan.objective + "/")] \
-            if not summaries.empty else summaries
-        best = mine.iloc[0].to_dict() if len(mine) else None
-        if not best or not best.get("best_hparams"):
+        best = best_of(summaries, source, spec.profile, searcher, objective=plan.objective)
+        if best is None:
             notes.append(f"{searcher}: no finished trial on {source}; nothing to transfer")
             continue
         for name in targets:

@@ -33,17 +33,20 @@ def is_unresolved(cell: Cell) -> bool:
 
 
 def best_of(summaries: pd.DataFrame, task: str, profile: str, search: str,
-            complete: set[str] | None = None) -> dict[str, Any] | None:
+            complete: set[str] | None = None, objective: str | None = None) -> dict[str, Any] | None:
     """The newest complete search of ``search`` on ``task`` at ``profile`` with a best
     trial, or None (``complete``: the ids of the searches recorded complete; ``None``
-    accepts any).  A search tuned on the held-out objective is preferred to one tuned on
-    test (the paper's Table 1 objective is the validation metric)."""
+    accepts any; ``objective``: only searches on that split, ``"val"`` or ``"test"``).
+    Otherwise a search tuned on the held-out objective is preferred to one tuned on test
+    (the paper's Table 1 objective is the validation metric)."""
     if summaries.empty:
         return None
     rows = summaries[(summaries["task"] == task) & (summaries["profile"] == profile)
                      & (summaries["search"] == search) & summaries["best_hparams"].notna()]
     if complete is not None:
         rows = rows[rows["search_id"].isin(complete)]
+    if objective is not None:
+        rows = rows[rows["objective"].str.startswith(objective + "/")]
     if rows.empty:
         return None
     rows = rows.assign(_val=rows["objective"].str.startswith("val/")).sort_values(
