@@ -20,10 +20,10 @@ import math
 
 import pandas as pd
 import pytest
+from support.smoke import smoke_cells
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.executor import run_local
-from mlrsnet.harness.experiment import parse_spec
 from mlrsnet.harness.store import Store
 from mlrsnet.paper.report import REPORTS, render
 from mlrsnet.paper.report import cost as C
@@ -36,14 +36,10 @@ MULTISTEP = {"name": "multistep", "hparams": {"lr": 0.1, "decay": 0.1}}
 TUNED, TRANSFER, META = "MultiStep (grid)", "MLR-SNet (transferred)", "MLR-SNet (meta-trained)"
 
 
-def _cells(name, tasks, methods, seeds):
-    spec = {"name": name, "profile": "smoke", "tasks": tasks, "seeds": seeds, "methods": methods,
-            "overrides": {"epochs": 2}}
-    return parse_spec(spec).cells()
 
 
 def _trial(task, hparams, k, search_id=S1):
-    [cell] = _cells(SEARCH_EXP, [task], [{"name": "multistep", "hparams": hparams}], [0])
+    [cell] = smoke_cells(SEARCH_EXP, [task], [{"name": "multistep", "hparams": hparams}], [0])
     return cell.with_(tags={"search_id": search_id, "search": "grid", "objective": "val/acc", "trial": k})
 
 
@@ -62,14 +58,14 @@ def store(tmp_path_factory):
     with pytest.raises(UserError, match="svhn"):  # recorded as a failed trial, with its wall time
         run_local([_trial("resnet18-svhn", MULTISTEP["hparams"], 2)], store, quiet=True)
     with pytest.raises(UserError, match="svhn"):  # an experiment with no finished run
-        run_local(_cells("nodata", ["resnet18-svhn"], [MULTISTEP], [0]), store, quiet=True)
-    _run(_cells(META_EXP, [CIFAR], [{"name": "mlrsnet", "label": META}], [0, 1]), store, ["finished"] * 2)
+        run_local(smoke_cells("nodata", ["resnet18-svhn"], [MULTISTEP], [0]), store, quiet=True)
+    _run(smoke_cells(META_EXP, [CIFAR], [{"name": "mlrsnet", "label": META}], [0, 1]), store, ["finished"] * 2)
     tuned = {"experiment": SEARCH_EXP, "search": "grid", "task": CIFAR, "profile": "smoke", "search_id": S1,
              "from_run": best.run_id}
-    cells = [c.with_(tags={"tuned": tuned}) for c in _cells(EXP, [CIFAR], [{**MULTISTEP, "label": TUNED}], [0, 1])]
-    cells += _cells(EXP, [CIFAR, PTB], [{"name": "mlrsnet-transfer", "label": TRANSFER,
+    cells = [c.with_(tags={"tuned": tuned}) for c in smoke_cells(EXP, [CIFAR], [{**MULTISTEP, "label": TUNED}], [0, 1])]
+    cells += smoke_cells(EXP, [CIFAR, PTB], [{"name": "mlrsnet-transfer", "label": TRANSFER,
                                          "hparams": {"checkpoints": "ours"}}], [0])
-    cells += _cells(EXP, [PTB], [{"name": "mlrsnet", "label": META}], [0])
+    cells += smoke_cells(EXP, [PTB], [{"name": "mlrsnet", "label": META}], [0])
     _run(cells, store, ["finished"] * 5)
     return store
 

@@ -12,10 +12,10 @@ import re
 
 import pandas as pd
 import pytest
+from support.smoke import smoke_cells
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.executor import run_local
-from mlrsnet.harness.experiment import parse_spec
 from mlrsnet.harness.store import Store
 from mlrsnet.paper.report import REPORTS, render
 from mlrsnet.paper.report import figures as F
@@ -28,23 +28,19 @@ METHODS = [{"name": "fixed", "label": "Fixed (0.1)", "hparams": {"lr": 0.1}},
 LABELS = [m["label"] for m in METHODS]
 
 
-def _cells(name, tasks, methods, seeds):
-    spec = {"name": name, "profile": "smoke", "tasks": tasks, "seeds": seeds, "methods": methods,
-            "overrides": {"epochs": 2}}
-    return parse_spec(spec).cells()
 
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("figures") / "results")
-    cells = _cells(EXP, TASKS, METHODS, [0]) + _cells(EXP, TASKS, METHODS[:1], [1])
+    cells = smoke_cells(EXP, TASKS, METHODS, [0]) + smoke_cells(EXP, TASKS, METHODS[:1], [1])
     outcomes = run_local(cells, store, quiet=True)
     assert set(outcomes.values()) == {"finished"}, outcomes
     trials = [{"name": "fixed", "hparams": {"lr": lr}} for lr in (0.1, 0.05)]  # no label: both "fixed"
-    assert set(run_local(_cells("trials", TASKS[:1], trials, [0]), store, quiet=True).values()) == {"finished"}
+    assert set(run_local(smoke_cells("trials", TASKS[:1], trials, [0]), store, quiet=True).values()) == {"finished"}
     for name in (EXP, "nodata"):  # svhn is not prepared: the run is recorded as failed
         with pytest.raises(UserError, match="svhn"):
-            run_local(_cells(name, ["resnet18-svhn"], METHODS[:1], [0]), store, quiet=True)
+            run_local(smoke_cells(name, ["resnet18-svhn"], METHODS[:1], [0]), store, quiet=True)
     return store
 
 

@@ -44,22 +44,26 @@ def _interrupt_after_first_finished_trial(results, stop: threading.Event) -> Non
         time.sleep(0.2)
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, tmp_path, make_spec,
-                                                                      tune_args):
-    results = tmp_path / "results"
-    args = tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2"])  # one trial at a time
+def _run_until_interrupted(args, results) -> int:
+    """``tune_command(args)``, Ctrl-C'd once its first trial has finished; its exit code."""
     stop = threading.Event()
     watcher = threading.Thread(target=_interrupt_after_first_finished_trial, args=(results, stop))
     previous = signal.signal(signal.SIGINT, lambda *_: None)  # a late signal must not end pytest
     try:
         watcher.start()
-        first = tune_command(args)
+        return tune_command(args)
     finally:
         stop.set()
         watcher.join()
         signal.signal(signal.SIGINT, previous)
-    assert first == 130
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_interrupted_search_resumes_without_rerunning_finished_trials(data_dir, tmp_path, make_spec,
+                                                                      tune_args):
+    results = tmp_path / "results"
+    args = tune_args(make_spec(SPEC), results, ["--cpus-per-trial", "2"])  # one trial at a time
+    assert _run_until_interrupted(args, results) == 130
     before = _trial_rows(results)
     done_before = before[before["status"] == "finished"]
     assert 1 <= len(done_before) < SAMPLES
@@ -93,17 +97,7 @@ def test_an_interrupted_bohb_search_starts_again_instead_of_stalling_in_a_restor
 
     results = tmp_path / "results"
     args = tune_args(make_spec(SPEC.replace('"random"', '"bohb"')), results, ["--cpus-per-trial", "2"])
-    stop = threading.Event()
-    watcher = threading.Thread(target=_interrupt_after_first_finished_trial, args=(results, stop))
-    previous = signal.signal(signal.SIGINT, lambda *_: None)
-    try:
-        watcher.start()
-        first = tune_command(args)
-    finally:
-        stop.set()
-        watcher.join()
-        signal.signal(signal.SIGINT, previous)
-    assert first == 130
+    assert _run_until_interrupted(args, results) == 130
     old_ids = set(_trial_rows(results)["tags"].map(lambda t: t["search_id"]))
     assert len(old_ids) == 1
     assert tune_command(args) == 0  # ends, rather than waiting on paused trials
