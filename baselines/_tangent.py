@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from baselines._direction import clone_all, dot, placed_like, require_keys, squared_norm
+from baselines._second_order import exact_second_order, swapped_layers
 from mlrsnet.harness.contract import RunContext
 
 
@@ -203,6 +204,21 @@ def hypergradient(run: RunContext, z: Sequence[Tensor], batches: int, clamp: flo
         total += w * float(dot(grads, z))
         weight += w
     return total / weight
+
+
+def second_order_hooks(run: RunContext) -> list[Any]:
+    """What the model needs while a tangent method is bound: :mod:`baselines._second_order`'s
+    BatchNorm and Conv2d passes (exact, cheaper Hessian-vector products) and, on a GPU, RNNs
+    without cuDNN.  Handles with ``remove()``."""
+    handles: list[Any] = list(exact_second_order(run.model))
+    if run.device.type == "cuda":
+        handles += run_rnns_without_cudnn(run.model)
+    return handles
+
+
+def second_order_info(handles: Sequence[Any]) -> dict[str, Any]:
+    """``runs.method_info`` entry: the layers whose second-order pass is the suite's."""
+    return {"second_order_layers": swapped_layers([h for h in handles if hasattr(h, "module")])}
 
 
 def run_rnns_without_cudnn(model: nn.Module) -> list[Any]:

@@ -67,7 +67,13 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from baselines._direction import require_keys
-from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
+from baselines._tangent import (
+    LRTangent,
+    held_out_batches,
+    hypergradient,
+    second_order_hooks,
+    second_order_info,
+)
 from mlrsnet.harness.contract import (
     DirectionMethod,
     HParam,
@@ -133,7 +139,7 @@ class Marthe(DirectionMethod):
         self._hyper_updates = 0
         self._last_hypergradient = float("nan")
         self._tangent = LRTangent(self.name)
-        self._rnn_hooks: list[Any] = []
+        self._model_hooks: list[Any] = []
 
     # -- contract ---------------------------------------------------------------------------
     def bind(self, run: RunContext) -> None:
@@ -143,7 +149,7 @@ class Marthe(DirectionMethod):
             self._lr = self.initial_lr()
         if self._beta is None:
             self._beta = self.initial_hyper_lr()
-        self._rnn_hooks = run_rnns_without_cudnn(run.model) if run.device.type == "cuda" else []
+        self._model_hooks = second_order_hooks(run)
 
     def _text(self) -> bool:
         return self.run is not None and self.run.kind == "text"
@@ -197,6 +203,7 @@ class Marthe(DirectionMethod):
             "marthe_update_every": int(hp["update_every"]), "marthe_tangent_lr": hp["tangent_lr"],
             "marthe_grad_clamp": hp["grad_clamp"], "marthe_hyper_steps": self._hyper_updates,
             "marthe_val_batches": "whole held-out set" if hp["val_batches"] is None else int(hp["val_batches"]),
+            **second_order_info(self._model_hooks),
         }
         if self.run is not None:
             info.update(marthe_lr0=self.initial_lr(), marthe_hyper_lr0=self.initial_hyper_lr(),

@@ -47,15 +47,18 @@ with the held-out batch's statistics, running buffers untouched; dropout on), se
 :mod:`baselines._tangent`.
 
 Cost: every step takes the gradient with its graph and one Hessian-vector product through
-it (3.6x-4.6x a plain step on the CPU ``mini`` ResNet-18 in ``benchmarks/perf/adaptive_overhead.py``,
-depending on the machine's load; about a quarter of it BatchNorm's double backward); the
-held-out pass comes once per ``update_every`` steps.  Two exact alternatives were measured
-slower on that CPU (same batch, interleaved, medians): forward-over-reverse with dual
-parameters (``torch.autograd.forward_ad`` through the same forward) 5.1x a plain
-forward+backward against 3.8x for the double backward, and a composite (var_mean/addcmul)
-BatchNorm 4.8x.  For convolutions the exact product costs about twice the first-order
-work whichever way it is taken (tangent forward two convolutions, tangent backward four),
-so about 3x a plain step is a floor before BatchNorm and element-wise work.
+it; the held-out pass comes once per ``update_every`` steps.  BatchNorm's and the
+convolutions' second-order terms come from :mod:`baselines._second_order` (exact, re-derived
+on the native first-order kernels; ``second_order_layers`` in ``runs.method_info`` counts the
+layers): on the CPU ``mini`` ResNet-18 one step is 3.50x a plain SGD step against 4.46x with
+autograd's generic double backward (``benchmarks/perf/adaptive_overhead.py --methods rtho
+--steps 60 --threads 1``, both under the same load, 2 cores busy with 2 other processes).
+For convolutions the exact product costs about twice the first-order work whichever way it
+is taken (two more forward convolutions and two more backward ones per layer), so about 3x a
+plain step is a floor before BatchNorm and element-wise work.  Forward-over-reverse
+(``torch.func.jvp`` of the gradient, or dual parameters through the same forward) was
+measured no faster than the generic double backward on that CPU (4.85x and 4.47x against
+4.45x, interleaved medians of one step).
 cuDNN's RNN kernels have no double backward, so on a GPU the model's RNN modules run with
 cuDNN switched off (forward hooks set while RTHO is bound).
 """
@@ -69,7 +72,13 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from baselines._direction import require_keys
-from baselines._tangent import LRTangent, held_out_batches, hypergradient, run_rnns_without_cudnn
+from baselines._tangent import (
+    LRTangent,
+    held_out_batches,
+    hypergradient,
+    second_order_hooks,
+    second_order_info,
+)
 from mlrsnet.harness.contract import (
     DirectionMethod,
     HParam,
@@ -141,7 +150,7 @@ class RealTimeHO(DirectionMethod):
         self._hyper_v = 0.0
         self._hyper_updates = 0
         self._last_hypergradient = float("nan")
-        self._rnn_hooks: list[Any] = []
+        self._model_hooks: list[Any] = []
         self._val_batches_used: int | None = None
 
     # -- contract ---------------------------------------------------------------------------
@@ -153,7 +162,7 @@ class RealTimeHO(DirectionMethod):
         value = self.hparams["update_every"]
         self._update_every = (scaled_update_every(run.profile, run.epochs * run.steps_per_epoch)
                               if value is None else int(value))
-        self._rnn_hooks = run_rnns_without_cudnn(run.model) if run.device.type == "cuda" else []
+        self._model_hooks = second_order_hooks(run)
 
     def initial_lr(self) -> float:
         """``lr``; ``None``: the official 0.075 on images, the task's base LR on text."""
@@ -192,7 +201,8 @@ class RealTimeHO(DirectionMethod):
     def extra_info(self) -> dict[str, Any]:
         run = self.run
         info: dict[str, Any] = {"rtho_update_every": self._update_every, "rtho_lr0": self.initial_lr(),
-                                "rtho_hyper_lr": self.hyper_lr(), "rtho_hyper_steps": self._hyper_updates}
+                                "rtho_hyper_lr": self.hyper_lr(), "rtho_hyper_steps": self._hyper_updates,
+                                **second_order_info(self._model_hooks)}
         if run is not None and run.meta_batches is not None:
             val = self.hparams["val_batches"]
             info["rtho_val_batches"] = ("whole held-out set" if val is None else int(val))

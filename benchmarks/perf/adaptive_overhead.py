@@ -137,7 +137,8 @@ def _endless_batches(workload: Any, seed: int) -> Iterator[Any]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     device = pick_device(args.device)
     cell = Cell(task=args.task, profile=args.profile, method="fixed", seed=0)
-    task, profile = get_task(cell.task), resolved_profile(cell)
+    # the split the held-out methods train on (RTHO, MARTHE), for every variant: same batches
+    task, profile = get_task(cell.task), resolved_profile(cell, get_method("rtho"))
     torch.manual_seed(cell.seed)
     workload = make_workload(task, profile, device)
     model = build_model(task.arch, num_classes=workload.num_outputs, **profile.model_kwargs).to(device)

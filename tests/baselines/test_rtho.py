@@ -316,3 +316,7 @@ def test_in_the_training_loop_hyper_steps_on_held_out_data_move_the_lr(task, dat
     assert info["rtho_val_batches"] == "whole held-out set"
     if task.startswith("resnet"):
         assert info["rtho_held_out_batches_per_pass"] == 2  # 64 held-out images at batch 32
+        # every convolution and BatchNorm of ResNet-18 takes the suite's second-order passes
+        assert info["second_order_layers"]["conv2d"] == info["second_order_layers"]["batch_norm"] > 0, info
+    else:
+        assert info["second_order_layers"] == {}
