@@ -117,7 +117,8 @@ def cycled_batches(wl: Any, seed: int) -> Iterator[Any]:
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[Any, ...]:
     cell = Cell(task=args.task, profile=args.profile, method="fixed", seed=0)
-    task, profile = get_task(cell.task), resolved_profile(cell)
+    # the split MLR-SNet meta-trains on (its meta batches are held out), for every variant
+    task, profile = get_task(cell.task), resolved_profile(cell, get_method("mlrsnet"))
     torch.manual_seed(cell.seed)
     wl = make_workload(task, profile, device)
     model = build_model(task.arch, num_classes=wl.num_outputs, **profile.model_kwargs).to(device)
