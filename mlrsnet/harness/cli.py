@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_signals() -> dict[int, Any]:
+    """Make ``kill -INT`` and ``kill -TERM`` stop a command the way Ctrl-C does.
+
+    A command started in the background by a non-interactive shell (``nohup make
+    reproduce-all &``) inherits SIGINT as *ignored*, so Python never raises
+    ``KeyboardInterrupt`` and the only way to stop it was to kill it mid-write.  The
+    default SIGINT handler is put back, and SIGTERM is turned into SIGINT, so whatever
+    SIGINT handler is installed when it arrives (Python's, or Ray Tune's graceful one during
+    a search) decides: finished runs stay finished and the interrupted one resumes.
+    Returns the handlers it replaced, for :func:`main` to put back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # handlers can only be set from the main thread (an embedding caller)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if before[signal.SIGINT] is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    return before
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Before torch starts its OpenMP pool: busy-waiting threads slow 2-core CPUs badly.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -215,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "checkpoints", None):
         os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
     shown, warnings.showwarning = warnings.showwarning, _show_warning
+    handlers = _stop_on_signals()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -227,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = shown
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
