@@ -200,9 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("store", help="maintain a results folder")
+    ssub = p.add_subparsers(dest="store_command", required=True)
+    sp = ssub.add_parser("restamp", help="add content digests to runs recorded before them, so "
+                         "they stand on a fresh copy of the same data (only if it is the same)")
+    sp.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"))
+    sp.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
+    sp.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
+    sp.set_defaults(func=_cmd_restamp)
+
     for register in command_registrars():
         register(sub)
     return parser
+
+
+def _cmd_restamp(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.restamp import cmd_restamp
+
+    return cmd_restamp(args)
 
 
 def _stop_on_signals() -> dict[int, Any]:

@@ -8,6 +8,8 @@ one resumes from its last epoch checkpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -114,22 +116,33 @@ def data_search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[str
     return out
 
 
-def _fingerprint(source: Any) -> dict[str, list[int]]:
-    """path -> [size, mtime_ns] of the data file (or the files of the data folder) a run read."""
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The file's sha256; cached per (path, size, mtime) so a file is read once per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(f: Path) -> list[Any]:
+    st = f.stat()
+    return [st.st_size, st.st_mtime_ns, _sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)]
+
+
+def _fingerprint(source: Any) -> dict[str, list[Any]]:
+    """path -> [size, mtime_ns, sha256] of the data file (or the files of the data folder) a
+    run read.  The digest lets a run stand when the same data is found again under another
+    modification time or folder (a fresh copy of ``../shared``, another machine)."""
     if not isinstance(source, str) or not source:
         return {}
     p = Path(source)
     try:
         if p.is_file():
-            st = p.stat()
-            return {str(p.resolve()): [st.st_size, st.st_mtime_ns]}
+            return {str(p.resolve()): _stamp(p)}
         if p.is_dir():
-            out = {}
-            for f in sorted(p.rglob("*")):
-                if f.is_file():
-                    st = f.stat()
-                    out[str(f.resolve())] = [st.st_size, st.st_mtime_ns]
-            return out
+            return {str(f.resolve()): _stamp(f) for f in sorted(p.rglob("*")) if f.is_file()}
     except OSError:
         return {}
     return {}
@@ -166,24 +179,65 @@ def data_mismatch(recorded: Any, current_dirs: Sequence[str],
     """Why a run recorded with ``recorded`` data (and profile fields) is not this
     invocation's (None if it is).
 
-    Rows without a data identity (written before it was recorded) are trusted, and so are
-    rows without recorded profile fields."""
+    A run whose files carry content digests stands wherever the same bytes are found now:
+    each file is looked up under the same relative name in this invocation's data folders
+    (first match, as the data layer does) and compared by size, then by sha256 unless its
+    path and modification time are unchanged.  Rows recorded before digests (``[size,
+    mtime]``) need the same folders and unchanged files; ``mlrsnet-bench store restamp``
+    adds digests to them once you know the data is the same.  Rows without a data
+    identity are trusted, and so are rows without recorded profile fields."""
     if not isinstance(recorded, dict) or not recorded:
         return None
     old = recorded.get("profile")
     if profile is not None and isinstance(old, dict) and old != dict(profile):
         return f"its profile has been redefined since it was trained ({_changed_fields(old, profile)})"
     dirs = recorded.get("dirs")
+    files = recorded.get("files") or {}
+    if files and all(len(stamp) >= 3 for stamp in files.values()):
+        for path, stamp in files.items():
+            why = _content_mismatch(path, stamp, list(dirs or []), current_dirs)
+            if why:
+                return why
+        return None
     if dirs is not None and list(dirs) != list(current_dirs):
         return (f"it was trained with data from {', '.join(dirs) or '(no folder)'} and this run "
                 f"looks in {', '.join(current_dirs) or '(no folder)'}")
-    for path, stamp in (recorded.get("files") or {}).items():
+    for path, stamp in files.items():
         try:
             st = os.stat(path)
         except OSError:
             return f"its data file {path} is gone"
-        if [st.st_size, st.st_mtime_ns] != list(stamp):
+        if [st.st_size, st.st_mtime_ns] != list(stamp)[:2]:
             return f"its data file {path} changed since (size or modification time)"
+    return None
+
+
+def counterpart(path: str, recorded_dirs: Sequence[str], current_dirs: Sequence[str]) -> Path | None:
+    """Where this invocation finds the data file a run read at ``path``: the same name
+    relative to the recorded data folder, in the first current folder that has it; the
+    path itself if it lay in none of the recorded folders."""
+    rel = next((Path(path).relative_to(d) for d in recorded_dirs if Path(path).is_relative_to(d)), None)
+    if rel is None:
+        return Path(path) if Path(path).is_file() else None
+    return next((Path(d) / rel for d in current_dirs if (Path(d) / rel).is_file()), None)
+
+
+def _content_mismatch(path: str, stamp: Sequence[Any], recorded_dirs: Sequence[str],
+                      current_dirs: Sequence[str]) -> str | None:
+    size, mtime_ns, digest = stamp[0], stamp[1], stamp[2]
+    now = counterpart(path, recorded_dirs, current_dirs)
+    if now is None:
+        return (f"its data file {path} is not found in {', '.join(current_dirs) or '(no folder)'}")
+    try:
+        st = now.stat()
+        if st.st_size != size:
+            return f"its data file {path} has another size at {now}"
+        if str(now.resolve()) == path and st.st_mtime_ns == mtime_ns:
+            return None
+        if _sha256(str(now.resolve()), st.st_size, st.st_mtime_ns) != digest:
+            return f"its data file {path} has other contents at {now} (sha256 differs)"
+    except OSError as exc:
+        return f"its data file {now} cannot be read ({exc.strerror})"
     return None
 
 

@@ -61,3 +61,8 @@ def test_run_writes_parquet_and_report_renders_a_png_from_it(tmp_path: Path, dat
                  "--out", str(reports)]) == 0
     png = reports / "clitest-resnet18-cifar10.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_store_restamp_says_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["store", "restamp", "--results", str(tmp_path), "--dry-run"]) == 0
+    assert "would add content digests to 0 runs" in capsys.readouterr().out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +20,10 @@ from conftest import DATA_DIR
 
 import mlrsnet.harness.executor as executor_module
 import mlrsnet.harness.store as store_module
-from mlrsnet.harness.executor import DataChangedWarning, run_cell, run_local, run_ray
+from mlrsnet.harness.executor import DataChangedWarning, data_mismatch, run_cell, run_local, run_ray
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.files import HOST
+from mlrsnet.harness.restamp import restamp
 from mlrsnet.harness.store import DamagedFileWarning, Store
 
 executor_module_train = executor_module.train
@@ -218,15 +221,59 @@ def test_a_finished_run_on_other_data_is_not_done(tmp_path: Path, data_dir) -> N
     data = store.run_row("e", cell.run_id)["data"]
     assert data["dirs"][0] == str(a.resolve())
     assert list(data["files"]) == [str((a / "cifar10-mini.npz").resolve())]
+    size, _, digest = data["files"][str((a / "cifar10-mini.npz").resolve())]
+    assert size == (a / "cifar10-mini.npz").stat().st_size
+    assert digest == hashlib.sha256((a / "cifar10-mini.npz").read_bytes()).hexdigest()
     assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "skipped"}
-    with pytest.warns(DataChangedWarning, match=re.escape(str(b.resolve()))):
+    with pytest.warns(DataChangedWarning, match="sha256 differs"):
         assert run_local([cell], store, data_dir=str(b), quiet=True) == {cell.run_id: "finished"}
     assert store.run_row("e", cell.run_id)["data"]["dirs"][0] == str(b.resolve())
-    st = (b / "cifar10-mini.npz").stat()  # the same folder, its file rewritten
-    os.utime(b / "cifar10-mini.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    with pytest.warns(DataChangedWarning, match="changed since"):
+    src = np.load(b / "cifar10-mini.npz")  # the same folder, its file rewritten with other labels
+    arrays = {k: src[k] for k in src.files}
+    arrays["y_train"] = np.roll(arrays["y_train"], 1)
+    np.savez(b / "cifar10-mini.npz", **arrays)
+    with pytest.warns(DataChangedWarning, match="sha256 differs"):
         assert run_local([cell], store, data_dir=str(b), quiet=True) == {cell.run_id: "finished"}
     assert run_cell(cell, store, data_dir=str(b)) is None
+
+
+def test_the_same_bytes_under_a_new_mtime_or_folder_keep_a_run_done(tmp_path: Path, data_dir) -> None:
+    # a fresh copy of ../shared (new modification times) or another machine's folder
+    a = _data_copy(tmp_path / "a")
+    store, cell = Store(tmp_path / "results"), _cell()
+    assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "finished"}
+    st = (a / "cifar10-mini.npz").stat()
+    os.utime(a / "cifar10-mini.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run_cell(cell, store, data_dir=str(a)) is None
+    c = tmp_path / "c"
+    c.mkdir()
+    shutil.copy(a / "cifar10-mini.npz", c / "cifar10-mini.npz")
+    assert run_cell(cell, store, data_dir=str(c)) is None
+    (c / "cifar10-mini.npz").unlink()
+    assert "not found" in data_mismatch(store.run_row("e", cell.run_id)["data"], [str(c.resolve())])
+
+
+def test_a_legacy_stamp_needs_the_same_folder_and_mtime_until_restamped(tmp_path: Path, data_dir) -> None:
+    a = _data_copy(tmp_path / "a")
+    store, cell = Store(tmp_path / "results"), _cell()
+    run_local([cell], store, data_dir=str(a), quiet=True)
+    row = store.run_row("e", cell.run_id)
+    legacy = {p: stamp[:2] for p, stamp in row["data"]["files"].items()}  # as rows were recorded before
+    store.write_run_row({**row, "data": {**row["data"], "files": legacy}})
+    assert run_cell(cell, store, data_dir=str(a)) is None
+    st = (a / "cifar10-mini.npz").stat()
+    os.utime(a / "cifar10-mini.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert not _done_now(cell, store, a)
+    report = restamp(store, str(a))
+    assert (report.restamped, report.left) == (1, [])
+    assert run_cell(cell, store, data_dir=str(a)) is None
+    assert restamp(store, str(a)).current == 1  # once only
+
+
+def _done_now(cell, store: Store, data: Path) -> bool:
+    from mlrsnet.harness.executor import _done, data_search_dirs
+
+    return _done(cell, store, data_search_dirs(str(data)), warn=False)
 
 
 def test_a_row_without_a_data_identity_is_trusted(tmp_path: Path) -> None:

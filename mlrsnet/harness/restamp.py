@@ -1,0 +1,76 @@
+"""``mlrsnet-bench store restamp``: add content digests to runs recorded before them.
+
+Runs recorded before the data identity carried a sha256 (``[size, mtime_ns]`` per file) stand
+only while their data folder and its files' modification times are unchanged
+(:func:`~mlrsnet.harness.executor.data_mismatch`), so a fresh copy of the same data set (a
+new checkout of ``../shared``, another machine) would have every such run trained again.
+This command is the explicit, once-only step of a user who knows the data is the same: for
+each such row whose file is found now under the same relative name with the same size, it
+appends the sha256 of the file found now.  From then on the row stands wherever those bytes
+are found, and is trained again if they change.  Nothing else in the row changes, and a file
+that is missing or has another size is left as it is and listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlrsnet.harness.executor import _sha256, counterpart, data_search_dirs
+from mlrsnet.harness.store import Store
+
+
+@dataclass
+class RestampReport:
+    """What :func:`restamp` did: rows rewritten, rows already stamped, files it left."""
+
+    restamped: int = 0
+    current: int = 0
+    left: list[str] = field(default_factory=list)
+
+
+def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False) -> RestampReport:
+    """Append the current file's sha256 to every legacy ``[size, mtime_ns]`` stamp whose file
+    is found now with the same size; see the module docstring."""
+    dirs = data_search_dirs(data_dir)
+    report = RestampReport()
+    for experiment in store.experiments():
+        runs = store.runs(experiment)
+        for run_id in ([] if runs.empty else runs["run_id"]):
+            row = store.run_row(experiment, run_id)
+            data = (row or {}).get("data")
+            files = data.get("files") if isinstance(data, dict) else None
+            if not files:
+                continue
+            if all(len(stamp) >= 3 for stamp in files.values()):
+                report.current += 1
+                continue
+            new, ok = {}, True
+            for path, stamp in files.items():
+                if len(stamp) >= 3:
+                    new[path] = list(stamp)
+                    continue
+                now = counterpart(path, list(data.get("dirs") or []), dirs)
+                st = now.stat() if now is not None else None
+                if st is None or st.st_size != stamp[0]:
+                    report.left.append(f"{experiment}/{run_id}: {path} "
+                                       f"{'not found' if st is None else 'has another size'}")
+                    ok = False
+                    break
+                new[path] = [stamp[0], stamp[1], _sha256(str(now.resolve()), st.st_size, st.st_mtime_ns)]
+            if not ok:
+                continue
+            if not dry_run:
+                store.write_run_row({**row, "data": {**data, "files": new}})
+            report.restamped += 1
+    return report
+
+
+def cmd_restamp(args: Any) -> int:
+    report = restamp(Store(args.results), args.data_dir, dry_run=args.dry_run)
+    verb = "would add" if args.dry_run else "added"
+    print(f"{verb} content digests to {report.restamped} runs; {report.current} already had them; "
+          f"{len(report.left)} left as they were")
+    for line in report.left:
+        print(f"  left: {line}")
+    return 0
