@@ -470,7 +470,8 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
     from mlrsnet.harness.cluster import ClusterLost, connect, head_alive, lost_message, watch
 
     dirs = data_search_dirs(data_dir)
-    pending = [c for c in cells if force or not _done(c, store, dirs, warn=False)]
+    # warn here, in the driver: a Ray worker's warning would not reach the command's output
+    pending = [c for c in cells if force or not _done(c, store, dirs, warn=True)]
     outcomes = {c.run_id: "skipped" for c in cells if c not in pending}
     if not pending:
         return outcomes

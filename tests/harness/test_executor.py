@@ -62,6 +62,13 @@ def test_ray_tasks_produce_the_same_tables_as_local_runs(tmp_path: Path, data_di
         assert set(outcomes.values()) == {"finished"}
         # a second call finds everything done and starts nothing
         assert set(run_ray(cells, remote, quiet=True, device="cpu").values()) == {"skipped"}
+        # a run that no longer stands is trained again, and the command's output says why
+        row = remote.run_row("e", cells[0].run_id)
+        stale = {**row["data"], "profile": {**row["data"]["profile"], "epochs": 99}}
+        remote.write_run_row({**row, "data": stale})
+        with pytest.warns(DataChangedWarning, match="profile has been redefined"):
+            again = run_ray(cells, remote, quiet=True, device="cpu")
+        assert again == {cells[0].run_id: "finished", cells[1].run_id: "skipped"}
     finally:
         if started:
             ray.shutdown()
