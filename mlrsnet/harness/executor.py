@@ -33,8 +33,28 @@ VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayes
              "hpbandster", "ConfigSpace", "hyperopt")
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    """Package versions, and the CPU and the vector instruction set torch's CPU kernels use:
+    the same seed gives other floats (so, over a run, other curves) where those differ."""
+    out = {"python": platform.python_version(), "cpu_model": _cpu_model()}
+    try:
+        import torch
+
+        out["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+    except (ImportError, AttributeError):
+        pass
     for name in VERSIONED:
         try:
             out[name] = metadata.version(name)

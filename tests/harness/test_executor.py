@@ -305,3 +305,12 @@ def test_a_finished_run_of_a_since_redefined_profile_is_trained_again(tmp_path: 
     with pytest.warns(DataChangedWarning, match=r"profile has been redefined.*epochs"):
         result = run_cell(cell, store, device="cpu")
     assert result is not None and max(r["epoch"] for r in result.epochs) == longer.epochs
+
+
+def test_runs_record_the_cpu_and_its_kernel_instruction_set() -> None:
+    # the same seed gives other floats on another vector ISA: provenance for diverging re-runs
+    import torch
+
+    versions = executor_module.package_versions()
+    assert versions["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(versions["cpu_model"], str) and versions["cpu_model"].strip()
