@@ -278,20 +278,44 @@ def _tune_args(args: argparse.Namespace, stage: Stage, profile: str) -> argparse
         force=False)
 
 
+@dataclass(frozen=True)
+class StageCount:
+    """What one stage trains: ``total`` runs or trials (cells without data not counted,
+    cells waiting for a search counted), of which ``blocked`` cannot run yet (a run stage's
+    cells without data or without their search), and ``ended`` so far."""
+
+    stage: Stage
+    profile: str
+    total: int
+    blocked: int
+    ended: int
+    listed: int  # a run stage's cells, counting those without data (the plan lists them)
+
+
+def stage_count(plan: Plan, stage: Stage, profile: str, store: Store, data_dir: str | None,
+                seeds: list[int] | None) -> StageCount:
+    prof = plan.profile_of(stage, profile)
+    ended = ended_runs(store, stage.name)
+    if stage.kind == "tune":
+        n = tune_trials(stage, prof, data_dir)
+        return StageCount(stage, prof, n, 0, ended, n)
+    cells, blocked = run_stage_cells(stage, prof, plan.search_profile(profile), store, data_dir, seeds)
+    waiting = sum(1 for c, _ in blocked if not data_missing(get_task(c.task), prof, data_dir))
+    return StageCount(stage, prof, len(cells) + waiting, len(blocked), ended, len(cells) + len(blocked))
+
+
 def plan_lines(plan: Plan, stages: list[Stage], profile: str, store: Store, data_dir: str | None,
                seeds: list[int] | None) -> list[str]:
     out = [f"reproduction plan {plan.source} at PROFILE={profile} (searches at "
            f"{plan.search_profile(profile)}, figures at {plan.figure_profile(profile)}):"]
     for s in stages:
-        prof = plan.profile_of(s, profile)
+        c = stage_count(plan, s, profile, store, data_dir, seeds)
         if s.kind == "tune":
-            n = tune_trials(s, prof, data_dir)
-            out.append(f"  {s.name}: tune {s.spec_path.name} at {prof}: about {n} trials, "
-                       f"{ended_runs(store, s.name)} ended so far")
+            out.append(f"  {s.name}: tune {s.spec_path.name} at {c.profile}: about {c.total} trials, "
+                       f"{c.ended} ended so far")
         else:
-            cells, blocked = run_stage_cells(s, prof, plan.search_profile(profile), store, data_dir, seeds)
-            out.append(f"  {s.name}: run {s.spec_path.name} at {prof}: {len(cells) + len(blocked)} runs "
-                       f"({len(blocked)} cannot run yet), {ended_runs(store, s.name)} ended so far")
+            out.append(f"  {s.name}: run {s.spec_path.name} at {c.profile}: {c.listed} runs "
+                       f"({c.blocked} cannot run yet), {c.ended} ended so far")
     return out
 
 
@@ -299,16 +323,9 @@ def count_runs(plan: Plan, stages: list[Stage], profile: str, store: Store, data
                seeds: list[int] | None) -> tuple[int, int]:
     """(about how many runs and trials the stages train, how many have ended): cells
     without data are not counted, cells waiting for a search are."""
-    total = done = 0
-    for s in stages:
-        prof = plan.profile_of(s, profile)
-        if s.kind == "tune":
-            total += tune_trials(s, prof, data_dir)
-        else:
-            cells, blocked = run_stage_cells(s, prof, plan.search_profile(profile), store, data_dir, seeds)
-            total += len(cells) + sum(1 for c, _ in blocked if not data_missing(get_task(c.task), prof, data_dir))
-        done += ended_runs(store, s.name)
-    return total, min(done, total)
+    counts = [stage_count(plan, s, profile, store, data_dir, seeds) for s in stages]
+    total = sum(c.total for c in counts)
+    return total, min(sum(c.ended for c in counts), total)
 
 
 def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: argparse.Namespace) -> list[Path]:
