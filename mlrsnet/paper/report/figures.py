@@ -157,6 +157,9 @@ def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
     parts = [f"profile {', '.join(profiles) or '?'}"
              + ("" if profiles == ["paper"] else " (scaled-down profile, not the paper's settings)"),
              f"seeds {', '.join(map(str, seeds))}"]
+    held_out = _held_out_sweep(runs)
+    if held_out:
+        parts.append(held_out)
     infos = [i for i in runs["method_info"] if isinstance(i, dict) and i.get("mlrsnet_checkpoints")]
     if infos:
         sets = sorted({str(i["mlrsnet_checkpoints"]) for i in infos})
@@ -164,6 +167,32 @@ def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
         parts.append(f"MLR-SNet checkpoint set {', '.join(sets)}"
                      + (f", gate convention {', '.join(cells)}" if cells else ""))
     return "; ".join(parts)
+
+
+def _held_out_sweep(runs: pd.DataFrame) -> str | None:
+    """A held-out sweep (``[overrides] holdout = ...``, Fig. 3) in words: the sizes and their
+    share of the training images the runs split them from (``method_info["sizes"]``), so a
+    scaled-down profile says how it scaled the paper's sizes."""
+    if "overrides" not in runs:
+        return None
+    sizes, pools = set(), set()
+    for overrides, info in zip(runs["overrides"], runs["method_info"]):
+        if not isinstance(overrides, dict) or "holdout" not in overrides:
+            continue
+        sizes.add(int(overrides["holdout"]))
+        split = info.get("sizes") if isinstance(info, dict) else None
+        if isinstance(split, dict) and "train" in split and "val" in split:
+            pools.add(int(split["train"]) + int(split["val"]))
+    if not sizes:
+        return None
+    listed = ", ".join(f"{n:,}" for n in sorted(sizes))
+    if len(pools) != 1:
+        return f"held-out sets of {listed} training images"
+    pool = pools.pop()
+    shares = ", ".join(f"{100 * n / pool:.3g} %" for n in sorted(sizes))
+    scaled = set(runs["profile"].dropna()) != {"paper"}
+    return (f"held-out sets of {listed} of the {pool:,} training images ({shares}"
+            + ("; this scaled-down profile keeps the paper's shares of the training set)" if scaled else ")"))
 
 
 def _sentence(text: str) -> str:

@@ -197,3 +197,17 @@ def test_report_help_lists_exactly_the_registered_reports():
     choices = buf.getvalue().split("{", 1)[1].split("}", 1)[0].split(",")
     assert choices == list(REPORTS)
     assert {"figures", "lr-schedules", "profile", "summary", "index", "all"} <= set(REPORTS)
+
+
+def test_a_held_out_sweep_caption_gives_the_sizes_and_their_share_of_the_training_set() -> None:
+    from mlrsnet.paper.report.figures import caption_facts
+
+    runs = pd.DataFrame({
+        "profile": ["cpu"] * 3, "seed": [0, 0, 1],
+        "overrides": [{"holdout": 100}, {"holdout": 500}, {}],
+        "method_info": [{"sizes": {"train": 4900, "val": 100}}, {"sizes": {"train": 4500, "val": 500}},
+                        {"sizes": {"train": 5000}}]})
+    text = caption_facts(None, runs)
+    assert "held-out sets of 100, 500 of the 5,000 training images (2 %, 10 %" in text
+    assert "scaled-down profile keeps the paper's shares" in text
+    assert "held-out" not in caption_facts(None, runs.assign(overrides=[{}, {}, {}]))
