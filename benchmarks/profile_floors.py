@@ -238,7 +238,10 @@ def write_tuned_table(rows: list[dict[str, Any]], out: Path, command: str) -> No
     lines = ["# Profile `cpu`: the best tuned MultiStep of the reproduction against the floor", "",
              "Per task, the searches' best MultiStep configurations as the figures retrain them at the "
              "figure profile (`make reproduce-all`): the highest mean over seeds of each run's best "
-             f"test accuracy (lowest perplexity) among the figures' tuned labels. Regenerate: `{command}`.", "",
+             f"test accuracy (lowest perplexity) among the figures' tuned labels. Times are those of the "
+             "machine each run trained on (the reproduction spans several 2-core machines, one about 2x "
+             "slower than another; `runs.versions` names the CPU of runs recorded since that was added). "
+             f"Regenerate: `{command}`.", "",
              "| task | best tuned MultiStep | figure | seeds | time per run | best test | floor | met |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
