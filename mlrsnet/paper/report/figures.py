@@ -255,7 +255,9 @@ def _save(fig: Any, out: Path, stem: str, caption: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    # No creation date: a re-render of the same store gives the same bytes, so a
+    # committed report only changes where its data did.
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     cap = out / f"{stem}.caption.txt"
     cap.write_text(caption + "\n")
     _plt().close(fig)
