@@ -447,6 +447,25 @@ def taus_for(data: Data) -> np.ndarray:
     return np.unique(np.concatenate([np.geomspace(1.0, top, 400), finite.to_numpy()]))
 
 
+def tau_ticks(top: float, *, at_least: int = 4) -> list[float]:
+    """Labelled ticks in [1, top] for the log tau axis: the coarsest of a few ladders of
+    round ratios that gives ``at_least`` ticks, so a profile spanning 1-1.1 is as readable
+    as one spanning 1-100 (a plain log locator labels only 1 in the first case)."""
+    ladders = [
+        [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+        [1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100],
+        [1, 1.1, 1.2, 1.3, 1.5, 1.7, 2, 2.5, 3, 4, 5],
+        [1, 1.02, 1.04, 1.06, 1.08, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5],
+        [1, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.07, 1.08, 1.09, 1.1],
+    ]
+    inside: list[float] = []
+    for ladder in ladders:
+        inside = [float(t) for t in ladder if t <= top]
+        if len(inside) >= at_least:
+            break
+    return inside
+
+
 def build_profile(data: Data) -> Any:
     plt = _plt()
     taus = taus_for(data)
@@ -458,9 +477,9 @@ def build_profile(data: Data) -> Any:
         ax.step(taus, rho, where="post", color=colors[label], linewidth=max(3.2 - 0.5 * k, 1.0),
                 linestyle=styles[k % len(styles)], label=label, clip_on=False)
     ax.set_xscale("log")
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.xaxis.set_major_locator(FixedLocator(tau_ticks(float(taus.max()))))
     ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(1.0, taus.max())

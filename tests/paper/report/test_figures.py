@@ -121,6 +121,17 @@ def test_performance_profile_from_final_metrics(data, results):
     fig = F.build_profile(data)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.get_lines()) == 3
+    assert len([t for t in ax.get_xticks() if 1.0 <= t <= taus.max()]) >= 4  # readable axis
+
+
+@pytest.mark.parametrize("top, expected", [
+    (100.0, [1, 2, 5, 10, 20, 50, 100]),
+    (1.6, [1, 1.1, 1.2, 1.3, 1.5]),
+    (1.12, [1, 1.02, 1.04, 1.06, 1.08, 1.1]),
+    (1.04, [1, 1.01, 1.02, 1.03, 1.04]),
+])
+def test_tau_ticks_label_a_narrow_profile_as_well_as_a_wide_one(top, expected):
+    assert F.tau_ticks(top) == pytest.approx(expected)
 
 
 def test_epochs_to_target_and_summary(data):
