@@ -81,11 +81,14 @@ def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str, f
     return value, f">= {100 * value:.0f} %", chance
 
 
-def unigram_of(dataset: str, data_dir: str | None) -> float:
-    from mlrsnet.paper.data import load_corpus
+def unigram_of(dataset: str, data_dir: str | None, vocab_size: int | None = None) -> float:
+    """Over the vocabulary the profile trains with (its cap, if it has one)."""
+    from mlrsnet.paper.data import cap_vocabulary, load_corpus
     from mlrsnet.paper.data.text import unigram_perplexity
 
     corpus = load_corpus(dataset, data_dir)
+    if vocab_size is not None:
+        corpus = cap_vocabulary(corpus, vocab_size)
     return unigram_perplexity(corpus.train, corpus.test, corpus.vocab_size)
 
 
@@ -288,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             if reason:
                 print(f"skipping {name} ({profile}): {reason}")
                 continue
-            if task.kind == "text" and task.dataset not in unigrams:
+            vocab = (task.dataset, task.profile(profile).vocab_size)
+            if task.kind == "text" and vocab not in unigrams:
                 find_corpus_dir(task.dataset, data_dir)
-                unigrams[task.dataset] = unigram_of(task.dataset, data_dir)
-            value, rule, reference = floor(task, profile, unigrams.get(task.dataset))
+                unigrams[vocab] = unigram_of(*vocab[:1], data_dir, vocab[1])
+            value, rule, reference = floor(task, profile, unigrams.get(vocab))
             jobs.append({"task": name, "kind": task.kind, "profile": profile,
                          "method": entry.get("method", "multistep"),
                          "hparams": dict(entry.get(profile, entry.get("hparams", {}))),

@@ -189,7 +189,8 @@ def profile_identity(cell: Cell) -> dict[str, Any] | None:
     return fields() if callable(fields) else None
 
 
-def _changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The first few keys whose values differ, as ``key old -> new`` (for messages)."""
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
 
@@ -210,7 +211,7 @@ def data_mismatch(recorded: Any, current_dirs: Sequence[str],
         return None
     old = recorded.get("profile")
     if profile is not None and isinstance(old, dict) and old != dict(profile):
-        return f"its profile has been redefined since it was trained ({_changed_fields(old, profile)})"
+        return f"its profile has been redefined since it was trained ({changed_fields(old, profile)})"
     dirs = recorded.get("dirs")
     files = recorded.get("files") or {}
     if files and all(len(stamp) >= 3 for stamp in files.values()):

@@ -9,6 +9,10 @@ each such row whose file is found now under the same relative name with the same
 appends the sha256 of the file found now.  From then on the row stands wherever those bytes
 are found, and is trained again if they change.  Nothing else in the row changes, and a file
 that is missing or has another size is left as it is and listed.
+
+Language-model runs recorded before text runs named their corpus folder (source ``"ptb
+corpus"``, no files) get the files of that corpus as found now, and the data folders
+searched now, for the same reason.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
             data = (row or {}).get("data")
             files = data.get("files") if isinstance(data, dict) else None
             if not files:
+                corpus = _corpus_stamps(data, data_dir, dirs, report, f"{experiment}/{run_id}")
+                if corpus is not None:
+                    if not dry_run:
+                        store.write_run_row({**row, "data": corpus})
+                    report.restamped += 1
                 continue
             if all(len(stamp) >= 3 for stamp in files.values()):
                 report.current += 1
@@ -64,6 +73,26 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
                 store.write_run_row({**row, "data": {**data, "files": new}})
             report.restamped += 1
     return report
+
+
+def _corpus_stamps(data: Any, data_dir: str | None, dirs: list[str], report: RestampReport,
+                   where: str) -> dict[str, Any] | None:
+    """A language-model run recorded before text runs named their corpus folder (source
+    ``"<name> corpus"``, no files): its data identity with the files of that corpus as
+    found now, or None (not such a row, or its corpus is not found)."""
+    from mlrsnet.errors import UserError
+    from mlrsnet.harness.executor import _fingerprint
+    from mlrsnet.paper.data import find_corpus_dir
+
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, str) or not source.endswith(" corpus"):
+        return None
+    try:
+        folder = find_corpus_dir(source[: -len(" corpus")], data_dir)
+    except UserError:
+        report.left.append(f"{where}: corpus {source[: -len(' corpus')]!r} not found")
+        return None
+    return {**data, "dirs": dirs, "source": str(folder), "files": _fingerprint(str(folder))}
 
 
 def cmd_restamp(args: Any) -> int:

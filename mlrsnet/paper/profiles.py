@@ -38,6 +38,9 @@ class Profile:
     bptt: int = field(default=35, metadata=POSITIVE)
     train_tokens: int | None = field(default=None, metadata=POSITIVE)
     eval_tokens: int | None = field(default=None, metadata=POSITIVE)
+    #: Words kept, the most frequent in train; the rest read as ``<unk>`` (None: the
+    #: corpus's own vocabulary).  A CPU scale-down: :func:`mlrsnet.paper.data.text.cap_vocabulary`.
+    vocab_size: int | None = field(default=None, metadata={"min": 2})
     #: Ray Tune: samples per searcher, and resources per trial.
     tune_samples: int = field(default=8, metadata=POSITIVE)
     cpus_per_trial: float = field(default=1.0, metadata=NON_NEGATIVE)

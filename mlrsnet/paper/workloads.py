@@ -32,6 +32,7 @@ from mlrsnet.paper.data import (
     BatchAugment,
     batchify,
     bptt_batches,
+    cap_vocabulary,
     load_corpus,
     load_image_dataset,
     to_float,
@@ -60,8 +61,10 @@ def _cached_images(name: str, allow_mini: bool, data_dir: str | None, env_dir: s
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_corpus(name: str, data_dir: str | None, env_dir: str | None) -> Any:
-    return load_corpus(name, data_dir=data_dir)
+def _cached_corpus(name: str, data_dir: str | None, env_dir: str | None,
+                   vocab_size: int | None = None) -> Any:
+    corpus = load_corpus(name, data_dir=data_dir)
+    return corpus if vocab_size is None else cap_vocabulary(corpus, vocab_size)
 
 
 def _key(data_dir: str | os.PathLike[str] | None) -> str | None:
@@ -218,7 +221,8 @@ class TextWorkload:
 
     def __init__(self, task: Task, profile: Profile, device: torch.device,
                  data_dir: str | None = None) -> None:
-        corpus = _cached_corpus(task.dataset, _key(data_dir), os.environ.get(DATA_ENV))
+        corpus = _cached_corpus(task.dataset, _key(data_dir), os.environ.get(DATA_ENV),
+                                profile.vocab_size)
         self.num_outputs = len(corpus.vocab)
         self.device = device
         self.bptt = profile.bptt
@@ -232,7 +236,8 @@ class TextWorkload:
         if len(self.train_data) < 2:
             raise UserError(f"task {task.name}: too few training tokens for batch size {profile.batch_size}")
         self.steps_per_epoch = math.ceil((len(self.train_data) - 1) / self.bptt)
-        self.data_source = f"{task.dataset} corpus"
+        # the corpus folder: its files' digests make the run's data identity, as for images
+        self.data_source = str(corpus.source) if corpus.source else f"{task.dataset} corpus"
         self.sizes = {"train": int(train.numel()), "val": int(self.val_eval.numel()),
                       "test": int(self.test_eval.numel())}
 

@@ -277,6 +277,42 @@ def test_a_legacy_stamp_needs_the_same_folder_and_mtime_until_restamped(tmp_path
     assert restamp(store, str(a)).current == 1  # once only
 
 
+def test_a_language_model_run_stands_on_the_same_corpus_bytes_in_another_folder(tmp_path: Path, data_dir) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(DATA_DIR / "ptb", a / "ptb")
+    shutil.copytree(DATA_DIR / "ptb", b / "ptb")
+    store = Store(tmp_path / "results")
+    cell = Cell("lstm2-ptb", "smoke", "fixed", {"lr": 1.0}, experiment="e")
+    assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "finished"}
+    data = store.run_row("e", cell.run_id)["data"]
+    assert data["source"] == str((a / "ptb").resolve())
+    train = str((a / "ptb" / "train.txt").resolve())
+    assert sorted(Path(f).name for f in data["files"]) == ["test.txt", "train.txt", "valid.txt"]
+    assert data["files"][train][2] == hashlib.sha256((a / "ptb" / "train.txt").read_bytes()).hexdigest()
+    assert run_cell(cell, store, data_dir=str(b)) is None  # the same bytes elsewhere
+    with open(b / "ptb" / "valid.txt", "a") as f:
+        f.write("one more line\n")
+    assert "valid.txt" in data_mismatch(data, [str(b.resolve())])
+
+
+def test_a_language_model_row_from_before_corpus_stamps_stands_once_restamped(tmp_path: Path, data_dir) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(DATA_DIR / "ptb", a / "ptb")
+    shutil.copytree(DATA_DIR / "ptb", b / "ptb")
+    store = Store(tmp_path / "results")
+    cell = Cell("lstm2-ptb", "smoke", "fixed", {"lr": 1.0}, experiment="e")
+    run_local([cell], store, data_dir=str(a), quiet=True)
+    row = store.run_row("e", cell.run_id)
+    legacy = {**row["data"], "source": "ptb corpus", "files": {}}  # as text rows were recorded before
+    store.write_run_row({**row, "data": legacy})
+    assert not _done_now(cell, store, b)  # another folder, nothing to compare the bytes with
+    report = restamp(store, str(b))
+    assert (report.restamped, report.left) == (1, [])
+    assert store.run_row("e", cell.run_id)["data"]["source"] == str((b / "ptb").resolve())
+    assert _done_now(cell, store, b) and _done_now(cell, store, a)
+    assert restamp(store, str(b)).current == 1  # once only
+
+
 def _done_now(cell, store: Store, data: Path) -> bool:
     from mlrsnet.harness.executor import _done, data_search_dirs
 

@@ -376,3 +376,26 @@ def test_text_val_is_the_validation_corpus_and_test_the_test_corpus(data_dir) ->
         stream = data.t().reshape(-1).numpy()  # the columns, one after the other
         assert np.array_equal(stream, ids[split][: len(stream)])
         assert len(stream) > prof.eval_tokens - prof.eval_batch_size
+
+
+def test_a_capped_profile_trains_wikitext2_on_its_most_frequent_words(data_dir) -> None:
+    task = get_task("lstm-wikitext2")
+    prof = task.profile("smoke")
+    assert prof.vocab_size == 10_000 and task.profile("paper").vocab_size is None
+    torch.manual_seed(0)
+    workload, model = task.build(prof, CPU, str(data_dir))
+    assert workload.num_outputs == 10_000
+    assert model(workload.train_data[:3], workload.start_epoch(model))[0].shape[-1] == 10_000
+    # recomputed here from word counts over all of train: a kept word keeps its identity,
+    # every other word reads as the corpus's own <unk>
+    words = [w for line in (data_dir / "wikitext-2" / "train.txt").read_text().splitlines()
+             for w in [*line.split(), "<eos>"]]
+    counts: dict[str, int] = {}
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
+    kept = set(sorted(counts, key=lambda w: -counts[w])[:10_000])  # stable: first appearance
+    from mlrsnet.paper.data import cap_vocabulary, load_corpus
+
+    vocab = cap_vocabulary(load_corpus("wikitext-2", data_dir), 10_000).vocab
+    stream = workload.train_data.t().reshape(-1).tolist()
+    assert [vocab[i] for i in stream] == [w if w in kept else "<unk>" for w in words[: len(stream)]]

@@ -22,11 +22,11 @@ from mlrsnet.paper.data.locate import (
     find_image_file,
 )
 from mlrsnet.paper.data.prepare import KNOWN, prepare
-from mlrsnet.paper.data.text import Corpus, batchify, bptt_batches, load_corpus
+from mlrsnet.paper.data.text import Corpus, batchify, bptt_batches, cap_vocabulary, load_corpus
 
 __all__ = [
     "BatchAugment", "ChecksumError", "CORPORA", "Corpus", "DATA_ENV", "DownloadError",
     "IMAGE_DATASETS", "ImageDataset", "KNOWN", "MissingDataError", "NORMALIZATION", "batchify",
     "bptt_batches", "check", "data_dirs", "find_corpus_dir", "find_image_file",
-    "load_corpus", "load_image_dataset", "prepare", "to_float",
+    "cap_vocabulary", "load_corpus", "load_image_dataset", "prepare", "to_float",
 ]

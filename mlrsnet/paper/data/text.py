@@ -19,6 +19,7 @@ from mlrsnet.errors import UserError
 from mlrsnet.paper.data.locate import CORPUS_SPLITS, PathLike, find_corpus_dir, prepare_command
 
 EOS = "<eos>"
+UNK = "<unk>"
 
 
 @dataclass
@@ -71,6 +72,37 @@ def load_corpus(name: str, data_dir: PathLike | None = None) -> Corpus:
         splits[split] = torch.from_numpy(ids)
     return Corpus(name=name, vocab=list(word_ids), train=splits["train"],
                   valid=splits["valid"], test=splits["test"], source=folder)
+
+
+def cap_vocabulary(corpus: Corpus, size: int) -> Corpus:
+    """The corpus with its vocabulary cut to the ``size`` words most frequent in train, every
+    other word read as ``<unk>`` (the preprocessing that made PTB's 10k vocabulary).
+
+    A scale-down for CPU profiles, where the softmax over WikiText-2's 33,278 words is most
+    of a step: perplexities are then over the capped vocabulary and not comparable to
+    full-vocabulary ones.  ``<unk>`` is always kept (it takes the last place when it is not
+    among the ``size`` most frequent); ties are broken by first appearance, and the kept
+    words keep their relative order, so the cap is deterministic.
+    """
+    if size < 2:
+        raise UserError(f"a vocabulary cap must keep at least 2 words, got {size}")
+    if size >= corpus.vocab_size:
+        return corpus
+    counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
+    order = sorted(range(corpus.vocab_size), key=lambda i: (-int(counts[i]), i))
+    unk = corpus.vocab.index(UNK) if UNK in corpus.vocab else None
+    kept = order[:size]
+    if unk is None or unk not in kept:
+        kept = order[:size - 1]
+    kept.sort()
+    vocab = [corpus.vocab[i] for i in kept]
+    if unk is None or unk not in kept:
+        vocab.append(UNK)
+    unk_id = vocab.index(UNK)
+    remap = torch.full((corpus.vocab_size,), unk_id, dtype=torch.int64)
+    remap[torch.tensor(kept, dtype=torch.int64)] = torch.arange(len(kept), dtype=torch.int64)
+    return Corpus(name=corpus.name, vocab=vocab, train=remap[corpus.train],
+                  valid=remap[corpus.valid], test=remap[corpus.test], source=corpus.source)
 
 
 def batchify(tokens: Tensor, batch_size: int) -> Tensor:

@@ -9,7 +9,8 @@ def _profile_summary(task_name: str, profile: str) -> str:
     task = TASKS[task_name]
     p = task.profile(profile)
     kw = ", ".join(f"{k}={v}" for k, v in p.model_kwargs.items() if k != "tie_weights" or v)
-    size = (f"{p.train_tokens or 'all'} train tokens" if task.kind == "text"
+    size = (f"{p.train_tokens or 'all'} train tokens"
+            + (f", {p.vocab_size} most frequent words (the rest as unk)" if p.vocab_size else "") if task.kind == "text"
             else f"{p.train_size or 'all'} train, {p.holdout} held out" + (
                 f", {p.test_size} test" if p.test_size else ""))
     return f"{p.epochs} ep, batch {p.batch_size}, {size}" + (f", {kw}" if kw else "")

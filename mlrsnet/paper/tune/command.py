@@ -51,10 +51,12 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def vocabulary_size(task: Task, data_dir: str | None) -> int:
+def vocabulary_size(task: Task, data_dir: str | None, cap: int | None = None) -> int:
+    """The vocabulary a run trains with: the corpus's, or the profile's cap when smaller."""
     from mlrsnet.paper.data import load_corpus
 
-    return load_corpus(task.dataset, data_dir).vocab_size
+    size = load_corpus(task.dataset, data_dir).vocab_size
+    return size if cap is None else min(size, cap)
 
 
 def task_plan(task: Task, spec: ExperimentSpec, plan: TunePlan, data_dir: str | None,
@@ -64,9 +66,9 @@ def task_plan(task: Task, spec: ExperimentSpec, plan: TunePlan, data_dir: str | 
     method = plan.method_for(task.kind)
     cls = get_method(method)
     space = resolve_space(cls.space(task.kind), plan.space, list(cls.defaults))
-    vocab = vocabulary_size(task, data_dir) if task.kind == "text" else None
     probe = Cell(task=task.name, profile=spec.profile, method=method, overrides=dict(spec.overrides))
     prof = resolved_profile(probe)
+    vocab = vocabulary_size(task, data_dir, prof.vocab_size) if task.kind == "text" else None
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else prof.cpus_per_trial
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else prof.gpus_per_trial
     if cpus <= 0 or gpus < 0:

@@ -164,6 +164,27 @@ def _check_plan(path: Path, saved: Mapping[str, Any], record: Mapping[str, Any])
         "search again (its finished trials stay in the store).")
 
 
+def redefined_since(store: Store, setup: TrialSetup, saved: Mapping[str, Any]) -> str | None:
+    """Why the recorded search no longer answers for the profile it names (None if it
+    does): one of its trials recorded other profile training fields than the profile has
+    now (its epochs, sizes or model were redefined since).  Trials without recorded fields
+    are trusted, as the executor trusts such runs."""
+    from mlrsnet.harness.executor import changed_fields, profile_identity
+    from mlrsnet.harness.experiment import Cell
+
+    current = profile_identity(Cell(task=setup.task, profile=setup.profile, method=setup.method,
+                                    overrides=dict(setup.overrides)))
+    runs = store.runs(setup.experiment)
+    if current is None or runs.empty or "tags" not in runs:
+        return None
+    mine = runs[runs["tags"].map(lambda t: isinstance(t, dict) and t.get("search_id") == saved.get("search_id"))]
+    for data in mine.get("data", []):
+        old = data.get("profile") if isinstance(data, dict) else None
+        if isinstance(old, dict) and old != current:
+            return f"profile {setup.profile} of {setup.task} has been redefined since its trials trained ({changed_fields(old, current)})"
+    return None
+
+
 def _write_record(path: Path, record: Mapping[str, Any]) -> None:
     tmp = path / (PLAN_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=1))
@@ -211,6 +232,14 @@ def run_search(req: SearchRequest) -> SearchOutcome:
     if saved is not None:
         _check_plan(path, saved, record)
     store = Store(s.store_root)
+    why = redefined_since(store, s, saved) if saved is not None else None
+    if why:  # as the executor trains a run of a redefined profile again
+        if not req.quiet:
+            print(f"[{req.label or path.name}] starting this search again: {why}; the "
+                  f"{saved['search_id']} trials stay in the store, outside the tables",
+                  file=sys.stderr, flush=True)
+        shutil.rmtree(path)
+        saved = None
     started = time.monotonic()
     if _complete(saved):
         outcome = SearchOutcome(task=s.task, searcher=req.searcher, search_id=saved["search_id"],

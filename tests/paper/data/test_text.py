@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
+from collections import Counter
 
 import pytest
 import torch
 
-from mlrsnet.paper.data import Corpus, batchify, bptt_batches, load_corpus
-from mlrsnet.paper.data.text import unigram_perplexity
+from mlrsnet.errors import UserError
+from mlrsnet.paper.data import Corpus, batchify, bptt_batches, cap_vocabulary, load_corpus
+from mlrsnet.paper.data.text import read_tokens, unigram_perplexity
 
 
 def _corpus(tmp_path, train: str, valid: str = "a\n", test: str = "b\n") -> Corpus:
@@ -28,14 +29,44 @@ def test_ptb_has_10000_types_and_the_published_token_counts(shared_data):
     assert int(corpus.train.max()) == 9_999  # valid/test add no words
 
 
-def test_wikitext2_has_33278_types_and_loads_in_seconds(shared_data):
-    start = time.perf_counter()
+def test_wikitext2_has_33278_types(shared_data):
     corpus = load_corpus("wikitext-2", data_dir=shared_data)
-    elapsed = time.perf_counter() - start
     assert corpus.vocab_size == 33_278
     assert (corpus.train.numel(), corpus.valid.numel(), corpus.test.numel()) == (2_088_628, 217_646, 245_569)
     assert corpus.vocab[:4] == ["<eos>", "=", "Valkyria", "Chronicles"]  # file starts " = Valkyria ..."
-    assert elapsed < 8.0, f"WikiText-2 took {elapsed:.1f}s to load (about 1.5 s expected)"
+
+
+def test_a_vocabulary_cap_keeps_the_most_frequent_words_and_adds_unk(tmp_path):
+    # counts: a 3, b 2, then c, d, <eos> once each (ties: first appearance wins)
+    corpus = _corpus(tmp_path, "a b a c a b d\n", valid="d a\n", test="c e\n")
+    capped = cap_vocabulary(corpus, 4)
+    assert capped.vocab == ["a", "b", "c", "<unk>"]
+    words = [capped.vocab[i] for i in capped.train]
+    assert words == ["a", "b", "a", "c", "a", "b", "<unk>", "<unk>"]
+    assert [capped.vocab[i] for i in capped.valid] == ["<unk>", "a", "<unk>"]
+    assert [capped.vocab[i] for i in capped.test] == ["c", "<unk>", "<unk>"]
+
+
+def test_a_vocabulary_cap_reuses_the_corpus_unk_and_leaves_a_small_vocabulary_alone(tmp_path):
+    corpus = _corpus(tmp_path, "<unk> x <unk> y <unk> x\n")  # <unk> 3, x 2, y 1, <eos> 1
+    capped = cap_vocabulary(corpus, 2)
+    assert capped.vocab == ["<unk>", "x"]
+    assert capped.train.tolist() == [0, 1, 0, 0, 0, 1, 0]
+    assert cap_vocabulary(corpus, corpus.vocab_size) is corpus
+    with pytest.raises(UserError, match="at least 2"):
+        cap_vocabulary(corpus, 1)
+
+
+def test_wikitext2_capped_at_10000_words_reads_the_rest_as_its_unk(shared_data):
+    corpus = load_corpus("wikitext-2", data_dir=shared_data)
+    capped = cap_vocabulary(corpus, 10_000)
+    assert capped.vocab_size == 10_000 and "<unk>" in capped.vocab
+    assert capped.train.numel() == corpus.train.numel() and int(capped.train.max()) < 10_000
+    counts = Counter(read_tokens(shared_data / "wikitext-2" / "train.txt"))
+    kept = {w for w, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:10_000]}
+    assert "<unk>" in kept  # WikiText-2's own <unk> is among its most frequent words
+    expected_unk = sum(n for w, n in counts.items() if w not in kept) + counts["<unk>"]
+    assert int((capped.train == capped.vocab.index("<unk>")).sum()) == expected_unk
 
 
 def test_vocab_is_in_order_of_first_appearance_with_eos_per_line(tmp_path):

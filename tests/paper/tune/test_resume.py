@@ -126,3 +126,27 @@ def test_a_trial_already_finished_in_the_store_replays_its_final_result(data_dir
     assert report["epoch"] == 2 and report["diverged"] is False
     assert report["objective"] == pytest.approx(result.final("val", "acc"))
     assert report["test_acc"] == pytest.approx(result.final("test", "acc"))
+
+
+def test_a_search_whose_profile_was_redefined_since_is_started_again(data_dir, tmp_path, monkeypatch):
+    """A recorded search answers for its profile only while the profile's definition is the
+    one its trials trained at (as a finished run of a redefined profile is trained again)."""
+    from dataclasses import replace
+
+    from mlrsnet.paper.tasks import get_task
+    from mlrsnet.paper.tune.search import redefined_since
+
+    store = Store(tmp_path / "results")
+    setup = TrialSetup(experiment="tunetest", task="resnet18-cifar10", profile="smoke",
+                       method="multistep", seed=0, epochs=2, objective=objective_for("image", "val"),
+                       space={"lr": ("loguniform", 0.01, 0.5)}, store_root=str(store.root),
+                       data_dir=str(data_dir), device="cpu", cpus=1, overrides={"holdout": 64})
+    cell = Cell(task="resnet18-cifar10", profile="smoke", method="multistep", hparams={"lr": 0.05},
+                experiment="tunetest", overrides={"holdout": 64}, tags={"search_id": "s@1", "trial": 1})
+    run_cell(cell, store, data_dir=str(data_dir), device="cpu")
+    assert redefined_since(store, setup, {"search_id": "s@1"}) is None
+    task = get_task("resnet18-cifar10")
+    monkeypatch.setitem(task.profiles, "smoke", replace(task.profiles["smoke"], epochs=3))
+    why = redefined_since(store, setup, {"search_id": "s@1"})
+    assert why is not None and "epochs 2 -> 3" in why
+    assert redefined_since(store, setup, {"search_id": "another@2"}) is None  # not its trials
