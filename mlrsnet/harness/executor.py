@@ -189,9 +189,16 @@ def profile_identity(cell: Cell) -> dict[str, Any] | None:
     return fields() if callable(fields) else None
 
 
+def differing_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ, a key absent on one side reading as None there: a profile
+    field added since a run was recorded, with the default None (e.g. ``vocab_size``),
+    leaves that run's record as it was."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """The first few keys whose values differ, as ``key old -> new`` (for messages)."""
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    keys = differing_fields(old, new)
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
 
 
@@ -210,7 +217,7 @@ def data_mismatch(recorded: Any, current_dirs: Sequence[str],
     if not isinstance(recorded, dict) or not recorded:
         return None
     old = recorded.get("profile")
-    if profile is not None and isinstance(old, dict) and old != dict(profile):
+    if profile is not None and isinstance(old, dict) and differing_fields(old, profile):
         return f"its profile has been redefined since it was trained ({changed_fields(old, profile)})"
     dirs = recorded.get("dirs")
     files = recorded.get("files") or {}

@@ -343,6 +343,19 @@ def test_a_finished_run_of_a_since_redefined_profile_is_trained_again(tmp_path: 
     assert result is not None and max(r["epoch"] for r in result.epochs) == longer.epochs
 
 
+def test_a_profile_field_added_since_with_its_default_leaves_finished_runs_done(tmp_path: Path, data_dir) -> None:
+    # runs recorded before Profile.vocab_size existed lack the key; None is what it reads as
+    store, cell = Store(tmp_path), _cell()
+    run_cell(cell, store, device="cpu")
+    row = store.run_row("e", cell.run_id)
+    older = {k: v for k, v in row["data"]["profile"].items() if k != "vocab_size"}
+    assert len(older) == len(row["data"]["profile"]) - 1
+    store.write_run_row({**row, "data": {**row["data"], "profile": older}})
+    assert run_cell(cell, store, device="cpu") is None
+    store.write_run_row({**row, "data": {**row["data"], "profile": {**older, "vocab_size": 5}}})
+    assert not _done_now(cell, store, DATA_DIR)
+
+
 def test_runs_record_the_cpu_and_its_kernel_instruction_set() -> None:
     # the same seed gives other floats on another vector ISA: provenance for diverging re-runs
     import torch

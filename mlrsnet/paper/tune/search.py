@@ -169,7 +169,7 @@ def redefined_since(store: Store, setup: TrialSetup, saved: Mapping[str, Any]) -
     does): one of its trials recorded other profile training fields than the profile has
     now (its epochs, sizes or model were redefined since).  Trials without recorded fields
     are trusted, as the executor trusts such runs."""
-    from mlrsnet.harness.executor import changed_fields, profile_identity
+    from mlrsnet.harness.executor import changed_fields, differing_fields, profile_identity
     from mlrsnet.harness.experiment import Cell
 
     current = profile_identity(Cell(task=setup.task, profile=setup.profile, method=setup.method,
@@ -180,7 +180,7 @@ def redefined_since(store: Store, setup: TrialSetup, saved: Mapping[str, Any]) -
     mine = runs[runs["tags"].map(lambda t: isinstance(t, dict) and t.get("search_id") == saved.get("search_id"))]
     for data in mine.get("data", []):
         old = data.get("profile") if isinstance(data, dict) else None
-        if isinstance(old, dict) and old != current:
+        if isinstance(old, dict) and differing_fields(old, current):
             return f"profile {setup.profile} of {setup.task} has been redefined since its trials trained ({changed_fields(old, current)})"
     return None
 

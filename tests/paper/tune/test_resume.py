@@ -145,6 +145,10 @@ def test_a_search_whose_profile_was_redefined_since_is_started_again(data_dir, t
                 experiment="tunetest", overrides={"holdout": 64}, tags={"search_id": "s@1", "trial": 1})
     run_cell(cell, store, data_dir=str(data_dir), device="cpu")
     assert redefined_since(store, setup, {"search_id": "s@1"}) is None
+    row = store.run_row("tunetest", cell.run_id)  # recorded before a field with default None existed
+    store.write_run_row({**row, "data": {**row["data"], "profile": {
+        k: v for k, v in row["data"]["profile"].items() if k != "vocab_size"}}})
+    assert redefined_since(store, setup, {"search_id": "s@1"}) is None
     task = get_task("resnet18-cifar10")
     monkeypatch.setitem(task.profiles, "smoke", replace(task.profiles["smoke"], epochs=3))
     why = redefined_since(store, setup, {"search_id": "s@1"})
