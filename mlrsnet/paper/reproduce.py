@@ -256,8 +256,9 @@ class Progress:
         elapsed = time.monotonic() - self.t0
         new = self.done - self.start_done
         eta = elapsed / new * max(self.total - self.done, 0) if new > 0 else None
-        return (f"reproduce: {what} | runs {self.done}/{self.total}, elapsed {format_duration(elapsed)}, "
-                f"ETA {format_duration(eta) if eta is not None else 'after the first run'}")
+        left = ("nothing left to run" if self.done >= self.total
+                else f"ETA {format_duration(eta) if eta is not None else 'after the first run'}")
+        return f"reproduce: {what} | runs {self.done}/{self.total}, elapsed {format_duration(elapsed)}, {left}"
 
     def say(self, what: str) -> None:
         if not self.quiet:

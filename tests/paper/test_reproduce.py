@@ -217,3 +217,15 @@ def test_the_report_of_an_unfinished_reproduction_says_so_and_lists_what_is_not_
     # 2 trials; fig: the tuned entry 4 times (unresolved, so swept), MLR-SNet 2, RTHO 4; fig_b 2
     assert "Runs and search trials ended: 0 of about 14. The reproduction is not complete" in index
     assert index.count("**Not drawn**: not run yet: `mlrsnet-bench reproduce --profile smoke") == 2
+
+
+def test_progress_gives_an_eta_from_this_invocations_pace_and_none_when_all_is_done(monkeypatch) -> None:
+    from mlrsnet.paper import reproduce as R
+
+    clock = iter([100.0, 160.0, 160.0])
+    monkeypatch.setattr(R.time, "monotonic", lambda: next(clock))
+    p = R.Progress(total=10, done=4, quiet=True)
+    p.done = 6  # two runs in 60 s: 4 left take 2 minutes
+    assert p.line("x").endswith("runs 6/10, elapsed 1m00s, ETA 2m00s")
+    p.done = 10
+    assert p.line("x").endswith("runs 10/10, elapsed 1m00s, nothing left to run")
