@@ -351,6 +351,23 @@ def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
     return True
 
 
+def stands(cell: Cell, store: Store, data_dir: str | None = None) -> bool:
+    """Whether the cell's stored run stands as it is for this invocation (what the executor
+    skips): ended, readable, on the same data and the profile as defined now."""
+    return _done(cell, store, data_search_dirs(data_dir), warn=False)
+
+
+def row_stands(row: Mapping[str, Any], dirs: Sequence[str]) -> bool:
+    """Whether a stored ``runs`` row's data and profile fields are this invocation's (its
+    status aside): the check :func:`stands` makes, from the row alone."""
+    try:
+        cell = Cell(task=str(row["task"]), profile=str(row["profile"]), method=str(row["method"]),
+                    overrides=dict(row.get("overrides") or {}))
+    except (KeyError, TypeError, ValueError):
+        return True
+    return data_mismatch(row.get("data"), dirs, profile_identity(cell)) is None
+
+
 def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs: Sequence[str], *,
                    data_dir: str | None, device: str | None, quiet: bool, force: bool,
                    artifact_dir: str | Path | None, on_epoch: Any, threads: int) -> RunResult:

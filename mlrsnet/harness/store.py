@@ -37,6 +37,9 @@ from mlrsnet.harness.files import HOST, atomic_write, create_file, owner_alive, 
 TABLES = ("runs", "epochs", "steps")
 #: Statuses after which a run is never started again (unless forced).
 FINAL_STATUSES = ("finished", "diverged")
+#: A finished run that a figure no longer draws: the configuration its cell stands for was
+#: found again (its search re-run) and trained under another run id.  Kept, not deleted.
+SUPERSEDED = "superseded"
 
 RUNS_COLUMNS = (
     "run_id", "experiment", "task", "profile", "method", "hparams", "seed", "tags",

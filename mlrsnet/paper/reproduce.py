@@ -22,6 +22,7 @@ from this invocation's pace.  At the end the report is rendered under
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import parse_seeds
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
 from mlrsnet.harness.registry import get_method, profile_names
-from mlrsnet.harness.store import FINAL_STATUSES, Store
+from mlrsnet.harness.store import FINAL_STATUSES, SUPERSEDED, Store
 from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.tune.progress import format_duration
 from mlrsnet.paper.tune.skips import data_missing
@@ -197,20 +198,53 @@ def run_stage_cells(stage: Stage, profile: str, search_profile: str, store: Stor
     return list(ready_cells.values()), list(blocked_cells.values())
 
 
-def reuse(store: Store, cell: Cell, others: list[str], progress: Progress) -> bool:
+def reuse(store: Store, cell: Cell, others: list[str], progress: Progress,
+          data_dir: str | None = None) -> bool:
     """Whether ``cell`` is already done here, or was trained by another experiment of the
     plan (the run id does not depend on the experiment), in which case its rows are copied
     (:meth:`~mlrsnet.harness.store.Store.copy_run`) instead of training it twice."""
+    from mlrsnet.harness.executor import stands
+
     if store.is_done(cell.experiment, cell.run_id):
-        return False  # the executor reports it as skipped
+        return False  # the executor reports it as skipped, or trains it again
     for other in others:
-        if store.is_done(other, cell.run_id):
+        if stands(cell.with_(experiment=other), store, data_dir):
             row = store.run_row(other, cell.run_id) or {}
             tags = {**dict(row.get("tags") or {}), **({"label": cell.label} if cell.label else {})}
             store.copy_run(other, cell.experiment, cell.run_id, tags=tags)
             progress.ran(cell, f"{row.get('status')} (the run of {other}, copied)")
             return True
     return False
+
+
+def _slot(task: Any, label: Any, seed: Any, overrides: Any) -> tuple[str, str, int, str]:
+    """What a figure draws one run for: task, method label, seed and profile overrides."""
+    return (str(task), str(label), int(seed), json.dumps(dict(overrides or {}), sort_keys=True))
+
+
+def supersede(store: Store, experiment: str, cells: list[Cell]) -> int:
+    """Mark ``superseded`` the finished runs of ``experiment`` that stand in the same slot
+    (task, label, seed, overrides) as one of ``cells`` that is done now under another run
+    id: a tuned method whose search was run again (e.g. after its profile was redefined)
+    trains the new best configuration, and the figure must not draw the old one beside it.
+    The old rows keep their curves; only their status and error change.  Returns how many."""
+    runs = store.runs(experiment)
+    if runs.empty:
+        return 0
+    current = {_slot(c.task, c.label, c.seed, c.overrides): c.run_id for c in cells
+               if c.label and store.is_done(experiment, c.run_id)}  # runs record it as tags["label"]
+    n = 0
+    for row in runs.drop_duplicates("run_id", keep="last").to_dict("records"):
+        if row["status"] not in FINAL_STATUSES:
+            continue
+        new = current.get(_slot(row["task"], (row.get("tags") or {}).get("label"), row["seed"],
+                                row.get("overrides")))
+        if new is not None and new != row["run_id"]:
+            full = store.run_row(experiment, row["run_id"]) or row
+            store.write_run_row({**full, "status": SUPERSEDED,
+                                 "error": f"superseded by run {new} (the configuration of its label was found again)"})
+            n += 1
+    return n
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -230,9 +264,11 @@ def tune_trials(stage: Stage, profile: str, data_dir: str | None) -> int:
     return n
 
 
-def ended_runs(store: Store, experiment: str) -> int:
+def ended_runs(store: Store, experiment: str, data_dir: str | None = None) -> int:
     """Runs (or a search experiment's trials: of its newest searches only, not those of a
-    search started again) that ended."""
+    search started again) that ended and still stand: on the same data, at the profile as
+    defined now (a run or search of a since-redefined profile is trained again)."""
+    from mlrsnet.harness.executor import data_search_dirs, row_stands
     from mlrsnet.paper.tune.results import latest_searches, trial_runs
 
     runs = store.runs(experiment)
@@ -242,7 +278,9 @@ def ended_runs(store: Store, experiment: str) -> int:
     trials = trial_runs(runs)
     if len(trials):
         runs = latest_searches(trials)
-    return int(runs["status"].isin(TRIAL_ENDED).sum())
+    ended = runs[runs["status"].isin(TRIAL_ENDED)]
+    dirs = data_search_dirs(data_dir)
+    return sum(row_stands(row, dirs) for row in ended.to_dict("records"))
 
 
 class Progress:
@@ -296,7 +334,7 @@ class StageCount:
 def stage_count(plan: Plan, stage: Stage, profile: str, store: Store, data_dir: str | None,
                 seeds: list[int] | None) -> StageCount:
     prof = plan.profile_of(stage, profile)
-    ended = ended_runs(store, stage.name)
+    ended = ended_runs(store, stage.name, data_dir)
     if stage.kind == "tune":
         n = tune_trials(stage, prof, data_dir)
         return StageCount(stage, prof, n, 0, ended, n)
@@ -376,14 +414,14 @@ def reproduce_command(args: argparse.Namespace) -> int:
     failed = 0
     for k, s in enumerate(stages, 1):
         prof = plan.profile_of(s, profile)
-        before = ended_runs(store, s.name)
+        before = ended_runs(store, s.name, data_dir)
         progress.say(f"stage {k}/{len(stages)} {s.name} ({s.kind} {s.spec_path.name} at {prof})")
         if s.kind == "tune":
             code = tune_command(_tune_args(args, s, prof))
             if code == 130:
                 return 130
             failed += code != 0
-            progress.done += ended_runs(store, s.name) - before
+            progress.done += ended_runs(store, s.name, data_dir) - before
         else:
             cells, blocked = run_stage_cells(s, prof, search_profile, store, data_dir, seeds)
             said: set[tuple[str, str]] = set()
@@ -392,8 +430,9 @@ def reproduce_command(args: argparse.Namespace) -> int:
                 if not args.quiet and (cell.task, str(cell.label)) not in said:
                     said.add((cell.task, str(cell.label)))
                     print(f"reproduce: {s.name}: {cell.task} {cell.label}: not run: {why}", file=sys.stderr)
-            cells = [c for c in cells if not reuse(store, c, [r.name for r in plan.stages
-                                                             if r.kind == "run" and r.name != s.name], progress)]
+            others = [r.name for r in plan.stages if r.kind == "run" and r.name != s.name]
+            planned = cells
+            cells = [c for c in cells if not reuse(store, c, others, progress, data_dir)]
             if cells:
                 profiles = [get_task(c.task).profile(prof) for c in cells]  # the task profile's resources
                 outcomes = run_ray(cells, store, address=args.address, data_dir=data_dir,
@@ -402,6 +441,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
                                    gpus_per_cell=max(p.gpus_per_trial for p in profiles),
                                    progress=progress.ran)
                 failed += sum(1 for o in outcomes.values() if o == "failed")
+            old = supersede(store, s.name, planned)
+            if old and not args.quiet:
+                print(f"reproduce: {s.name}: {old} runs of an earlier configuration of the same "
+                      "label marked superseded (kept, not drawn)", file=sys.stderr)
         progress.say(f"stage {k}/{len(stages)} {s.name} done")
     paths = render(plan, stages, profile, store, args)
     progress.say(f"report: {paths[0]}")

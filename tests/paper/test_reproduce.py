@@ -16,6 +16,7 @@ import pytest
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import load_spec
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.reproduce import DEFAULT_PLAN, load_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,6 +174,20 @@ def test_the_plan_listing_names_each_stage_and_its_runs(reproduced, project, cap
     assert "fig: run fig.toml at smoke: 18 runs (10 cannot run yet), 8 ended so far" in out
 
 
+def test_runs_and_trials_of_a_since_redefined_profile_are_not_counted_as_ended(
+        reproduced, project, capsys, monkeypatch):
+    from dataclasses import replace
+
+    task = get_task("resnet18-cifar10")
+    smoke = task.profiles["smoke"]
+    monkeypatch.setitem(task.profiles, "smoke", replace(smoke, eval_batch_size=smoke.eval_batch_size + 1))
+    capsys.readouterr()
+    assert _reproduce(project, "--plan-only") == 0
+    out = capsys.readouterr().out
+    assert "srch: tune search.toml at smoke: about 2 trials, 0 ended so far" in out
+    assert "fig: run fig.toml at smoke: 18 runs (10 cannot run yet), 0 ended so far" in out
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--profile", "huge"], "PROFILE 'huge' is not in"),
     (["--only", "fig9"], "--only 'fig9': no such stage"),
@@ -229,3 +244,31 @@ def test_progress_gives_an_eta_from_this_invocations_pace_and_none_when_all_is_d
     assert p.line("x").endswith("runs 6/10, elapsed 1m00s, ETA 2m00s")
     p.done = 10
     assert p.line("x").endswith("runs 10/10, elapsed 1m00s, nothing left to run")
+
+
+def test_a_label_trained_again_under_another_configuration_supersedes_its_old_runs(tmp_path, data_dir):
+    """A search run again finds another best configuration: the figure draws the new run and
+    keeps the old one in the store, marked superseded, out of the curves and the listing."""
+    from mlrsnet.harness.executor import run_cell
+    from mlrsnet.harness.experiment import Cell
+    from mlrsnet.paper.report import figures as F
+    from mlrsnet.paper.reproduce import supersede
+
+    store = Store(tmp_path)
+    def cell(lr):
+        return Cell("resnet18-cifar10", "smoke", "fixed", {"lr": lr}, experiment="fig",
+                    overrides={"epochs": 1}, label="Fixed (tuned)")
+    old, new, other = cell(0.05), cell(0.1), Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.2},
+                                                  experiment="fig", overrides={"epochs": 1},
+                                                  label="Fixed (hand-set)")
+    for c in (old, other):
+        run_cell(c, store, data_dir=str(data_dir), device="cpu")
+    assert supersede(store, "fig", [new, other]) == 0  # the new run is not there yet
+    run_cell(new, store, data_dir=str(data_dir), device="cpu")
+    assert supersede(store, "fig", [new, other]) == 1
+    row = store.run_row("fig", old.run_id)
+    assert row["status"] == "superseded" and new.run_id in row["error"]
+    assert store.read("epochs", "fig")["run_id"].eq(old.run_id).any()  # kept
+    data = F.load(store, "fig")
+    assert set(data.runs["run_id"]) == {new.run_id, other.run_id} and F.missing_reasons(data) == []
+    assert supersede(store, "fig", [new, other]) == 0  # once

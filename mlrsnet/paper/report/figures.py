@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.store import Store
+from mlrsnet.harness.store import SUPERSEDED, Store
 from mlrsnet.paper.report import DRAWABLE, require_finished
 from mlrsnet.paper.tasks import TASKS
 
@@ -88,6 +88,7 @@ def load(store: Store, experiment: str) -> Data:
     if all_runs.empty:
         raise UserError(f"no runs for experiment {experiment!r} under {store.root}; run it first "
                         f"(`mlrsnet-bench run benchmarks/{experiment}.toml`)")
+    all_runs = all_runs[all_runs["status"] != SUPERSEDED]  # neither drawn nor missing
     runs = all_runs[all_runs["status"].isin(DRAWABLE)].copy()
     runs["label"] = runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str)
     if len(runs):  # runs that share a label but differ in profile or overrides (a sweep) keep apart
@@ -157,9 +158,9 @@ def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
     parts = [f"profile {', '.join(profiles) or '?'}"
              + ("" if profiles == ["paper"] else " (scaled-down profile, not the paper's settings)"),
              f"seeds {', '.join(map(str, seeds))}"]
-    held_out = _held_out_sweep(runs)
-    if held_out:
-        parts.append(held_out)
+    for extra in (_held_out_sweep(runs), _vocabulary_cap(runs)):
+        if extra:
+            parts.append(extra)
     infos = [i for i in runs["method_info"] if isinstance(i, dict) and i.get("mlrsnet_checkpoints")]
     if infos:
         sets = sorted({str(i["mlrsnet_checkpoints"]) for i in infos})
@@ -167,6 +168,20 @@ def caption_facts(data: Data, runs: pd.DataFrame | None = None) -> str:
         parts.append(f"MLR-SNet checkpoint set {', '.join(sets)}"
                      + (f", gate convention {', '.join(cells)}" if cells else ""))
     return "; ".join(parts)
+
+
+def _vocabulary_cap(runs: pd.DataFrame) -> str | None:
+    """A capped vocabulary (``Profile.vocab_size``, recorded in each run's ``data``) in words:
+    its perplexities are over that vocabulary, not the corpus's."""
+    if "data" not in runs:
+        return None
+    caps = {(task, int(d["profile"]["vocab_size"])) for task, d in zip(runs["task"], runs["data"])
+            if isinstance(d, dict) and isinstance(d.get("profile"), dict) and d["profile"].get("vocab_size")}
+    if not caps:
+        return None
+    listed = ", ".join(f"{task} its {n:,} most frequent training words" for task, n in sorted(caps))
+    return (f"vocabulary capped ({listed}; every other word read as the unknown-word token), so perplexities "
+            "are not comparable to full-vocabulary ones")
 
 
 def _held_out_sweep(runs: pd.DataFrame) -> str | None:

@@ -88,6 +88,16 @@ def test_caption_states_profile_seeds_checkpoints_and_convention(data):
         assert part in cap
 
 
+def test_a_capped_vocabulary_is_stated_in_the_caption(data):
+    assert "vocabulary capped" not in F.caption_facts(data)  # PTB smoke: its own 10,000 words
+    runs = data.runs.copy()
+    lm = runs["task"] == "lstm2-ptb"
+    runs.loc[lm, "data"] = runs.loc[lm, "data"].map(
+        lambda d: {**d, "profile": {**d["profile"], "vocab_size": 5000}})
+    assert ("vocabulary capped (lstm2-ptb its 5,000 most frequent training words"
+            in F.caption_facts(data, runs))
+
+
 def test_lr_schedules_log_scale_one_line_per_method(data, results):
     fig = F.build_lr_schedules(data)
     axes = _visible(fig)
