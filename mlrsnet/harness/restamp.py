@@ -45,7 +45,7 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
             data = (row or {}).get("data")
             files = data.get("files") if isinstance(data, dict) else None
             if not files:
-                corpus = _corpus_stamps(data, data_dir, dirs, report, f"{experiment}/{run_id}")
+                corpus = _corpus_stamps(data, dirs, report, f"{experiment}/{run_id}")
                 if corpus is not None:
                     if not dry_run:
                         store.write_run_row({**row, "data": corpus})
@@ -75,24 +75,25 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
     return report
 
 
-def _corpus_stamps(data: Any, data_dir: str | None, dirs: list[str], report: RestampReport,
+def _corpus_stamps(data: Any, dirs: list[str], report: RestampReport,
                    where: str) -> dict[str, Any] | None:
     """A language-model run recorded before text runs named their corpus folder (source
     ``"<name> corpus"``, no files): its data identity with the files of that corpus as
     found now, or None (not such a row, or its corpus is not found)."""
-    from mlrsnet.errors import UserError
+    from pathlib import Path
+
     from mlrsnet.harness.executor import _fingerprint
-    from mlrsnet.paper.data import find_corpus_dir
 
     source = data.get("source") if isinstance(data, dict) else None
     if not isinstance(source, str) or not source.endswith(" corpus"):
         return None
-    try:
-        folder = find_corpus_dir(source[: -len(" corpus")], data_dir)
-    except UserError:
-        report.left.append(f"{where}: corpus {source[: -len(' corpus')]!r} not found")
+    name = source[: -len(" corpus")]
+    # the data layer's layout, <data dir>/<name>/, first folder that has it (as it looks)
+    folder = next((Path(d) / name for d in dirs if (Path(d) / name).is_dir()), None)
+    if folder is None:
+        report.left.append(f"{where}: corpus {name!r} not found in {', '.join(dirs) or '(no folder)'}")
         return None
-    return {**data, "dirs": dirs, "source": str(folder), "files": _fingerprint(str(folder))}
+    return {**data, "dirs": dirs, "source": str(folder.resolve()), "files": _fingerprint(str(folder))}
 
 
 def cmd_restamp(args: Any) -> int:

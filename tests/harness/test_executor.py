@@ -277,12 +277,16 @@ def test_a_legacy_stamp_needs_the_same_folder_and_mtime_until_restamped(tmp_path
     assert restamp(store, str(a)).current == 1  # once only
 
 
-def test_a_language_model_run_stands_on_the_same_corpus_bytes_in_another_folder(tmp_path: Path, data_dir) -> None:
+def _lm_in_two_folders(tmp_path: Path) -> tuple[Path, Path, Store, Cell]:
+    """Two data folders holding the same PTB bytes, a store, and a smoke LM cell."""
     a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(DATA_DIR / "ptb", a / "ptb")
-    shutil.copytree(DATA_DIR / "ptb", b / "ptb")
-    store = Store(tmp_path / "results")
-    cell = Cell("lstm2-ptb", "smoke", "fixed", {"lr": 1.0}, experiment="e")
+    for folder in (a, b):
+        shutil.copytree(DATA_DIR / "ptb", folder / "ptb")
+    return a, b, Store(tmp_path / "results"), Cell("lstm2-ptb", "smoke", "fixed", {"lr": 1.0}, experiment="e")
+
+
+def test_a_language_model_run_stands_on_the_same_corpus_bytes_in_another_folder(tmp_path: Path, data_dir) -> None:
+    a, b, store, cell = _lm_in_two_folders(tmp_path)
     assert run_local([cell], store, data_dir=str(a), quiet=True) == {cell.run_id: "finished"}
     data = store.run_row("e", cell.run_id)["data"]
     assert data["source"] == str((a / "ptb").resolve())
@@ -296,11 +300,7 @@ def test_a_language_model_run_stands_on_the_same_corpus_bytes_in_another_folder(
 
 
 def test_a_language_model_row_from_before_corpus_stamps_stands_once_restamped(tmp_path: Path, data_dir) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(DATA_DIR / "ptb", a / "ptb")
-    shutil.copytree(DATA_DIR / "ptb", b / "ptb")
-    store = Store(tmp_path / "results")
-    cell = Cell("lstm2-ptb", "smoke", "fixed", {"lr": 1.0}, experiment="e")
+    a, b, store, cell = _lm_in_two_folders(tmp_path)
     run_local([cell], store, data_dir=str(a), quiet=True)
     row = store.run_row("e", cell.run_id)
     legacy = {**row["data"], "source": "ptb corpus", "files": {}}  # as text rows were recorded before

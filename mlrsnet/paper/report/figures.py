@@ -503,7 +503,8 @@ def build_profile(data: Data) -> Any:
     ax.set_ylabel(f"fraction of tasks within tau (of {len(data.tasks)})")
     ax.grid(alpha=0.3, which="both")
     _legend(fig, [ax])
-    _layout(fig, f"{data.experiment}: performance profile over {len(data.tasks)} tasks")
+    n = len(data.tasks)
+    _layout(fig, f"{data.experiment}: performance profile over {n} task{'s' if n != 1 else ''}")
     return fig
 
 
