@@ -62,8 +62,9 @@ CONFIG: dict[str, dict[str, Any]] = {
 IMAGE_FLOORS = {"cifar10": 0.45, "cifar100": 0.10, "tinyimagenet": 0.04, "svhn": 0.45}
 RESNET18_CIFAR10_FLOOR = 0.50
 TEXT_FLOOR = 0.70
-RETABULATE = ("The runs behind the published tables are in `reports/profile_floors/results`: add "
-              "`--results reports/profile_floors/results --collect-only` to re-tabulate them without training.")
+RETABULATE = ("The runs behind the published tables are in `reports/profile_floors/results` (the default "
+              "`--results`; finished runs are not trained again): add `--collect-only` to re-tabulate them "
+              "without training.")
 
 
 def floor(task: Any, profile: str, unigram: float | None) -> tuple[float, str, float]:
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiles", nargs="+", default=["mini", "cpu"])
     ap.add_argument("--tasks", nargs="+", help="default: every task in CONFIG")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
-    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--results", default=str(ROOT / "reports" / "profile_floors" / "results"),
+                    help="where the runs go (default: beside the published tables; finished runs are kept)")
     ap.add_argument("--out", default=str(ROOT / "reports"))
     ap.add_argument("--collect-only", action="store_true", help="tabulate finished runs, train nothing")
     ap.add_argument("--tuned", default=None, metavar="RESULTS",
