@@ -19,6 +19,7 @@ its axes and lines) and saved as PNG and PDF by the ``render_*`` function.
 
 from __future__ import annotations
 
+
 import html
 import importlib
 import math
@@ -119,11 +120,34 @@ def load(store: Store, experiment: str) -> Data:
     return Data(experiment, store.root, all_runs, runs, test, steps, metric)
 
 
+def spec_labels(experiment: str, folder: str = "benchmarks") -> tuple[str, ...]:
+    """The method labels of ``<folder>/<experiment>.toml`` in the spec's order (empty when
+    there is no such spec): the order legends and tables follow, whatever order the runs
+    were trained in (a method re-run later would otherwise move to the end)."""
+    import tomllib
+
+    path = Path(folder) / f"{experiment}.toml"
+    try:
+        methods = tomllib.loads(path.read_text()).get("methods", [])
+    except (OSError, tomllib.TOMLDecodeError):
+        return ()
+    return tuple(str(m.get("label") or m.get("name")) for m in methods if isinstance(m, dict))
+
+
 def labels_of(data: Data, task: str | None = None) -> list[str]:
-    """Method labels in spec order (first appearance), optionally on one task."""
+    """Method labels, optionally on one task: in the order of the experiment's spec where
+    ``benchmarks/<experiment>.toml`` names them (a drawn label extended with a profile or
+    override keeps its method's place), else by first start time."""
     runs = data.runs if task is None else data.runs[data.runs["task"] == task]
-    return list(dict.fromkeys(runs.sort_values("started", na_position="last", kind="stable")["label"]
-                              if "started" in runs else runs["label"]))
+    by_start = list(dict.fromkeys(runs.sort_values("started", na_position="last", kind="stable")["label"]
+                                  if "started" in runs else runs["label"]))
+    order = spec_labels(data.experiment)
+
+    def rank(label: str) -> int:
+        return next((i for i, name in enumerate(order) if label == name or label.startswith(name + " ")),
+                    len(order))
+
+    return sorted(by_start, key=rank)
 
 
 def missing_reasons(data: Data) -> list[str]:
