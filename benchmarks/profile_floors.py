@@ -293,11 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             if reason:
                 print(f"skipping {name} ({profile}): {reason}")
                 continue
-            vocab = (task.dataset, task.profile(profile).vocab_size)
-            if task.kind == "text" and vocab not in unigrams:
+            cap = task.profile(profile).vocab_size
+            if task.kind == "text" and (task.dataset, cap) not in unigrams:
                 find_corpus_dir(task.dataset, data_dir)
-                unigrams[vocab] = unigram_of(*vocab[:1], data_dir, vocab[1])
-            value, rule, reference = floor(task, profile, unigrams.get(vocab))
+                unigrams[task.dataset, cap] = unigram_of(task.dataset, data_dir, cap)
+            value, rule, reference = floor(task, profile, unigrams.get((task.dataset, cap)))
             jobs.append({"task": name, "kind": task.kind, "profile": profile,
                          "method": entry.get("method", "multistep"),
                          "hparams": dict(entry.get(profile, entry.get("hparams", {}))),

@@ -196,10 +196,16 @@ def differing_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """The first few keys whose values differ, as ``key old -> new`` (for messages)."""
-    keys = differing_fields(old, new)
-    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+def profile_mismatch(recorded: Any, current: Mapping[str, Any] | None) -> str | None:
+    """How the profile fields a run recorded differ from the profile's fields now, as
+    ``key old -> new`` for the first few (None if they agree, or if either is unknown)."""
+    if current is None or not isinstance(recorded, dict):
+        return None
+    keys = differing_fields(recorded, current)
+    if not keys:
+        return None
+    return ", ".join(f"{k} {recorded.get(k)!r} -> {current.get(k)!r}" for k in keys[:4]) + (
+        " ..." if len(keys) > 4 else "")
 
 
 def data_mismatch(recorded: Any, current_dirs: Sequence[str],
@@ -216,9 +222,9 @@ def data_mismatch(recorded: Any, current_dirs: Sequence[str],
     identity are trusted, and so are rows without recorded profile fields."""
     if not isinstance(recorded, dict) or not recorded:
         return None
-    old = recorded.get("profile")
-    if profile is not None and isinstance(old, dict) and differing_fields(old, profile):
-        return f"its profile has been redefined since it was trained ({changed_fields(old, profile)})"
+    changed = profile_mismatch(recorded.get("profile"), profile)
+    if changed:
+        return f"its profile has been redefined since it was trained ({changed})"
     dirs = recorded.get("dirs")
     files = recorded.get("files") or {}
     if files and all(len(stamp) >= 3 for stamp in files.values()):

@@ -16,8 +16,8 @@ import pytest
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import load_spec
 from mlrsnet.harness.store import Store
-from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.reproduce import DEFAULT_PLAN, load_plan
+from mlrsnet.paper.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -89,15 +89,12 @@ def cap_vocabulary(corpus: Corpus, size: int) -> Corpus:
     if size >= corpus.vocab_size:
         return corpus
     counts = torch.bincount(corpus.train, minlength=corpus.vocab_size)
-    order = sorted(range(corpus.vocab_size), key=lambda i: (-int(counts[i]), i))
+    # most frequent first; a stable sort keeps ties in order of first appearance (the ids)
+    order = torch.sort(counts, descending=True, stable=True).indices
     unk = corpus.vocab.index(UNK) if UNK in corpus.vocab else None
-    kept = order[:size]
-    if unk is None or unk not in kept:
-        kept = order[:size - 1]
-    kept.sort()
-    vocab = [corpus.vocab[i] for i in kept]
-    if unk is None or unk not in kept:
-        vocab.append(UNK)
+    unk_kept = unk is not None and bool((order[:size] == unk).any())
+    kept = sorted(order[: size if unk_kept else size - 1].tolist())
+    vocab = [corpus.vocab[i] for i in kept] + ([] if unk_kept else [UNK])
     unk_id = vocab.index(UNK)
     remap = torch.full((corpus.vocab_size,), unk_id, dtype=torch.int64)
     remap[torch.tensor(kept, dtype=torch.int64)] = torch.arange(len(kept), dtype=torch.int64)

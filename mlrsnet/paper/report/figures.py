@@ -19,7 +19,6 @@ its axes and lines) and saved as PNG and PDF by the ``render_*`` function.
 
 from __future__ import annotations
 
-
 import html
 import importlib
 import math
@@ -53,6 +52,7 @@ class Data:
     test: pd.DataFrame  # run_id, task, label, seed, epoch, metric, value (the task's metric)
     steps: pd.DataFrame
     metric: dict[str, str] = field(default_factory=dict)  # task -> "acc" | "ppl"
+    spec_order: tuple[str, ...] = ()  # the spec's method labels (:func:`spec_labels`)
 
     @property
     def tasks(self) -> list[str]:
@@ -117,7 +117,7 @@ def load(store: Store, experiment: str) -> Data:
     test["value"] = test["value"].where(np.isfinite(test["value"].astype(float)))  # diverged: NaN
     steps = store.read("steps", experiment)
     steps = steps[steps["run_id"].isin(ids)].merge(runs[["run_id", "task", "label", "seed"]], on="run_id")
-    return Data(experiment, store.root, all_runs, runs, test, steps, metric)
+    return Data(experiment, store.root, all_runs, runs, test, steps, metric, spec_labels(experiment))
 
 
 def spec_labels(experiment: str, folder: str = "benchmarks") -> tuple[str, ...]:
@@ -136,12 +136,12 @@ def spec_labels(experiment: str, folder: str = "benchmarks") -> tuple[str, ...]:
 
 def labels_of(data: Data, task: str | None = None) -> list[str]:
     """Method labels, optionally on one task: in the order of the experiment's spec where
-    ``benchmarks/<experiment>.toml`` names them (a drawn label extended with a profile or
+    ``benchmarks/<experiment>.toml`` named them when the data was loaded (a drawn label extended with a profile or
     override keeps its method's place), else by first start time."""
     runs = data.runs if task is None else data.runs[data.runs["task"] == task]
     by_start = list(dict.fromkeys(runs.sort_values("started", na_position="last", kind="stable")["label"]
                                   if "started" in runs else runs["label"]))
-    order = spec_labels(data.experiment)
+    order = data.spec_order
 
     def rank(label: str) -> int:
         return next((i for i, name in enumerate(order) if label == name or label.startswith(name + " ")),
@@ -199,7 +199,7 @@ def _vocabulary_cap(runs: pd.DataFrame) -> str | None:
     its perplexities are over that vocabulary, not the corpus's."""
     if "data" not in runs:
         return None
-    caps = {(task, int(d["profile"]["vocab_size"])) for task, d in zip(runs["task"], runs["data"])
+    caps = {(task, int(d["profile"]["vocab_size"])) for task, d in zip(runs["task"], runs["data"], strict=True)
             if isinstance(d, dict) and isinstance(d.get("profile"), dict) and d["profile"].get("vocab_size")}
     if not caps:
         return None
@@ -215,7 +215,7 @@ def _held_out_sweep(runs: pd.DataFrame) -> str | None:
     if "overrides" not in runs:
         return None
     sizes, pools = set(), set()
-    for overrides, info in zip(runs["overrides"], runs["method_info"]):
+    for overrides, info in zip(runs["overrides"], runs["method_info"], strict=True):
         if not isinstance(overrides, dict) or "holdout" not in overrides:
             continue
         sizes.add(int(overrides["holdout"]))

@@ -169,19 +169,19 @@ def redefined_since(store: Store, setup: TrialSetup, saved: Mapping[str, Any]) -
     does): one of its trials recorded other profile training fields than the profile has
     now (its epochs, sizes or model were redefined since).  Trials without recorded fields
     are trusted, as the executor trusts such runs."""
-    from mlrsnet.harness.executor import changed_fields, differing_fields, profile_identity
+    from mlrsnet.harness.executor import profile_identity, profile_mismatch
     from mlrsnet.harness.experiment import Cell
 
     current = profile_identity(Cell(task=setup.task, profile=setup.profile, method=setup.method,
                                     overrides=dict(setup.overrides)))
     runs = store.runs(setup.experiment)
-    if current is None or runs.empty or "tags" not in runs:
+    if runs.empty or "tags" not in runs:
         return None
     mine = runs[runs["tags"].map(lambda t: isinstance(t, dict) and t.get("search_id") == saved.get("search_id"))]
     for data in mine.get("data", []):
-        old = data.get("profile") if isinstance(data, dict) else None
-        if isinstance(old, dict) and differing_fields(old, current):
-            return f"profile {setup.profile} of {setup.task} has been redefined since its trials trained ({changed_fields(old, current)})"
+        changed = profile_mismatch(data.get("profile") if isinstance(data, dict) else None, current)
+        if changed:
+            return f"profile {setup.profile} of {setup.task} has been redefined since its trials trained ({changed})"
     return None
 
 

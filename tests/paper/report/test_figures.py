@@ -98,12 +98,13 @@ def test_a_capped_vocabulary_is_stated_in_the_caption(data):
             in F.caption_facts(data, runs))
 
 
-def test_legends_follow_the_spec_order_where_the_spec_is_found(data, tmp_path, monkeypatch):
+def test_legends_follow_the_spec_order_where_the_spec_is_found(data, results, tmp_path, monkeypatch):
     assert F.labels_of(data) == LABELS  # no benchmarks/figs.toml here: first start time
     (tmp_path / "benchmarks").mkdir()
     reverse = "".join(f'[[methods]]\nname = "{m["name"]}"\nlabel = "{m["label"]}"\n' for m in METHODS[::-1])
     (tmp_path / "benchmarks" / f"{EXP}.toml").write_text(reverse)
     monkeypatch.chdir(tmp_path)
+    data = F.load(results, EXP)
     assert F.labels_of(data) == LABELS[::-1]
     assert _legend_labels(F.build_curves(data))[0].startswith(LABELS[-1])
 
