@@ -11,7 +11,7 @@ to ``p.grad``); it does not depend on the meta-parameters, so the meta-gradient
 Follows the look-ahead of the official ``meta-train`` scripts of xjtushujun/MLR-SNet
 (``main.py`` of the image and language-model folders), which build ``w'`` by rebuilding the
 model; here ``w'`` is evaluated with ``torch.func.functional_call`` through
-``run.meta_loss`` (no model copy), which gives the same gradient.
+``run.held_out.loss`` (no model copy), which gives the same gradient.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ META_WEIGHT_DECAY = 1e-4
 META_STEP_RULES = {"image": "(i+1) % t_val == 0", "text": "i % t_val == 0"}
 
 
-def default_t_val(profile: str, steps_per_epoch: int, epochs: int) -> int:
-    """``t_val`` when none is given: 300 at paper scale, else about 200 updates per run."""
-    if profile == "paper":
+def default_t_val(scale: str, steps_per_epoch: int, epochs: int) -> int:
+    """``t_val`` when none is given: 300 at the paper's scale, else about 200 updates per run
+    (``scale``: :attr:`~mlrsnet.harness.contract.RunContext.scale`)."""
+    if scale == "paper":
         return PAPER_T_VAL
     total = steps_per_epoch * epochs
     return max(1, min(steps_per_epoch, round(total / PAPER_META_UPDATES)))
@@ -130,8 +131,8 @@ class LookaheadMetaMethod(Method):
         run.require_held_out(self.name, "its meta loss")
         t_val = self.hparams["t_val"]
         self.t_val = int(t_val) if t_val is not None else default_t_val(
-            run.profile, run.steps_per_epoch, run.epochs)
-        self.meta_step_rule = META_STEP_RULES.get(run.kind, META_STEP_RULES["image"])
+            run.scale, run.horizon.steps_per_epoch, run.horizon.epochs)
+        self.meta_step_rule = META_STEP_RULES.get(run.task.kind, META_STEP_RULES["image"])
         names = run.param_names or [f"param{i}" for i in range(len(run.params))]
         self._named = list(zip(names, run.params, strict=True))
 
@@ -146,10 +147,10 @@ class LookaheadMetaMethod(Method):
         """Meta loss at the look-ahead weights for LR ``lr``, back-propagated into whatever
         ``lr`` depends on.  Returns the meta loss."""
         run = self.run
-        assert run is not None and run.meta_batches is not None and run.meta_loss is not None
+        assert run is not None and run.held_out is not None
         directions = sgd_directions(run.optimizer)
-        batch = next(run.meta_batches)
-        loss = run.meta_loss(lookahead_params(self._named, directions, lr.reshape(())), batch)
+        batch = run.held_out.next_batch()
+        loss = run.held_out.loss(lookahead_params(self._named, directions, lr.reshape(())), batch)
         loss.backward()
         self.meta_updates += 1
         self.last_meta_loss = float(loss.detach())

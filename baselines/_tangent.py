@@ -47,10 +47,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from mlrsnet.baselines._direction import clone_all, dot, placed_like, require_keys, squared_norm
+from mlrsnet.baselines._second_order import exact_second_order, swapped_layers
 from torch import Tensor, nn
 
-from baselines._direction import clone_all, dot, placed_like, require_keys, squared_norm
-from baselines._second_order import exact_second_order, swapped_layers
 from mlrsnet.harness.contract import RunContext
 
 
@@ -85,7 +85,7 @@ class LRTangent:
             self.z, self.q, self.momentum_buffer = (placed_like(t, params)
                                                     for t in (self.z, self.q, self.momentum_buffer))
             self._placed = True
-        optim = run.optim
+        optim = run.task.optim
         wd, m = optim.weight_decay, optim.momentum
         nesterov = optim.nesterov and m > 0
 
@@ -177,7 +177,7 @@ def held_out_batches(run: RunContext, val_batches: int | None) -> int:
     list) gives one batch."""
     if val_batches is not None:
         return int(val_batches)
-    per_pass = getattr(run.meta_batches, "batches_per_pass", None)
+    per_pass = run.held_out.batches_per_pass if run.held_out is not None else None
     return 1 if per_pass is None else int(per_pass)
 
 
@@ -194,8 +194,8 @@ def hypergradient(run: RunContext, z: Sequence[Tensor], batches: int, clamp: flo
     named = dict(zip(run.param_names, params, strict=True)) if run.param_names else dict(run.model.named_parameters())
     total = weight = 0.0
     for _ in range(batches):
-        batch = next(run.meta_batches)
-        loss = run.meta_loss(named, batch)
+        batch = run.held_out.next_batch()
+        loss = run.held_out.loss(named, batch)
         grads = torch.autograd.grad(loss, list(params), allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
         if clamp is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from baselines._schedule import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
+from mlrsnet.harness.schedules import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, Schedule
 
 
 def cosine_factor(t: float, floor: float) -> float:
@@ -13,7 +13,7 @@ def cosine_factor(t: float, floor: float) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
 
-class Cosine(ProgressSchedule):
+class Cosine(Schedule):
     name = "cosine"
     description = "cosine annealing to lr*min_ratio over all steps"
     defaults = {"lr": None, "min_ratio": 0.0}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from baselines._schedule import DECAY_SPEC, IMAGE_LR, LR_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
+from mlrsnet.harness.schedules import DECAY_SPEC, IMAGE_LR, LR_SPEC, Schedule
 
 
-class Exponential(ProgressSchedule):
+class Exponential(Schedule):
     name = "exponential"
     description = "LR multiplied by decay every epoch"
     defaults = {"lr": None, "decay": 0.97}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from baselines._schedule import IMAGE_LR, LR_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import StepInfo
+from mlrsnet.harness.schedules import IMAGE_LR, LR_SPEC, Schedule
 
 
-class Fixed(ProgressSchedule):
+class Fixed(Schedule):
     name = "fixed"
     description = "constant LR"
     defaults = {"lr": None}

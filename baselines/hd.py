@@ -54,7 +54,7 @@ logreg, MLP and VGG on MNIST/CIFAR-10).  These tasks train SGD at base LR 20 wit
 0.25, where ``hd``'s image values cannot get there: with ``|g| <= 0.25`` the LR moves by at
 most ``1e-3 * 0.25**2`` per step, about 8 over a whole paper run (124k steps).  So ``lr`` and
 ``hyper_lr`` default to ``None``, a per-kind rule: images keep the paper's values; on text
-``hd`` starts from the task's base LR (``run.base_lr``) and takes ``hyper_lr = (beta/alpha_0
+``hd`` starts from the task's base LR (``run.task.base_lr``) and takes ``hyper_lr = (beta/alpha_0
 of the paper = 1) * alpha_0``, which keeps the paper's relative move per step,
 ``(alpha_t - alpha_{t-1}) / alpha_0 = (beta/alpha_0) g_t . u_{t-1}``, at any LR scale (our
 choice; recorded in ``runs.method_info`` as ``hd_lr_rule`` / ``hd_hyper_lr_rule``).
@@ -72,15 +72,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
-
-from baselines._direction import (
+from mlrsnet.baselines._direction import (
     clone_all,
     dot,
     gradients_with_weight_decay,
     placed_like,
     require_keys,
 )
+from torch import Tensor
+
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
     DirectionMethod,
@@ -131,20 +131,20 @@ class _HypergradientMethod(DirectionMethod):
     def _lr_rule(self) -> str:
         if self.hparams["lr"] is not None:
             return "given"
-        return "task base LR (text)" if self.run.kind == "text" and self._text_lr() != self.paper_lr \
+        return "task base LR (text)" if self.run.task.kind == "text" and self._text_lr() != self.paper_lr \
             else "paper"
 
     def _hyper_lr_rule(self) -> str:
         if self.hparams["hyper_lr"] is not None:
             return "given"
-        return "paper beta/alpha_0 x initial LR (text)" if self.run.kind == "text" and \
+        return "paper beta/alpha_0 x initial LR (text)" if self.run.task.kind == "text" and \
             self._hyper_lr != self.paper_hyper_lr else "paper"
 
     # -- contract ---------------------------------------------------------------------------
     def bind(self, run: RunContext) -> None:
         super().bind(run)
         lr0, beta = self.hparams["lr"], self.hparams["hyper_lr"]
-        text = run.kind == "text"
+        text = run.task.kind == "text"
         lr0 = float(lr0) if lr0 is not None else (self._text_lr() if text else self.paper_lr)
         self._initial = lr0
         self._hyper_lr = float(beta) if beta is not None else (
@@ -157,7 +157,7 @@ class _HypergradientMethod(DirectionMethod):
         if not self._placed:
             self._place(params)
             self._placed = True
-        grads = gradients_with_weight_decay(params, self.run.optim.weight_decay)
+        grads = gradients_with_weight_decay(params, self.run.task.optim.weight_decay)
         self._direction_now = self._step(grads)
         return self._lr
 
@@ -183,8 +183,8 @@ class _HypergradientMethod(DirectionMethod):
             return {}
         return {"hd_initial_lr": self._initial, "hd_lr_rule": self._lr_rule(),
                 "hd_hyper_lr": self._hyper_lr, "hd_hyper_lr_rule": self._hyper_lr_rule(),
-                "hd_weight_decay": self.run.optim.weight_decay,
-                "hd_clip_grad_norm": self.run.optim.clip_grad_norm}
+                "hd_weight_decay": self.run.task.optim.weight_decay,
+                "hd_clip_grad_norm": self.run.task.optim.clip_grad_norm}
 
     def _place(self, params: Sequence[Tensor]) -> None:
         self._previous_direction = placed_like(self._previous_direction, params)
@@ -238,7 +238,7 @@ class HypergradientDescent(_HypergradientMethod):
         self._momentum_buffer: list[Tensor] | None = None
 
     def _text_lr(self) -> float:
-        return float(self.run.base_lr)
+        return float(self.run.task.base_lr)
 
     def _text_hyper_lr(self, lr0: float) -> float:
         return self.paper_hyper_lr / self.paper_lr * lr0
@@ -246,11 +246,11 @@ class HypergradientDescent(_HypergradientMethod):
     # -- the variant actually run ----------------------------------------------------------
     def _momentum(self) -> float:
         m = self.hparams["momentum"]
-        return float(self.run.optim.momentum if m is None else m)
+        return float(self.run.task.optim.momentum if m is None else m)
 
     def _nesterov(self) -> bool:
         n = self.hparams["nesterov"]
-        return bool(self.run.optim.nesterov if n is None else n) and self._momentum() > 0
+        return bool(self.run.task.optim.nesterov if n is None else n) and self._momentum() > 0
 
     def bind(self, run: RunContext) -> None:
         super().bind(run)

@@ -74,9 +74,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
-
-from baselines._direction import (
+from mlrsnet.baselines._direction import (
     clone_all,
     dot,
     gradients_with_weight_decay,
@@ -84,6 +82,8 @@ from baselines._direction import (
     require_keys,
     squared_norm,
 )
+from torch import Tensor, nn
+
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import (
     DirectionMethod,
@@ -152,7 +152,7 @@ class _L4(DirectionMethod):
     # -- contract ---------------------------------------------------------------------------
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         loss.backward()
-        clip = self.run.optim.clip_grad_norm
+        clip = self.run.task.optim.clip_grad_norm
         if clip and not self.hparams["clipped_gradient"]:
             # the factor clip_grad_norm_ is about to apply: min(1, clip / (norm + 1e-6))
             norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
@@ -161,7 +161,7 @@ class _L4(DirectionMethod):
             self._unclip = 1.0
 
     def _weight_decay(self) -> float:
-        return 0.0 if self.hparams["weight_decay_mode"] == "ignored" else self.run.optim.weight_decay
+        return 0.0 if self.hparams["weight_decay_mode"] == "ignored" else self.run.task.optim.weight_decay
 
     def lr(self, step: StepInfo) -> float:
         params = self.run.params
@@ -213,7 +213,7 @@ class _L4(DirectionMethod):
         return {"l4_weight_decay_mode": self.hparams["weight_decay_mode"],
                 "l4_weight_decay": self._weight_decay(),
                 "l4_clipped_gradient": bool(self.hparams["clipped_gradient"]),
-                "l4_clip_grad_norm": self.run.optim.clip_grad_norm}
+                "l4_clip_grad_norm": self.run.task.optim.clip_grad_norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self._step, "min_loss": self._min_loss, "grad_avg": clone_all(self._grad_avg)}

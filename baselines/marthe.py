@@ -64,16 +64,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from torch import Tensor, nn
-
-from baselines._direction import require_keys
-from baselines._tangent import (
+from mlrsnet.baselines._direction import require_keys
+from mlrsnet.baselines._tangent import (
     LRTangent,
     held_out_batches,
     hypergradient,
     second_order_hooks,
     second_order_info,
 )
+from torch import Tensor, nn
+
 from mlrsnet.harness.contract import (
     DirectionMethod,
     HParam,
@@ -90,6 +90,8 @@ TANGENT_LRS = ("current", "initial")
 
 class Marthe(DirectionMethod):
     name: ClassVar[str] = "marthe"
+    #: hook handles on the model, re-made by bind()
+    transient: ClassVar[tuple[str, ...]] = ("_model_hooks",)
     uses_held_out: ClassVar[bool] = True
     description: ClassVar[str] = "MARTHE: discounted online hypergradient LR schedule (Donini et al. 2020)"
     defaults: ClassVar[dict[str, Any]] = {
@@ -152,21 +154,21 @@ class Marthe(DirectionMethod):
         self._model_hooks = second_order_hooks(run)
 
     def _text(self) -> bool:
-        return self.run is not None and self.run.kind == "text"
+        return self.run is not None and self.run.task.kind == "text"
 
     def initial_lr(self) -> float:
         """``lr``; ``None``: adatune's 0.01 on images, the task's base LR on text."""
         value = self.hparams["lr"]
         if value is not None:
             return float(value)
-        return self.run.base_lr if self._text() else ADATUNE_LR
+        return self.run.task.base_lr if self._text() else ADATUNE_LR
 
     def initial_hyper_lr(self) -> float:
         """``hyper_lr``; ``None``: adatune's 1e-8 on images, scaled to the base LR on text."""
         value = self.hparams["hyper_lr"]
         if value is not None:
             return float(value)
-        return ADATUNE_HYPER_LR * self.run.base_lr / ADATUNE_LR if self._text() else ADATUNE_HYPER_LR
+        return ADATUNE_HYPER_LR * self.run.task.base_lr / ADATUNE_LR if self._text() else ADATUNE_HYPER_LR
 
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         """Gradients with their graph kept (for the Hessian-vector product), detached copies in ``p.grad``."""

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from mlrsnet.baselines._lookahead import LookaheadMetaMethod
 
-from baselines._lookahead import LookaheadMetaMethod
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import HParam, RunContext, StepInfo
 
@@ -93,10 +93,10 @@ class MetaSGD(LookaheadMetaMethod):
 
     def bind(self, run: RunContext) -> None:
         super().bind(run)
-        total = run.steps_per_epoch * run.epochs
+        total = run.horizon.steps_per_epoch * run.horizon.epochs
         count = max(1, math.ceil(total / self.interval))
         init = self.hparams["lr"]
-        self.init_lr = float(init) if init is not None else float(run.base_lr)
+        self.init_lr = float(init) if init is not None else float(run.task.base_lr)
         if not self.init_lr > 0:
             raise UserError(f"method 'meta-sgd': the first LR must be > 0, got {self.init_lr}")
         self.alphas = torch.zeros(count, dtype=torch.float64)

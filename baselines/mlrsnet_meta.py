@@ -9,7 +9,7 @@ task's gradient clipping, which the loop already applied to ``p.grad``).
 Why this is exact and cheap: ``d`` does not depend on ``phi``, so
 ``dL/dphi = -gamma * <grad L(w'), d> * dA/dphi`` needs no second-order term.  The training
 gradient of the current step is reused (no second forward/backward on the training batch),
-and ``w'`` is evaluated with ``torch.func.functional_call`` through ``run.meta_loss``, so
+and ``w'`` is evaluated with ``torch.func.functional_call`` through ``run.held_out.loss``, so
 the model is neither rebuilt nor copied: one meta update costs one forward and backward on
 a meta batch plus a few element-wise passes over the weights.  (The official code rebuilds
 the model and differentiates the training gradient with ``create_graph``.)
@@ -100,8 +100,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from mlrsnet.baselines._lookahead import (
+    META_LR,
+    PAPER_META_UPDATES,
+    LookaheadMetaMethod,
+    meta_steps_per_epoch,
+)
 
-from baselines._lookahead import META_LR, PAPER_META_UPDATES, LookaheadMetaMethod, meta_steps_per_epoch
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import RunContext, StepInfo
 from mlrsnet.snet.checkpoint_sets import checkpoint_filename, sha256_of, write_manifest
@@ -125,10 +130,10 @@ OFFICIAL_INIT = {"image": INIT_TORCH_DEFAULT, "text": INIT_UNIFORM}
 SMALL_PROFILE_ADAM_PATH = 2 * PAPER_META_UPDATES * META_LR
 
 
-def default_hyper_lr(profile: str, meta_updates: int) -> float:
+def default_hyper_lr(scale: str, meta_updates: int) -> float:
     """Adam's step on ``phi`` when ``hyper_lr`` is None: the official 1e-3 at ``paper``, else
     :data:`SMALL_PROFILE_ADAM_PATH` spread over the run's ``meta_updates``."""
-    if profile == "paper" or meta_updates < 1:
+    if scale == "paper" or meta_updates < 1:
         return META_LR
     return SMALL_PROFILE_ADAM_PATH / meta_updates
 
@@ -139,6 +144,8 @@ class MLRSNetMeta(LookaheadMetaMethod):
     ``gamma``)."""
 
     name: ClassVar[str] = "mlrsnet"
+    #: the train pass's wall time (repeated and discarded on resume) is a timing, not state
+    transient: ClassVar[tuple[str, ...]] = ("pass_seconds",)
     description: ClassVar[str] = "MLR-SNet meta-trained during the run (one-step look-ahead)"
     defaults: ClassVar[dict[str, Any]] = {
         **LookaheadMetaMethod.defaults,
@@ -168,25 +175,25 @@ class MLRSNetMeta(LookaheadMetaMethod):
         self.pass_seconds = 0.0
         self.net: MLRSNet | None = None
         self.meta_optimizer: torch.optim.Adam | None = None
-        self.scale: TaskScale | None = None
+        self.task_scale: TaskScale | None = None
         self.state: LSTMState | None = None
         self.gamma: float | None = None
         self.saved: dict[int, str] = {}
 
     def bind(self, run: RunContext) -> None:
         super().bind(run)
-        self.scale = TaskScale.of(num_classes=run.num_classes if run.kind == "image" else None,
-                                  vocab_size=run.vocab_size if run.kind == "text" else None)
+        self.task_scale = TaskScale.of(num_classes=run.task.num_outputs if run.task.kind == "image" else None,
+                                       vocab_size=run.task.num_outputs if run.task.kind == "text" else None)
         # The MLR-SNet lives on the CPU (it is tiny); float64 models get a float64 network.
         dtype = run.params[0].dtype if run.params and run.params[0].is_floating_point() else torch.float32
         generator = torch.Generator().manual_seed(run.seed)
-        self.init = self.hparams["init"] or OFFICIAL_INIT[run.kind]
+        self.init = self.hparams["init"] or OFFICIAL_INIT[run.task.kind]
         self.net = MLRSNet(cell=self.hparams["gate_convention"], generator=generator,
                            init=self.init).to(dtype=dtype)
-        self.planned_meta_updates = run.epochs * meta_steps_per_epoch(self.meta_step_rule, self.t_val,
-                                                                      run.steps_per_epoch)
+        self.planned_meta_updates = run.horizon.epochs * meta_steps_per_epoch(self.meta_step_rule, self.t_val,
+                                                                      run.horizon.steps_per_epoch)
         beta = self.hparams["hyper_lr"]
-        self.hyper_lr = float(beta) if beta is not None else default_hyper_lr(run.profile, self.planned_meta_updates)
+        self.hyper_lr = float(beta) if beta is not None else default_hyper_lr(run.scale, self.planned_meta_updates)
         self.meta_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hyper_lr,
                                                weight_decay=self.hparams["hyper_weight_decay"])
         self.state = self.net.initial_state()
@@ -197,15 +204,15 @@ class MLRSNetMeta(LookaheadMetaMethod):
             self.initial_loss, self.initial_loss_source = float(run.train_loss()), "train-pass"
             self.pass_seconds = time.perf_counter() - started
         if self.initial_loss is not None:
-            self.gamma = self.scale.gamma(self.initial_loss)
+            self.gamma = self.task_scale.gamma(self.initial_loss)
 
     def lr(self, step: StepInfo) -> float:
-        assert self.net is not None and self.scale is not None and self.state is not None
+        assert self.net is not None and self.task_scale is not None and self.state is not None
         loss = float(step.loss.detach())
         if self.gamma is None:  # "first-batch" (or no train pass available)
             self.initial_loss, self.initial_loss_source = loss, "first-batch"
-            self.gamma = self.scale.gamma(loss)
-        x = self.scale.net_input(loss)
+            self.gamma = self.task_scale.gamma(loss)
+        x = self.task_scale.net_input(loss)
         if self.is_meta_step(step):
             out, _ = self.net(x, self.state)
             self.meta_optimizer.zero_grad(set_to_none=True)
@@ -231,13 +238,13 @@ class MLRSNetMeta(LookaheadMetaMethod):
 
     def manifest(self) -> dict[str, Any]:
         run = self.run
-        assert run is not None and self.scale is not None
+        assert run is not None and self.task_scale is not None
         folder = Path(run.artifact_dir) if run.artifact_dir else None
         return {
-            "task": run.task_name, "profile": run.profile, "seed": run.seed,
-            "cell": self.hparams["gate_convention"], "init": self.init, "epochs": run.epochs,
+            "task": run.task.name, "scale": run.scale, "seed": run.seed,
+            "cell": self.hparams["gate_convention"], "init": self.init, "epochs": run.horizon.epochs,
             "completed_epochs": max(self.saved, default=0),
-            "kind": run.kind, "outputs": self.scale.outputs, "t_val": self.t_val,
+            "kind": run.task.kind, "outputs": self.task_scale.outputs, "t_val": self.t_val,
             "gamma": self.gamma, "meta_updates": self.meta_updates,
             "hyper_lr": self.hyper_lr, "hyper_weight_decay": self.hparams["hyper_weight_decay"],
             "files": {str(e): f for e, f in sorted(self.saved.items())},

@@ -11,11 +11,11 @@ import bisect
 from collections.abc import Mapping
 from typing import Any
 
-from baselines._schedule import DECAY, DECAY_SPEC, IMAGE_LR, LR_SPEC, ProgressSchedule
 from mlrsnet.harness.contract import HParam, StepInfo
+from mlrsnet.harness.schedules import DECAY, DECAY_SPEC, IMAGE_LR, LR_SPEC, Schedule
 
 
-class MultiStep(ProgressSchedule):
+class MultiStep(Schedule):
     name = "multistep"
     description = "step decay at fixed fractions of training (paper: epochs 60/120/180 of 200)"
     defaults = {"lr": None, "decay": 0.1, "milestones": (0.3, 0.6, 0.9)}
@@ -29,16 +29,17 @@ class MultiStep(ProgressSchedule):
 
     def milestone_epochs(self) -> list[int]:
         assert self.run is not None
-        return sorted(round(f * self.run.epochs) for f in self.hparams["milestones"])
+        return sorted(round(f * self.run.horizon.epochs) for f in self.hparams["milestones"])
 
     def factor(self, step: StepInfo) -> float:
         decays = bisect.bisect_right(self.milestone_epochs(), step.epoch)
         return float(self.hparams["decay"]) ** decays
 
 
-class MultiStepVal(ProgressSchedule):
+class MultiStepVal(Schedule):
     """Decay by ``decay`` after each epoch whose validation loss is not a new best
-    (``patience`` such epochs in a row), as in the word-language-model recipe."""
+    (``patience`` such epochs in a row), as in the word-language-model recipe.  Its counters
+    are plain attributes, saved by the default ``state_dict``."""
 
     name = "multistep-val"
     uses_held_out = True  # images: the held-out loss is its plateau signal
@@ -67,9 +68,3 @@ class MultiStepVal(ProgressSchedule):
         if self.bad_epochs > self.hparams["patience"]:
             self.decays += 1
             self.bad_epochs = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"decays": self.decays, "best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.decays, self.best, self.bad_epochs = state["decays"], state["best"], state["bad_epochs"]

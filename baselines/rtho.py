@@ -69,16 +69,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from torch import Tensor, nn
-
-from baselines._direction import require_keys
-from baselines._tangent import (
+from mlrsnet.baselines._direction import require_keys
+from mlrsnet.baselines._tangent import (
     LRTangent,
     held_out_batches,
     hypergradient,
     second_order_hooks,
     second_order_info,
 )
+from torch import Tensor, nn
+
 from mlrsnet.harness.contract import (
     DirectionMethod,
     HParam,
@@ -98,16 +98,18 @@ OFFICIAL_UPDATE_EVERY = 100
 MIN_HYPER_STEPS = 20
 
 
-def scaled_update_every(profile: str, total_steps: int, official: int = OFFICIAL_UPDATE_EVERY) -> int:
-    """The official interval at the paper profile; elsewhere often enough for about
+def scaled_update_every(scale: str, total_steps: int, official: int = OFFICIAL_UPDATE_EVERY) -> int:
+    """The official interval at the paper's scale; at a reduced scale often enough for about
     :data:`MIN_HYPER_STEPS` hyper-steps per run, never rarer than the official one."""
-    if profile == "paper":
+    if scale == "paper":
         return official
     return max(1, min(official, total_steps // MIN_HYPER_STEPS))
 
 
 class RealTimeHO(DirectionMethod):
     name: ClassVar[str] = "rtho"
+    #: hook handles on the model, re-made by bind()
+    transient: ClassVar[tuple[str, ...]] = ("_model_hooks",)
     uses_held_out: ClassVar[bool] = True
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
@@ -160,7 +162,7 @@ class RealTimeHO(DirectionMethod):
         if self._lr is None:
             self._lr = self.initial_lr()
         value = self.hparams["update_every"]
-        self._update_every = (scaled_update_every(run.profile, run.epochs * run.steps_per_epoch)
+        self._update_every = (scaled_update_every(run.scale, run.horizon.total_steps)
                               if value is None else int(value))
         self._model_hooks = second_order_hooks(run)
 
@@ -169,15 +171,15 @@ class RealTimeHO(DirectionMethod):
         value = self.hparams["lr"]
         if value is not None:
             return float(value)
-        return self.run.base_lr if self.run is not None and self.run.kind == "text" else OFFICIAL_LR
+        return self.run.task.base_lr if self.run is not None and self.run.task.kind == "text" else OFFICIAL_LR
 
     def hyper_lr(self) -> float:
         """``hyper_lr``; ``None``: the official 5e-3 on images, scaled to the base LR on text."""
         value = self.hparams["hyper_lr"]
         if value is not None:
             return float(value)
-        if self.run is not None and self.run.kind == "text":
-            return OFFICIAL_HYPER_LR * self.run.base_lr / OFFICIAL_LR
+        if self.run is not None and self.run.task.kind == "text":
+            return OFFICIAL_HYPER_LR * self.run.task.base_lr / OFFICIAL_LR
         return OFFICIAL_HYPER_LR
 
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
@@ -203,10 +205,10 @@ class RealTimeHO(DirectionMethod):
         info: dict[str, Any] = {"rtho_update_every": self._update_every, "rtho_lr0": self.initial_lr(),
                                 "rtho_hyper_lr": self.hyper_lr(), "rtho_hyper_steps": self._hyper_updates,
                                 **second_order_info(self._model_hooks)}
-        if run is not None and run.meta_batches is not None:
+        if run is not None and run.held_out is not None:
             val = self.hparams["val_batches"]
             info["rtho_val_batches"] = ("whole held-out set" if val is None else int(val))
-            per_pass = getattr(run.meta_batches, "batches_per_pass", None)
+            per_pass = run.held_out.batches_per_pass
             if per_pass is not None:
                 info["rtho_held_out_batches_per_pass"] = int(per_pass)
             if self._val_batches_used is not None:

@@ -6,12 +6,13 @@ profile's epochs), each later cycle ``t_mult`` times the previous one.
 
 from __future__ import annotations
 
-from baselines._schedule import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, ProgressSchedule
-from baselines.cosine import cosine_factor
+from mlrsnet.baselines.cosine import cosine_factor
+
 from mlrsnet.harness.contract import HParam, StepInfo
+from mlrsnet.harness.schedules import IMAGE_LR, LR_SPEC, MIN_RATIO_SPEC, Schedule
 
 
-class SGDR(ProgressSchedule):
+class SGDR(Schedule):
     name = "sgdr"
     description = "cosine annealing with warm restarts"
     defaults = {"lr": None, "t0": 0.05, "t_mult": 2.0, "min_ratio": 0.0}

@@ -64,7 +64,7 @@ def _setup(task_name: str, method: str, hparams: dict[str, Any], device: torch.d
     if compile_backend:
         model.compile(backend=compile_backend)
     m = get_method(method)(**hparams)
-    run = start_run(m, model, task=task, workload=workload, profile="paper", epochs=profile.epochs,
+    run = start_run(m, model, task=task, workload=workload, scale=profile.scale, epochs=profile.epochs,
                     seed=0, device=device)
     steps = math.ceil(PAPER_TRAIN.get(task.dataset, len(workload.y_train)) / profile.batch_size)
     return task, workload, model, m, run, steps, subset

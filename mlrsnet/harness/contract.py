@@ -23,7 +23,7 @@ Call order per run (written once, in :mod:`mlrsnet.harness.step`: ``start_run`` 
         for group in optimizer.param_groups: group["lr"] = lr
         optimizer.step()
         method.after_step(step)                                   # optional bookkeeping
-    end of every epoch: method.end_epoch(epoch, metrics)
+    end of every epoch: method.end_epoch(epoch, metrics)          # train (+ val if it uses held-out data)
 
 Who writes ``p.grad``: ``backward`` leaves the gradient of the loss there (the step then
 clips it in place); ``lr`` only reads it; a method that owns its update direction (HD, L4,
@@ -204,56 +204,116 @@ class OptimSettings:
     clip_grad_norm: float | None = None
 
 
-@dataclass
-class RunContext:
-    """What a method may see of the run it is bound to."""
+#: The two scales a profile declares (:attr:`ProfileSetting.scale`): ``"paper"``, the paper's
+#: own settings, where a method uses its official cadences (RTHO's hyper-step every 100 steps,
+#: MLR-SNet's meta update every 300); ``"reduced"``, a scaled-down profile, where a method
+#: may scale such cadences to the shorter run and says so in its docstring.  A method reads
+#: the scale, never a profile's name: a new GPU profile under any name gets the paper's
+#: cadences by declaring ``scale = "paper"``.
+SCALES = ("paper", "reduced")
 
-    model: nn.Module
-    params: list[nn.Parameter]
-    optimizer: torch.optim.Optimizer
+
+@dataclass(frozen=True)
+class Horizon:
+    """How long the run is: what a method may plan with."""
+
     steps_per_epoch: int
     epochs: int
-    task_name: str
-    profile: str
-    kind: str  # "image" or "text"
-    num_classes: int | None  # images
-    vocab_size: int | None  # language models
-    optim: OptimSettings
-    seed: int
-    device: torch.device
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a method may know of the task: its kind, its number of outputs (classes or
+    vocabulary size), its usual initial LR and its optimiser settings.  Its name is for
+    messages only; a method never branches on it."""
+
+    name: str
+    kind: str  # "image" | "text"
+    num_outputs: int | None
     #: The task's usual initial LR (0.1 for images, 20 for language models): the default
     #: of schedules whose ``lr`` hyper-parameter is left as ``None``.
-    base_lr: float = 0.1
-    #: Endless iterator over held-out batches of the training split (the meta/validation
-    #: data; never the test split).  ``None`` when the profile holds nothing out.  A source
-    #: that keeps a position (a shuffled pass, a carried hidden state) has ``state_dict`` /
-    #: ``load_state_dict``, which the loop checkpoints with the run.  A source that knows
-    #: how many batches one pass over the whole held-out data takes says so in
-    #: ``batches_per_pass`` (images: ceil(held-out / batch size); text: validation windows).
-    meta_batches: Iterator[Any] | None = None
-    #: ``meta_loss(params, batch)``: the loss of ``batch`` evaluated with the model's
-    #: parameters replaced by ``params`` (a name -> tensor mapping, as from
-    #: ``model.named_parameters()``), differentiable w.r.t. those tensors.  Uses
-    #: ``torch.func.functional_call``: the model is neither rebuilt nor copied.
-    meta_loss: Callable[[Mapping[str, Tensor], Any], Tensor] | None = None
+    base_lr: float
+    optim: OptimSettings
+
+
+@dataclass
+class HeldOut:
+    """The held-out part of the training split (never the test split), as one object; a
+    method sees it only when it declares :attr:`Method.uses_held_out`.
+
+    ``batches``  an endless iterator of held-out batches.  A source that keeps a position
+                 (a shuffled pass, a carried hidden state) has ``state_dict`` /
+                 ``load_state_dict``, which the loop checkpoints with the run.
+    ``loss``     ``loss(params, batch)``: the loss of ``batch`` with the model's parameters
+                 replaced by ``params`` (a name -> tensor mapping, as from
+                 ``model.named_parameters()``), differentiable w.r.t. those tensors
+                 (``torch.func.functional_call``: the model is neither rebuilt nor copied).
+    """
+
+    batches: Iterator[Any]
+    loss: Callable[[Mapping[str, Tensor], Any], Tensor]
+
+    @property
+    def batches_per_pass(self) -> int | None:
+        """Batches in one pass over the whole held-out data (images: ceil(held-out / batch
+        size); text: validation windows), or None when the source does not say."""
+        return getattr(self.batches, "batches_per_pass", None)
+
+    def next_batch(self) -> Any:
+        return next(self.batches)
+
+
+@dataclass
+class RunContext:
+    """What a method sees of the run it is bound to, and no more (AlgoPerf's narrowness):
+    the model it trains and the optimiser it drives, the :class:`Horizon`, the
+    :class:`TaskFacts`, the ``scale`` (:data:`SCALES`), the :class:`HeldOut` data when it
+    declared it reads them, its seed and device, a full training pass for a starting loss,
+    and a folder for artefacts."""
+
+    model: nn.Module
+    #: The trainable parameters with their names, in ``model.named_parameters()`` order.
+    named_params: list[tuple[str, nn.Parameter]]
+    optimizer: torch.optim.Optimizer
+    horizon: Horizon
+    task: TaskFacts
+    scale: str  # one of SCALES
+    seed: int
+    device: torch.device
+    #: Present when the method declares ``uses_held_out`` and the profile holds data out.
+    held_out: HeldOut | None = None
     #: ``train_loss()``: the mean training loss over one full pass of the training split at
     #: the current weights, in eval mode (the official scripts' starting loss for ``gamma``;
     #: for language models the mean window loss, whose exp is the perplexity).  Each call
     #: draws the same augmentation, so it is deterministic given the weights.
     train_loss: Callable[[], float] | None = None
-    #: Names of ``params`` in ``model.named_parameters()`` order.
-    param_names: list[str] = field(default_factory=list)
     #: Where a method may write artefacts (e.g. MLR-SNet checkpoints per epoch).
     artifact_dir: str | None = None
 
-    def require_held_out(self, method: str, purpose: str) -> None:
-        """Refuse, as a :class:`UserError`, a run whose profile holds no data out when
-        ``method`` needs it (for ``purpose``: its meta loss, its validation loss)."""
-        if self.meta_batches is None or self.meta_loss is None:
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_params]
+
+    @property
+    def param_names(self) -> list[str]:
+        return [n for n, _ in self.named_params]
+
+    def require_held_out(self, method: str, purpose: str) -> HeldOut:
+        """The held-out data, or a :class:`UserError` for a run that has none when ``method``
+        needs it (for ``purpose``: its meta loss, its validation loss)."""
+        if self.held_out is None:
             raise UserError(f"method {method!r} needs held-out data of the training split for "
-                            f"{purpose}, but task {self.task_name!r} (profile {self.profile!r}) "
-                            "holds nothing out (a plug-in that reads it declares "
-                            "`uses_held_out = True`)")
+                            f"{purpose}, but task {self.task.name!r} holds nothing out at this "
+                            "profile, or the method does not declare `uses_held_out = True`")
+        return self.held_out
 
 
 @dataclass
@@ -268,8 +328,30 @@ class StepInfo:
     loss: Tensor
 
 
+class EpochMetrics(dict):
+    """The metrics :meth:`Method.end_epoch` receives: a ``dict`` whose missing keys say why
+    they are missing (held-out metrics of a method that did not declare
+    ``uses_held_out``; test metrics, never shown)."""
+
+    def __init__(self, values: Mapping[str, float], *, method: str, held_out: bool) -> None:
+        super().__init__(values)
+        self._method, self._held_out = method, held_out
+
+    def __missing__(self, key: str) -> float:
+        if key.startswith("test/"):
+            why = "test metrics are never shown to a method (a schedule that read them would tune on the test set)"
+        elif key.startswith("val/") and not self._held_out:
+            why = (f"method {self._method!r} does not declare `uses_held_out = True`, so it trains on the "
+                   "whole training split and gets no held-out metrics; declare it to receive them")
+        else:
+            why = f"this epoch's metrics are {', '.join(sorted(self)) or '(none)'}"
+        raise KeyError(f"{key!r}: {why}")
+
+
 class Method:
-    """Base class: a fixed learning rate ``lr``.  Subclass and override what you need.
+    """Base class: a fixed learning rate ``lr``.  Subclass and override what you need
+    (:class:`mlrsnet.harness.schedules.Schedule` is the base of a schedule that is a function
+    of progress; :func:`mlrsnet.harness.schedules.from_torch` wraps a torch scheduler).
 
     ``name``            the name used in experiment specs and on the command line.
     ``defaults``        default hyper-parameters (keyword arguments of ``__init__``).
@@ -281,17 +363,22 @@ class Method:
                         method whose LR never depends on it (the hand-designed schedules)
                         sets ``False``, and its steps never wait for the device
                         (:func:`mlrsnet.harness.step.train_step`).
-    ``uses_held_out``   ``True`` if the method reads the held-out part of the training split
-                        (``RunContext.meta_batches`` / ``meta_loss``: MLR-SNet's meta loss,
-                        RTHO's validation loss).  A method that does not (default ``False``)
+    ``uses_held_out``   ``True`` if the method reads the held-out part of the training split:
+                        ``run.held_out`` (:class:`HeldOut`: MLR-SNet's meta loss, RTHO's
+                        validation loss) or the ``"val/..."`` metrics of :meth:`end_epoch`
+                        (a plateau schedule).  A method that does not (default ``False``)
                         trains on the *whole* training split, as the authors' scripts train
-                        their hand-designed schedules on all 50,000 CIFAR images; a run's
-                        ``holdout`` override (a tuning objective on the held-out split sets
-                        it) keeps the split (:func:`mlrsnet.harness.experiment.method_profile`).
+                        their hand-designed schedules on all 50,000 CIFAR images, and sees
+                        neither (a run's ``holdout`` override, set by a tuning objective on
+                        the held-out split, keeps the split for the search's sake only).
+    ``transient``       names of attributes that are not resumable state (timings, hook
+                        handles); every other attribute set on the instance is saved by the
+                        default :meth:`state_dict` (:mod:`mlrsnet.harness.method_state`).
 
     A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
-    graph, as RTHO) overrides :meth:`backward`; :meth:`end_epoch` always receives the epoch's
-    validation and test metrics.
+    graph, as RTHO) overrides :meth:`backward`.  The conformance suite
+    (:mod:`mlrsnet.harness.conformance`, ``mlrsnet-bench check-method NAME``) checks a method
+    against this contract.
     """
 
     name: ClassVar[str] = ""
@@ -302,6 +389,7 @@ class Method:
     hparam_specs: ClassVar[dict[str, HParam]] = {}
     reads_loss: ClassVar[bool] = True
     uses_held_out: ClassVar[bool] = False
+    transient: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:
@@ -374,7 +462,7 @@ class Method:
         """``hparams["lr"]``, or the task's base LR when it is ``None`` or absent."""
         value = self.hparams.get("lr")
         if value is None:
-            return self.run.base_lr if self.run is not None else 0.1
+            return self.run.task.base_lr if self.run is not None else 0.1
         return float(value)
 
     def direction(self, step: StepInfo) -> Sequence[Tensor] | None:
@@ -394,18 +482,30 @@ class Method:
         """Called after ``optimizer.step()``."""
 
     def end_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Called once per epoch with that epoch's metrics (``"val/loss"``, ``"test/acc"``...)."""
+        """Called once at the end of every epoch (``epoch`` 0-based) with that epoch's
+        training metrics (``"train/loss"``, ``"train/acc"`` or ``"train/ppl"``) and, for a
+        method that declares :attr:`uses_held_out`, its held-out metrics (``"val/loss"``,
+        ``"val/acc"`` / ``"val/ppl"``).  Test metrics are never shown to a method (a schedule
+        that read them would tune on the test set).  Reading a key that is not there raises
+        a ``KeyError`` that says why (:class:`EpochMetrics`)."""
 
     def extra_info(self) -> dict[str, Any]:
         """Facts recorded in the ``runs`` table (e.g. the MLR-SNet cell convention)."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """The method's resumable state.  Default: every attribute set on the instance but
+        ``run``, ``hparams`` and :attr:`transient` ones (:mod:`mlrsnet.harness.method_state`),
+        so a plain counter or tensor kept in ``self`` is saved without further code."""
+        from mlrsnet.harness.method_state import default_state_dict
+
+        return default_state_dict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state:
-            raise ValueError(f"method {self.name!r} keeps no state but was given some")
+        """Restore :meth:`state_dict` (called after :meth:`bind`)."""
+        from mlrsnet.harness.method_state import default_load_state_dict
+
+        default_load_state_dict(self, state)
 
 
 def stateless_sgd(params: Sequence[nn.Parameter], initial_lr: float = 0.0) -> torch.optim.SGD:
@@ -473,27 +573,61 @@ class Workload(Protocol):
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         """Metrics of ``split`` (one of :data:`SPLITS`; anything else is an error)."""
 
-    def meta_batches(self, generator: torch.Generator) -> Iterator[Any] | None:
-        """Endless held-out batches for methods that learn from held-out data."""
-
-    def meta_loss(self, model: nn.Module) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
-        """``loss_at(params, batch)``: a batch's loss with the model's parameters replaced."""
+    def held_out(self, model: nn.Module, generator: torch.Generator) -> HeldOut | None:
+        """The held-out data (:class:`HeldOut`: endless batches drawn with ``generator``, and
+        a batch's loss with ``model``'s parameters replaced), or None if the workload holds
+        nothing out."""
 
     def train_loss_pass(self, model: nn.Module, generator: torch.Generator) -> float:
         """Mean training loss over one full pass of the training split, in eval mode."""
 
 
 @runtime_checkable
+class ProfileSetting(Protocol):
+    """One scale of a task as the harness reads it, and all it reads of it.
+
+    A profile is a frozen dataclass: a spec's ``[overrides]`` and ``--override`` set its
+    fields (:func:`dataclasses.replace`), checked against their type hints.  Beyond
+    ``epochs``, two fields are optional, read with the defaults below
+    (:func:`profile_scale`, :func:`profile_holdout`):
+
+    ``scale``     ``"paper"`` or ``"reduced"`` (:data:`SCALES`; absent: ``"reduced"``): what a
+                  method is told about the run's scale (:attr:`RunContext.scale`).
+    ``holdout``   held-out training examples (absent: none).  The harness sets it to 0 for a
+                  method that reads no held-out data.
+    ``training_fields()``  optional: the fields that decide what is trained, as JSON values,
+                  recorded with every run so a redefined profile is noticed (absent: all
+                  fields).
+    """
+
+    epochs: int
+
+
+def profile_scale(profile: Any) -> str:
+    """The scale a profile declares (``"reduced"`` when it declares none)."""
+    scale = getattr(profile, "scale", "reduced")
+    if scale not in SCALES:
+        raise UserError(f"a profile's scale must be one of {', '.join(SCALES)}, not {scale!r}")
+    return scale
+
+
+def profile_holdout(profile: Any) -> int:
+    """The held-out examples a profile declares (0 when it declares none)."""
+    return int(getattr(profile, "holdout", 0) or 0)
+
+
+@runtime_checkable
 class TaskSetting(Protocol):
-    """A task setting as the harness sees it ("ResNet-18 on CIFAR-10"), with named profiles."""
+    """A task setting as the harness sees it ("ResNet-18 on CIFAR-10"), with named profiles
+    (:class:`ProfileSetting`)."""
 
     name: str
     kind: str
     optim: OptimSettings
     base_lr: float
-    profiles: Mapping[str, Any]  # profile name -> a frozen dataclass with at least ``epochs``
+    profiles: Mapping[str, ProfileSetting]
 
-    def profile(self, name: str) -> Any:
+    def profile(self, name: str) -> ProfileSetting:
         """The named profile; a :class:`~mlrsnet.errors.UserError` if there is none."""
 
     def build(self, profile: Any, device: torch.device, data_dir: str | None) -> tuple[Workload, nn.Module]:

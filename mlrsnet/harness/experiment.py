@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import HParamError
+from mlrsnet.harness.contract import HParamError, profile_holdout
 from mlrsnet.harness.registry import get_method, get_task, profile_names, tasks
 
 #: Profile fields that describe rather than configure (never overridden).
@@ -94,6 +94,9 @@ def override_problem(profile: Any, name: str, value: Any) -> str | None:
     hint = hints.get(name, Any)
     if not _matches(value, hint):
         return f"must be {_type_name(hint)}, not {value!r}"
+    choices = spec.metadata.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(map(repr, choices))}, not {value!r}"
     low = spec.metadata.get("min")
     if low is not None and value is not None and not isinstance(value, bool) \
             and isinstance(value, int | float) and value < low:
@@ -359,6 +362,6 @@ def resolved_profile(cell: Cell, method: type | None = None) -> Any:
     except TypeError as exc:
         raise UserError(f"bad profile override {dict(cell.overrides)}: {exc}") from None
     method = method if method is not None else get_method(cell.method)
-    if "holdout" not in cell.overrides and profile.holdout and not method.uses_held_out:
+    if "holdout" not in cell.overrides and profile_holdout(profile) and not method.uses_held_out:
         profile = replace(profile, holdout=0)
     return profile

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import BatchStats, Method
+from mlrsnet.harness.contract import BatchStats, EpochMetrics, Method, profile_scale
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import atomic_write
+from mlrsnet.harness.method_state import check_resumed, fingerprint
 from mlrsnet.harness.registry import get_method, get_task
 from mlrsnet.harness.step import first_non_finite, host_losses, start_run, workload_step
 
@@ -106,13 +107,16 @@ def train(
     checkpoint_path: Path | None = None,
     artifact_dir: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    method_class: type[Method] | None = None,
 ) -> RunResult:
     """Train one cell; returns its curves.  ``on_epoch`` sees each epoch's metrics (Ray Tune
-    reports through it)."""
+    reports through it).  ``method_class``: the class to run instead of the registered
+    ``cell.method`` (the conformance suite runs a plug-in file, or a probe of a method)."""
     started = time.perf_counter()
     task = get_task(cell.task)
-    method: Method = get_method(cell.method)(**dict(cell.hparams))
-    profile = resolved_profile(cell, type(method))
+    cls = method_class if method_class is not None else get_method(cell.method)
+    method: Method = cls(**dict(cell.hparams))
+    profile = resolved_profile(cell, cls)
     dev = device if isinstance(device, torch.device) else pick_device(device)
 
     torch.manual_seed(cell.seed)
@@ -127,9 +131,11 @@ def train(
                       stacklevel=2)
         speed = {**speed, "channels_last": False, "channels_last_ignored_on": dev.type}
     model = apply_speed_options(model, task.kind, speed)
-    run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=profile.epochs,
-                    seed=cell.seed, device=dev, meta_generator=meta_generator, artifact_dir=artifact_dir)
+    run = start_run(method, model, task=task, workload=workload, scale=profile_scale(profile),
+                    epochs=profile.epochs, seed=cell.seed, device=dev, meta_generator=meta_generator,
+                    artifact_dir=artifact_dir)
     params, optimizer = run.params, run.optimizer
+    run_owned = [model, optimizer, *params]  # restored by the loop, not by the method
 
     result = RunResult(status="finished", device=str(dev))
     start_epoch = 0
@@ -146,12 +152,14 @@ def train(
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         method.load_state_dict(ck["method"])
+        if ck.get("method_fingerprint") is not None:  # the state_dict restored all of the method
+            check_resumed(method, ck["method_fingerprint"], fingerprint(method, run_owned))
         torch.set_rng_state(ck["torch_rng"])
         generator.set_state(ck["generator"])
         result.epochs, result.steps = ck["epochs"], ck["steps"]
         meta_generator.set_state(ck["meta_rng"])
-        if ck.get("meta_batches") is not None:
-            run.meta_batches.load_state_dict(ck["meta_batches"])
+        if ck.get("meta_batches") is not None and run.held_out is not None:
+            run.held_out.batches.load_state_dict(ck["meta_batches"])
         start_epoch = ck["epoch"] + 1
 
     clip = task.optim.clip_grad_norm
@@ -193,17 +201,21 @@ def train(
             for key, value in metrics.items():
                 split, metric = key.split("/")
                 result.epochs.append({"epoch": epoch + 1, "split": split, "metric": metric, "value": float(value)})
-            method.end_epoch(epoch, metrics)
+            method.end_epoch(epoch, EpochMetrics(
+                {k: v for k, v in metrics.items() if k.startswith("train/")
+                 or (method.uses_held_out and k.startswith("val/"))},
+                method=method.name, held_out=method.uses_held_out))
             # every epoch, the last included: a failure while the results are written then
             # costs nothing on resume (the executor deletes the checkpoint once they are)
             if checkpoint_path is not None:
                 _save_atomic({
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "method": method.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "method": method.state_dict(), "method_fingerprint": fingerprint(method, run_owned),
+                    "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
                     "meta_rng": meta_generator.get_state(),
                     # where the held-out source stands (e.g. its shuffled pass), if it keeps state
-                    "meta_batches": getattr(run.meta_batches, "state_dict", lambda: None)(),
+                    "meta_batches": getattr(run.held_out and run.held_out.batches, "state_dict", lambda: None)(),
                 }, Path(checkpoint_path))
             if on_epoch is not None:  # after the checkpoint: a callback may stop the run
                 on_epoch(epoch + 1, metrics)

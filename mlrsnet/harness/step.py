@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mlrsnet.harness.contract import Method, RunContext, StepInfo
+from mlrsnet.harness.contract import Horizon, Method, RunContext, StepInfo, TaskFacts
 
 
 class StepResult(NamedTuple):
@@ -155,7 +155,7 @@ def _train_loss(workload: Any, model: nn.Module, seed: int) -> float:
     return workload.train_loss_pass(model, torch.Generator().manual_seed(seed + 2))
 
 
-def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, profile: str, epochs: int,
+def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, scale: str, epochs: int,
               seed: int, device: torch.device, meta_generator: torch.Generator | None = None,
               steps_per_epoch: int | None = None, artifact_dir: str | Path | None = None) -> RunContext:
     """Build the optimiser (``method.build_optimizer`` on the trainable parameters with the
@@ -163,25 +163,25 @@ def start_run(method: Method, model: nn.Module, *, task: Any, workload: Any, pro
 
     ``task`` needs what a :class:`~mlrsnet.harness.contract.TaskSetting` has: ``name``,
     ``kind``, ``optim`` and ``base_lr``.  ``workload`` needs what a
-    :class:`~mlrsnet.harness.contract.Workload` has: ``num_outputs``, ``steps_per_epoch``,
-    ``meta_batches(generator)`` and ``meta_loss(model)``.  ``meta_generator`` draws the
-    held-out batches (default: seeded with ``seed + 1``, as the loop does);
-    ``steps_per_epoch`` overrides the workload's (a benchmark numbering steps as in the paper).
+    :class:`~mlrsnet.harness.contract.Workload` has: ``num_outputs``, ``steps_per_epoch`` and
+    ``held_out(model, generator)``; ``train_loss_pass`` is optional.  ``scale`` is the
+    profile's (:func:`~mlrsnet.harness.contract.profile_scale`).  The held-out data is built
+    only for a method that declares ``uses_held_out``, drawn with ``meta_generator``
+    (default: seeded with ``seed + 1``, as the loop does); ``steps_per_epoch`` overrides the
+    workload's (a benchmark numbering steps as in the paper).
     """
     named = trainable_parameters(model)
-    params = [p for _, p in named]
-    optimizer = method.build_optimizer(params, task.optim)
+    optimizer = method.build_optimizer([p for _, p in named], task.optim)
     if meta_generator is None:
         meta_generator = torch.Generator().manual_seed(seed + 1)
+    held_out = workload.held_out(model, meta_generator) if method.uses_held_out else None
     run = RunContext(
-        model=model, params=params, optimizer=optimizer,
-        steps_per_epoch=workload.steps_per_epoch if steps_per_epoch is None else steps_per_epoch,
-        epochs=epochs, task_name=task.name, profile=profile, kind=task.kind,
-        num_classes=workload.num_outputs if task.kind == "image" else None,
-        vocab_size=workload.num_outputs if task.kind == "text" else None,
-        optim=task.optim, seed=seed, device=device, base_lr=task.base_lr,
-        meta_batches=workload.meta_batches(meta_generator),
-        meta_loss=workload.meta_loss(model), param_names=[n for n, _ in named],
+        model=model, named_params=named, optimizer=optimizer,
+        horizon=Horizon(steps_per_epoch=workload.steps_per_epoch if steps_per_epoch is None else steps_per_epoch,
+                        epochs=epochs),
+        task=TaskFacts(name=task.name, kind=task.kind, num_outputs=workload.num_outputs,
+                       base_lr=task.base_lr, optim=task.optim),
+        scale=scale, seed=seed, device=device, held_out=held_out,
         # a stand-in workload of a test may have no training pass: methods then fall back
         train_loss=(functools.partial(_train_loss, workload, model, seed)
                     if hasattr(workload, "train_loss_pass") else None),

@@ -7,6 +7,7 @@ while the tasks build workloads: both import this, neither the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 PROFILES = ("smoke", "mini", "cpu", "paper")
@@ -23,6 +24,10 @@ class Profile:
 
     epochs: int = field(metadata=POSITIVE)
     batch_size: int = field(metadata=POSITIVE)
+    #: ``"paper"`` (the paper's settings: methods keep their official cadences) or
+    #: ``"reduced"`` (a scaled-down profile); what a method is told
+    #: (:attr:`mlrsnet.harness.contract.RunContext.scale`), never the profile's name.
+    scale: str = field(default="reduced", metadata={"choices": ("paper", "reduced")})
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: Training examples used after the held-out part is removed (None: all the rest).
     train_size: int | None = field(default=None, metadata=POSITIVE)
@@ -54,9 +59,16 @@ class Profile:
         import json
         from dataclasses import asdict
 
-        fields = {k: v for k, v in asdict(self).items() if k not in NOT_TRAINING}
+        defaults = {f.name: f.default for f in dataclass_fields(self)}
+        fields = {k: v for k, v in asdict(self).items() if k not in NOT_TRAINING
+                  and not (k in RECORDED_WHEN_SET and v == defaults[k])}
         return json.loads(json.dumps(fields))
 
 
 #: Profile fields that do not change what a run trains (search resources, prose).
 NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "notes")
+#: Fields added after runs were recorded, recorded only when they differ from their default:
+#: a record without them was made at the default, so it still matches (``scale``: every run
+#: recorded before the field existed ran at the reduced scale or at ``paper``, which no
+#: published run used).
+RECORDED_WHEN_SET = ("scale",)

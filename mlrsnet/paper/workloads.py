@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import BatchStats, check_split
+from mlrsnet.harness.contract import BatchStats, HeldOut, check_split
 from mlrsnet.paper.data import (
     DATA_ENV,
     NORMALIZATION,
@@ -200,12 +200,14 @@ class ImageWorkload:
         return sum(means) / max(len(means), 1)
 
     # -- held-out meta data -----------------------------------------------------------------
-    def meta_batches(self, generator: torch.Generator) -> HeldOutImageBatches | None:
+    def held_out(self, model: nn.Module, generator: torch.Generator) -> HeldOut | None:
+        """The held-out images (None when the profile holds none out): shuffled batches
+        through the training augmentation, and their loss at given parameters."""
         if len(self.y_held) == 0:
             return None
-        return HeldOutImageBatches(self, generator)
+        return HeldOut(HeldOutImageBatches(self, generator), self._loss_at(model))
 
-    def meta_loss(self, model: nn.Module) -> Any:
+    def _loss_at(self, model: nn.Module) -> Any:
         def loss_at(params: Mapping[str, Tensor], batch: tuple[Tensor, Tensor]) -> Tensor:
             x, y = batch
             # Buffers are cloned so a look-ahead forward never moves the BN running stats.
@@ -295,10 +297,13 @@ class TextWorkload:
         model.train(was_training)
         return sum(means) / max(len(means), 1)
 
-    def meta_batches(self, generator: torch.Generator) -> ValidationWindows:
-        return ValidationWindows(self)
+    def held_out(self, model: nn.Module, generator: torch.Generator) -> HeldOut:
+        """The validation split read as the official meta-training reads it
+        (:class:`ValidationWindows`), and a window's loss at given parameters.  ``generator``
+        is unused (the windows come in order)."""
+        return HeldOut(ValidationWindows(self), self._loss_at(model))
 
-    def meta_loss(self, model: nn.Module) -> Any:
+    def _loss_at(self, model: nn.Module) -> Any:
         def loss_at(params: Mapping[str, Tensor], batch: MetaWindow) -> Tensor:
             start = batch.hidden if batch.hidden is not None else model.init_hidden(batch.x.size(1),
                                                                                       device=self.device)
@@ -367,7 +372,7 @@ class ValidationWindows:
     validation split (batchified with the training batch size) in order, ``bptt`` tokens per
     window, only whole windows, the hidden state carried from one meta forward to the next
     and reset to zeros when the reading wraps to the start
-    (``meta-train/language-modeling/meta_train.py``).  ``meta_loss`` stores the state each
+    (``meta-train/language-modeling/meta_train.py``).  The held-out loss stores the state each
     window ends with; position and state are :meth:`state_dict`."""
 
     def __init__(self, workload: TextWorkload) -> None:
@@ -389,7 +394,7 @@ class ValidationWindows:
         if self.position >= self.windows:
             self.position = 0
         if self.position == 0:
-            self.hidden = None  # meta_loss starts from zeros
+            self.hidden = None  # the held-out loss starts from zeros
         i = self.position * wl.bptt
         t = min(wl.bptt, len(wl.val_meta) - 1 - i)
         self.position += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mlrsnet.baselines.hd import AdamHD, HypergradientDescent
 from support.least_squares import (
     ContractDriver,
     flat,
@@ -20,7 +21,6 @@ from support.least_squares import (
     make_model,
 )
 
-from baselines.hd import AdamHD, HypergradientDescent
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings
 from mlrsnet.harness.registry import get_method
@@ -231,7 +231,7 @@ def bound(cls, kind, base_lr=20.0, **hparams):
 
     method = cls(**hparams)
     start_run(method, make_model(), task=StubTask(OptimSettings(), kind=kind, base_lr=base_lr),
-              workload=StubWorkload(steps_per_epoch=4), profile="test", epochs=1, seed=0,
+              workload=StubWorkload(steps_per_epoch=4), scale="reduced", epochs=1, seed=0,
               device=__import__("torch").device("cpu"))
     return method
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mlrsnet.baselines.l4 import L4Adam, L4Mom
 from support.least_squares import (
     ContractDriver,
     flat,
@@ -19,7 +20,6 @@ from support.least_squares import (
     make_model,
 )
 
-from baselines.l4 import L4Adam, L4Mom
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings
 from mlrsnet.harness.registry import get_method

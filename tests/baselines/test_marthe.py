@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mlrsnet.baselines.marthe import Marthe
 from support.least_squares import (
     ContractDriver,
     flat,
@@ -42,7 +43,6 @@ from support.least_squares import (
 from torch import nn
 from torch.func import functional_call
 
-from baselines.marthe import Marthe
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, StepInfo
 from mlrsnet.harness.registry import get_method
@@ -215,8 +215,8 @@ def run_ours(method, optim: OptimSettings):
         state = {**{n: b.clone() for n, b in net.named_buffers()}, **params}
         return F.cross_entropy(functional_call(net, state, (batch[0],)), batch[1])
 
-    run = start_stub_run(method, net, optim, steps_per_epoch=STEPS, meta_batches=itertools.cycle(HELD),
-                         meta_loss=meta_loss)
+    run = start_stub_run(method, net, optim, steps_per_epoch=STEPS, held_out_batches=itertools.cycle(HELD),
+                         held_out_loss=meta_loss)
     lrs, thetas = [], []
     for t, (x, y) in enumerate(TRAIN):
         loss = F.cross_entropy(net(x), y)

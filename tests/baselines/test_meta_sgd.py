@@ -15,12 +15,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from mlrsnet.baselines._lookahead import LookaheadMetaMethod, sgd_directions
+from mlrsnet.baselines.meta_sgd import MetaSGD
 from support.least_squares import start_stub_run
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from baselines._lookahead import LookaheadMetaMethod, sgd_directions
-from baselines.meta_sgd import MetaSGD
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
@@ -46,8 +46,8 @@ def toy(steps_per_epoch: int = 4, epochs: int = 3, optim: OptimSettings = MOMENT
         return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
 
     run = start_stub_run(method, model, optim, steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
-                         profile="smoke", num_outputs=3, meta_batches=itertools.cycle(batches(2, seed=1)),
-                         meta_loss=meta_loss)
+                         num_outputs=3, held_out_batches=itertools.cycle(batches(2, seed=1)),
+                         held_out_loss=meta_loss)
     return method, run
 
 
@@ -55,8 +55,8 @@ def step_once(method: MetaSGD, run: RunContext, s: int) -> tuple[float, Tensor]:
     """Step ``s`` of the run through the loop's ``train_step``."""
     x, y = batches(1, seed=100 + s)[0]
     loss = F.cross_entropy(run.model(x), y)
-    info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch, loss=loss)
-    result = train_step(method, info, run.params, run.optimizer, run.optim.clip_grad_norm)
+    info = StepInfo(step=s, epoch=s // run.horizon.steps_per_epoch, index_in_epoch=s % run.horizon.steps_per_epoch, loss=loss)
+    result = train_step(method, info, run.params, run.optimizer, run.task.optim.clip_grad_norm)
     assert not result.diverged
     return result.lr, loss
 
@@ -89,7 +89,7 @@ def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
     step_once(method, run, 0)
     x, y = batches(1, seed=101)[0]
     loss = F.cross_entropy(run.model(x), y)
-    compute_gradients(method, loss, run.params, run.optimizer, run.optim.clip_grad_norm)  # a step up to lr()
+    compute_gradients(method, loss, run.params, run.optimizer, run.task.optim.clip_grad_norm)  # a step up to lr()
     directions = {n: d.clone() for n, d in zip(run.param_names, sgd_directions(run.optimizer).values(), strict=True)}
     named = list(run.model.named_parameters())
     meta_batch = batches(2, seed=1)[0]  # the first meta update draws the first batch
@@ -97,7 +97,7 @@ def test_the_hypergradient_of_an_alpha_matches_finite_differences() -> None:
     def objective(alpha: float) -> float:
         with torch.no_grad():
             params = {n: p.detach() - alpha * directions[n] for n, p in named}
-            return float(run.meta_loss(params, meta_batch))
+            return float(run.held_out.loss(params, meta_batch))
 
     eps = 1e-6
     fd = (objective(0.1 + eps) - objective(0.1 - eps)) / (2 * eps)
@@ -146,8 +146,8 @@ def test_the_learned_lrs_stay_positive_under_a_hypergradient_pushing_them_negati
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
     method = PushedDown(t_val=1, lr=0.05, hyper_lr=0.05, positivity=positivity)
     run = start_stub_run(method, model, OptimSettings(), steps_per_epoch=40, epochs=1, task_name="toy",
-                         profile="smoke", num_outputs=3, meta_batches=itertools.repeat(None),
-                         meta_loss=lambda params, batch: torch.zeros(()))
+                         num_outputs=3, held_out_batches=itertools.repeat(None),
+                         held_out_loss=lambda params, batch: torch.zeros(()))
     lrs = [step_once(method, run, s)[0] for s in range(40)]
     # every step is a meta step (t_val=1) and each entry's first Adam step has size hyper_lr:
     # unconstrained, 0.05 - 0.05 * 2 < 0 from the second step on
@@ -181,8 +181,8 @@ def test_a_restored_state_continues_identically() -> None:
     c.load_state_dict(saved[0])
     run_c.model.load_state_dict(saved[1])
     run_c.optimizer.load_state_dict(saved[2])
-    next(run_c.meta_batches)  # two meta updates so far: the cycle is back at its start
-    next(run_c.meta_batches)
+    next(run_c.held_out.batches)  # two meta updates so far: the cycle is back at its start
+    next(run_c.held_out.batches)
     got += [step_once(c, run_c, s)[0] for s in range(4, 8)]
     assert got == expected
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 import torch
+from mlrsnet.baselines.mlrsnet_meta import MLRSNetMeta
 from torch import nn
 
-from baselines.mlrsnet_meta import MLRSNetMeta
 from mlrsnet.harness.contract import StepInfo
 from mlrsnet.harness.step import start_run, train_step
 from mlrsnet.paper.models import build_model
@@ -56,7 +56,7 @@ def first_training_step(task_name: str, profile_name: str, seed: int, overrides:
     meta_generator = torch.Generator().manual_seed(seed + 1)
     workload, model = task.build(profile, device, None)
     method = MLRSNetMeta(**hparams)
-    run = start_run(method, model, task=task, workload=workload, profile=profile_name, epochs=profile.epochs,
+    run = start_run(method, model, task=task, workload=workload, scale=profile.scale, epochs=profile.epochs,
                     seed=seed, device=device, meta_generator=meta_generator)
     model.train()
     carry = workload.start_epoch(model)

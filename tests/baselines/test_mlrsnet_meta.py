@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mlrsnet.baselines._lookahead import default_t_val, lookahead_params, meta_steps_per_epoch, sgd_directions
+from mlrsnet.baselines.meta_sgd import MetaSGD
+from mlrsnet.baselines.mlrsnet_meta import MLRSNetMeta, default_hyper_lr
 from support.least_squares import start_stub_run
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from baselines._lookahead import default_t_val, lookahead_params, meta_steps_per_epoch, sgd_directions
-from baselines.meta_sgd import MetaSGD
-from baselines.mlrsnet_meta import MLRSNetMeta, default_hyper_lr
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
@@ -70,7 +70,7 @@ def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_p
         return F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
 
     run = start_stub_run(m, model, optim, steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy",
-                         profile="smoke", num_outputs=3, meta_batches=meta, meta_loss=meta_loss,
+                         num_outputs=3, held_out_batches=meta, held_out_loss=meta_loss,
                          artifact_dir=str(artifact_dir) if artifact_dir else None, kind=kind)
     return m, run, meta
 
@@ -78,7 +78,7 @@ def toy_run(optim: OptimSettings, *, dtype: torch.dtype = torch.float64, steps_p
 def forward_backward(method: MLRSNetMeta, run: RunContext, batch: tuple[Tensor, Tensor]) -> Tensor:
     """A step up to just before ``lr()`` (forward, then the step's own gradient part)."""
     loss = F.cross_entropy(run.model(batch[0]), batch[1])
-    compute_gradients(method, loss, run.params, run.optimizer, run.optim.clip_grad_norm)
+    compute_gradients(method, loss, run.params, run.optimizer, run.task.optim.clip_grad_norm)
     return loss
 
 
@@ -90,12 +90,12 @@ def loop(method: MLRSNetMeta, run: RunContext, steps: range) -> list[float]:
     for s in steps:
         x, y = make_batches(1, seed=1000 + s, dtype=run.params[0].dtype)[0]
         loss = F.cross_entropy(run.model(x), y)
-        info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch, loss=loss)
-        result = train_step(method, info, run.params, run.optimizer, run.optim.clip_grad_norm)
+        info = StepInfo(step=s, epoch=s // run.horizon.steps_per_epoch, index_in_epoch=s % run.horizon.steps_per_epoch, loss=loss)
+        result = train_step(method, info, run.params, run.optimizer, run.task.optim.clip_grad_norm)
         assert not result.diverged
         lrs.append(result.lr)
-        if (s + 1) % run.steps_per_epoch == 0:
-            method.end_epoch(s // run.steps_per_epoch, {})
+        if (s + 1) % run.horizon.steps_per_epoch == 0:
+            method.end_epoch(s // run.horizon.steps_per_epoch, {})
     return lrs
 
 
@@ -183,7 +183,7 @@ def test_the_hypergradient_matches_finite_differences_in_float64(optim: OptimSet
             a, _ = probe(x, state0)
             lr = gamma * a.reshape(())
             params = {n: w[n] - lr * d_ref[n] for n in w}
-            return float(run.meta_loss(params, meta_batch))
+            return float(run.held_out.loss(params, meta_batch))
 
     info = StepInfo(step=2, epoch=0, index_in_epoch=2, loss=loss)
     method.lr(info)  # a meta step: phi.grad now holds the hypergradient, phi has moved
@@ -281,7 +281,7 @@ def test_small_profiles_spread_twice_the_official_adam_path_over_their_meta_upda
 def test_meta_training_needs_held_out_data() -> None:
     method = MLRSNetMeta()
     _, run, _ = toy_run(OptimSettings())
-    run.meta_batches = None
+    run.held_out = None
     with pytest.raises(UserError, match="held-out"):
         method.bind(run)
 
@@ -292,7 +292,7 @@ def test_every_epoch_writes_a_checkpoint_in_the_released_layout_and_a_manifest(t
     loop(method, run, range(0, 9))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["files"] == {"1": "mlr_snet_1.pth", "2": "mlr_snet_2.pth", "3": "mlr_snet_3.pth"}
-    for key, value in {"task": "toy", "profile": "smoke", "seed": 0, "cell": "meta-train",
+    for key, value in {"task": "toy", "scale": "reduced", "seed": 0, "cell": "meta-train",
                        "epochs": 3, "completed_epochs": 3, "t_val": 2, "meta_updates": 3}.items():
         assert manifest[key] == value
     last = load_mlrsnet(tmp_path / "mlr_snet_3.pth")

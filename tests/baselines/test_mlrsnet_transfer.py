@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlrsnet.baselines.mlrsnet_transfer import MLRSNetTransfer
 from torch import nn
 
-from baselines.mlrsnet_transfer import MLRSNetTransfer
 from mlrsnet.errors import UserError
+from support.least_squares import start_stub_run
+
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
 from mlrsnet.snet.gamma import TaskScale
@@ -19,26 +21,20 @@ from mlrsnet.snet.gamma import TaskScale
 
 def toy_run(method: MLRSNetTransfer, *, steps_per_epoch: int = 2, epochs: int = 6,
             kind: str = "image") -> RunContext:
-    model = nn.Linear(3, 2)
-    opt = method.build_optimizer(list(model.parameters()), OptimSettings())
-    run = RunContext(model=model, params=list(model.parameters()), optimizer=opt,
-                     steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="toy", profile="smoke",
-                     kind=kind, num_classes=10 if kind == "image" else None,
-                     vocab_size=10_000 if kind == "text" else None, optim=OptimSettings(), seed=0,
-                     device=torch.device("cpu"))
-    method.bind(run)
-    return run
+    return start_stub_run(method, nn.Linear(3, 2), OptimSettings(), steps_per_epoch=steps_per_epoch,
+                          epochs=epochs, task_name="toy", kind=kind,
+                          num_outputs=10 if kind == "image" else 10_000)
 
 
 def drive(method: MLRSNetTransfer, run: RunContext, losses: list[float], start: int = 0) -> list[float]:
     lrs = []
     for s, loss in enumerate(losses, start=start):
-        info = StepInfo(step=s, epoch=s // run.steps_per_epoch, index_in_epoch=s % run.steps_per_epoch,
+        info = StepInfo(step=s, epoch=s // run.horizon.steps_per_epoch, index_in_epoch=s % run.horizon.steps_per_epoch,
                         loss=torch.tensor(loss))
         lrs.append(method.lr(info))
         method.after_step(info)
-        if (s + 1) % run.steps_per_epoch == 0:
-            method.end_epoch(s // run.steps_per_epoch, {})
+        if (s + 1) % run.horizon.steps_per_epoch == 0:
+            method.end_epoch(s // run.horizon.steps_per_epoch, {})
     return lrs
 
 

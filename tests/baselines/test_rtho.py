@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from mlrsnet.baselines.rtho import RealTimeHO
 from support.least_squares import (
     ContractDriver,
     design,
@@ -27,7 +28,6 @@ from support.least_squares import (
 )
 from torch import nn
 
-from baselines.rtho import RealTimeHO
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import OptimSettings
 from mlrsnet.harness.registry import get_method
@@ -192,7 +192,7 @@ def test_rtho_is_selectable_by_name_with_the_official_defaults():
 
 
 def test_rnns_run_without_cudnn_on_gpus_because_cudnn_rnns_have_no_double_backward():
-    from baselines._tangent import run_rnns_without_cudnn
+    from mlrsnet.baselines._tangent import run_rnns_without_cudnn
 
     model = nn.Sequential(nn.LSTM(3, 4))
     run_rnns_without_cudnn(model)
@@ -232,7 +232,7 @@ def test_by_default_the_hypergradient_is_that_of_the_mean_loss_over_the_whole_he
     driver = ContractDriver(RealTimeHO(lr=0.1, hyper_lr=0.01, update_every=4), make_model(), optim,
                             steps_per_epoch=STEPS, held_out=HELD_OUT)
     source = PassSource(held)
-    driver.run.meta_batches = source
+    driver.run.held_out.batches = source
     for batch in batches[:3]:
         driver.step(batch)
     driver.step(batches[3])  # the hyper-step after step 4
@@ -251,7 +251,7 @@ def test_by_default_the_hypergradient_is_that_of_the_mean_loss_over_the_whole_he
     # an int takes that many batches instead, whatever a pass is
     counted = ContractDriver(RealTimeHO(lr=0.1, update_every=1, val_batches=3), make_model(), optim,
                              steps_per_epoch=STEPS, held_out=HELD_OUT)
-    counted.run.meta_batches = other = PassSource(held)
+    counted.run.held_out.batches = other = PassSource(held)
     counted.step(batches[0])
     assert other.served == 3
 
@@ -271,7 +271,7 @@ def test_a_stand_in_source_without_a_pass_length_gives_one_batch_per_hyper_step(
     ("mini", 50_000, 100),  # never rarer than the official interval
 ])
 def test_update_every_scales_with_the_profile(profile, total_steps, expected):
-    from baselines.rtho import scaled_update_every
+    from mlrsnet.baselines.rtho import scaled_update_every
 
     assert scaled_update_every(profile, total_steps) == expected
     if profile != "paper":
@@ -287,7 +287,7 @@ def test_on_language_models_the_lr_starts_at_the_tasks_base_lr_with_a_scaled_hyp
         method = RealTimeHO(**hparams)
         workload = StubWorkload(4, 10, iter(HELD_OUT), lambda params, batch: None)
         start_run(method, make_model(), task=StubTask(OptimSettings(), kind=kind, base_lr=20.0), workload=workload,
-                  profile="mini", epochs=1, seed=0, device=torch.device("cpu"))
+                  scale="reduced", epochs=1, seed=0, device=torch.device("cpu"))
         return method
 
     text = bound("text")

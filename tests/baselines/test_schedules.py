@@ -6,28 +6,25 @@ import math
 
 import pytest
 import torch
+from mlrsnet.baselines.cosine import Cosine
+from mlrsnet.baselines.exponential import Exponential
+from mlrsnet.baselines.fixed import Fixed
+from mlrsnet.baselines.multistep import MultiStep, MultiStepVal
+from mlrsnet.baselines.sgdr import SGDR
 
-from baselines.cosine import Cosine
-from baselines.exponential import Exponential
-from baselines.fixed import Fixed
-from baselines.multistep import MultiStep, MultiStepVal
-from baselines.sgdr import SGDR
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, StepInfo
+from support.least_squares import start_stub_run
+
+from mlrsnet.harness.contract import Method, OptimSettings, StepInfo
 
 
 def bound(method: Method, epochs: int = 200, steps_per_epoch: int = 10, base_lr: float = 0.1) -> Method:
-    model = torch.nn.Linear(2, 1)
-    params = list(model.parameters())
-    method.bind(RunContext(
-        model=model, params=params, optimizer=method.build_optimizer(params, OptimSettings()),
-        steps_per_epoch=steps_per_epoch, epochs=epochs, task_name="t", profile="paper", kind="image",
-        num_classes=10, vocab_size=None, optim=OptimSettings(), seed=0, device=torch.device("cpu"),
-        base_lr=base_lr))
+    start_stub_run(method, torch.nn.Linear(2, 1), OptimSettings(), steps_per_epoch=steps_per_epoch,
+                   epochs=epochs, num_outputs=10, base_lr=base_lr)
     return method
 
 
 def at(method: Method, epoch: int, index: int = 0) -> float:
-    spe = method.run.steps_per_epoch
+    spe = method.run.horizon.steps_per_epoch
     return method.lr(StepInfo(step=epoch * spe + index, epoch=epoch, index_in_epoch=index,
                               loss=torch.tensor(1.0)))
 

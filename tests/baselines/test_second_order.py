@@ -12,10 +12,10 @@ import types
 
 import pytest
 import torch
+from mlrsnet.baselines._second_order import exact_second_order, swapped_layers
+from mlrsnet.baselines._tangent import LRTangent
 from torch import nn
 
-from baselines._second_order import exact_second_order, swapped_layers
-from baselines._tangent import LRTangent
 from mlrsnet.harness.contract import OptimSettings
 
 
@@ -113,7 +113,7 @@ def test_an_rtho_tangent_update_matches_the_double_backward_reference():
     tangents = []
     for model in (reference, fast):
         params = list(model.parameters())
-        run = types.SimpleNamespace(params=params, optim=optim)
+        run = types.SimpleNamespace(params=params, task=types.SimpleNamespace(optim=optim))
         tangent = LRTangent("rtho")
         for step in range(5):
             tangent.backward(loss_of(model, batch(step)), params)

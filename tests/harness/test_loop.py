@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+import mlrsnet.baselines as baselines
 import pandas as pd
 import pytest
 
-import baselines
 from mlrsnet.harness.executor import run_cell, run_local
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.loop import train

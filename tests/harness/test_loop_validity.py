@@ -40,7 +40,7 @@ def grad_norm(params: Sequence[nn.Parameter]) -> float:
 
 
 class Recorder(Method):
-    uses_held_out = True  # it reads run.meta_batches
+    uses_held_out = True  # it reads run.held_out.batches
     """A fixed LR that records what the loop shows it."""
 
     name = "recorder"
@@ -56,8 +56,8 @@ class Recorder(Method):
 
     def bind(self, run) -> None:
         super().bind(run)
-        assert run.meta_batches is not None
-        self.meta = [next(run.meta_batches) for _ in range(self.hparams["meta_draws"])]
+        assert run.held_out.batches is not None
+        self.meta = [next(run.held_out.batches) for _ in range(self.hparams["meta_draws"])]
 
     def backward(self, loss: Tensor, params: Sequence[nn.Parameter]) -> None:
         super().backward(loss, params)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import mlrsnet.baselines as baselines
 import pytest
 
-import baselines
 from mlrsnet.errors import UserError
 from mlrsnet.harness.registry import discover, get_method
 

@@ -19,7 +19,8 @@ from support.least_squares import (
 )
 from torch import Tensor, nn
 
-from mlrsnet.harness.contract import Method, OptimSettings, StepInfo, stateless_sgd
+from mlrsnet.errors import UserError
+from mlrsnet.harness.contract import HeldOut, Horizon, Method, OptimSettings, StepInfo, TaskFacts, stateless_sgd
 from mlrsnet.harness.step import StepResult, start_run, train_step
 
 
@@ -215,32 +216,57 @@ def test_start_run_builds_the_optimizer_binds_once_and_describes_the_run() -> No
         def __init__(self) -> None:
             self.generators: list[torch.Generator] = []
 
-        def meta_batches(self, generator):
+        def held_out(self, model, generator):
             self.generators.append(generator)
-            return itertools.repeat(None)
+            return HeldOut(itertools.repeat(None), lambda params, batch: "loss-of-" + type(model).__name__)
 
-        def meta_loss(self, model):
-            return "loss-of-" + type(model).__name__
+    class ReadsHeldOut(Recording):
+        uses_held_out = True
 
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     model[0].weight.requires_grad_(False)
-    method, workload = Recording(), Workload()
-    run = start_run(method, model, task=Task, workload=workload, profile="smoke", epochs=2, seed=5,
+    method, workload = ReadsHeldOut(), Workload()
+    run = start_run(method, model, task=Task, workload=workload, scale="reduced", epochs=2, seed=5,
                     device=torch.device("cpu"), artifact_dir="somewhere")
     assert method.calls == ["bind"] and method.run is run
     assert run.param_names == ["0.bias", "1.weight", "1.bias"]
     assert [id(p) for p in run.params] == [id(model[0].bias), id(model[1].weight), id(model[1].bias)]
     assert run.optimizer.param_groups[0]["params"] == run.params
     assert run.optimizer.param_groups[0]["momentum"] == 0.5
-    assert (run.kind, run.vocab_size, run.num_classes, run.base_lr) == ("text", 33, None, 20.0)
-    assert (run.steps_per_epoch, run.epochs, run.seed, run.artifact_dir) == (7, 2, 5, "somewhere")
-    assert run.meta_loss == "loss-of-Sequential"
+    assert run.task == TaskFacts("toy-text", "text", 33, 20.0, OptimSettings(momentum=0.5))
+    assert run.horizon == Horizon(steps_per_epoch=7, epochs=2) and run.horizon.total_steps == 14
+    assert (run.scale, run.seed, run.artifact_dir) == ("reduced", 5, "somewhere")
+    assert run.held_out.loss({}, None) == "loss-of-Sequential"
     # the held-out batches are drawn with a generator seeded seed + 1 unless one is given
     assert torch.equal(workload.generators[0].get_state(), torch.Generator().manual_seed(6).get_state())
     mine = torch.Generator().manual_seed(99)
-    again = start_run(Recording(), model, task=Task, workload=workload, profile="smoke", epochs=2, seed=5,
+    again = start_run(ReadsHeldOut(), model, task=Task, workload=workload, scale="paper", epochs=2, seed=5,
                       device=torch.device("cpu"), meta_generator=mine, steps_per_epoch=383)
-    assert workload.generators[1] is mine and again.steps_per_epoch == 383
+    assert workload.generators[1] is mine and again.horizon.steps_per_epoch == 383 and again.scale == "paper"
+
+
+def test_a_method_that_reads_no_held_out_data_is_given_none() -> None:
+    class Workload:
+        steps_per_epoch, num_outputs = 3, 10
+
+        def held_out(self, model, generator):
+            raise AssertionError("built for a method that does not read held-out data")
+
+    class Task:
+        name, kind, optim, base_lr = "toy", "image", OptimSettings(), 0.1
+
+    run = start_run(Recording(), nn.Linear(2, 1), task=Task, workload=Workload(), scale="reduced", epochs=1,
+                    seed=0, device=torch.device("cpu"))
+    assert run.held_out is None
+    with pytest.raises(UserError, match="uses_held_out = True"):
+        run.require_held_out("recording", "its meta loss")
+
+
+def test_a_scale_is_paper_or_reduced() -> None:
+    with pytest.raises(ValueError, match="scale must be one of paper, reduced"):
+        start_run(Recording(), nn.Linear(2, 1), task=type("T", (), {"name": "t", "kind": "image",
+                  "optim": OptimSettings(), "base_lr": 0.1}), workload=type("W", (), {"steps_per_epoch": 1,
+                  "num_outputs": 1})(), scale="mini", epochs=1, seed=0, device=torch.device("cpu"))
 
 
 def test_the_loop_trains_through_train_step(monkeypatch: pytest.MonkeyPatch, data_dir) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mlrsnet.harness.contract import Method, OptimSettings, RunContext, StepInfo
+from mlrsnet.harness.contract import HeldOut, Method, OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.step import start_run, train_step
 
 Batch = tuple[np.ndarray, np.ndarray]
@@ -84,31 +84,28 @@ class StubTask:
 
 @dataclass
 class StubWorkload:
-    """What :func:`~mlrsnet.harness.step.start_run` reads of a workload: fixed meta batches
-    and meta loss (``None``: the run holds nothing out)."""
+    """What :func:`~mlrsnet.harness.step.start_run` reads of a workload: fixed held-out
+    batches and their loss (``None``: the run holds nothing out)."""
 
     steps_per_epoch: int
     num_outputs: int | None = None
-    held_out: Iterator[Any] | None = None
+    batches: Iterator[Any] | None = None
     loss_at: Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None = None
 
-    def meta_batches(self, generator: torch.Generator) -> Iterator[Any] | None:
-        return self.held_out
-
-    def meta_loss(self, model: nn.Module) -> Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None:
-        return self.loss_at
+    def held_out(self, model: nn.Module, generator: torch.Generator) -> HeldOut | None:
+        return HeldOut(self.batches, self.loss_at) if self.batches is not None else None
 
 
 def start_stub_run(method: Method, model: nn.Module, optim: OptimSettings, *, steps_per_epoch: int,
-                   epochs: int = 1, task_name: str = "least-squares", profile: str = "test",
+                   epochs: int = 1, task_name: str = "least-squares", scale: str = "reduced",
                    kind: str = "image", num_outputs: int | None = None, seed: int = 0,
-                   meta_batches: Iterator[Any] | None = None,
-                   meta_loss: Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None = None,
+                   base_lr: float = 0.1, held_out_batches: Iterator[Any] | None = None,
+                   held_out_loss: Callable[[Mapping[str, torch.Tensor], Any], torch.Tensor] | None = None,
                    artifact_dir: str | None = None) -> RunContext:
     """:func:`~mlrsnet.harness.step.start_run` on a hand-built run (on the CPU)."""
-    return start_run(method, model, task=StubTask(optim, name=task_name, kind=kind),
-                     workload=StubWorkload(steps_per_epoch, num_outputs, meta_batches, meta_loss),
-                     profile=profile, epochs=epochs, seed=seed, device=torch.device("cpu"),
+    return start_run(method, model, task=StubTask(optim, name=task_name, kind=kind, base_lr=base_lr),
+                     workload=StubWorkload(steps_per_epoch, num_outputs, held_out_batches, held_out_loss),
+                     scale=scale, epochs=epochs, seed=seed, device=torch.device("cpu"),
                      artifact_dir=artifact_dir)
 
 
@@ -137,8 +134,8 @@ class ContractDriver:
             return loss_of_output(output, batch)
 
         self.run = start_stub_run(method, model, optim, steps_per_epoch=steps_per_epoch,
-                                  meta_batches=meta_batches() if held_out else None,
-                                  meta_loss=meta_loss if held_out else None)
+                                  held_out_batches=meta_batches() if held_out else None,
+                                  held_out_loss=meta_loss if held_out else None)
         self.params, self.optimizer = self.run.params, self.run.optimizer
         self.step_index = 0
 

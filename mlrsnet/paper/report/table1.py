@@ -84,7 +84,7 @@ def table1_frame(runs: pd.DataFrame, epochs: pd.DataFrame, paper: pd.DataFrame) 
 def _default_probes(searcher: str, kind: str) -> tuple[dict[str, Any], ...]:
     """The searcher's random warm-up probes under its default seed, for MultiStep's space of
     a task kind (empty for a searcher without a default seed)."""
-    from baselines.multistep import MultiStep
+    from mlrsnet.baselines.multistep import MultiStep
     from mlrsnet.paper.tune.probes import initial_probes
     from mlrsnet.paper.tune.searchers import SEARCHERS
 

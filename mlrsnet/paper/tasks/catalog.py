@@ -74,7 +74,7 @@ def _image_profiles(
             notes=cpu_notes or "figure profile: at most about 5 minutes a run on one core",
         ),
         "paper": Profile(
-            epochs=paper_epochs, batch_size=paper_batch, model_kwargs={}, train_size=None,
+            epochs=paper_epochs, batch_size=paper_batch, scale="paper", model_kwargs={}, train_size=None,
             holdout=1000, test_size=None, eval_batch_size=500, allow_mini_data=False,
             tune_samples=30, cpus_per_trial=4, gpus_per_trial=1.0, notes=paper_notes,
         ),
@@ -109,7 +109,7 @@ def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
                   "tokens, 10k of valid/test",
         ),
         "paper": Profile(
-            epochs=150, batch_size=32, bptt=35, model_kwargs=paper_model, holdout=0,
+            epochs=150, batch_size=32, scale="paper", bptt=35, model_kwargs=paper_model, holdout=0,
             eval_batch_size=10, allow_mini_data=False, tune_samples=30, cpus_per_trial=4,
             gpus_per_trial=1.0, notes=paper_notes,
         ),

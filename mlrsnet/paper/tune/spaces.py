@@ -25,9 +25,11 @@ from mlrsnet.errors import UserError
 LOG_PREFIX = "log10_"
 
 
-def _paper_grid() -> tuple[float, ...]:
-    from baselines._schedule import PAPER_GRID
+#: The paper's grid-search candidates for both alpha0 and gamma_M (supplement Sec. 5).
+PAPER_GRID = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.2, 0.3, 0.4, 0.5]
 
+
+def _paper_grid() -> tuple[float, ...]:
     return tuple(PAPER_GRID)
 
 

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 
 import pytest
+from mlrsnet.baselines.multistep import MultiStep
 
-from baselines.multistep import MultiStep
 from mlrsnet.errors import UserError
 from mlrsnet.paper.report.table1 import paper_probe
 from mlrsnet.paper.tune.probes import initial_probes, matching_probe

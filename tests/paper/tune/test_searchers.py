@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from mlrsnet.baselines.multistep import MultiStep
 
-from baselines.multistep import MultiStep
 from mlrsnet.errors import UserError
 from mlrsnet.paper.tune import plan as plan_module
 from mlrsnet.paper.tune.plan import parse_tune_block, with_cli_overrides

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from mlrsnet.baselines.multistep import MultiStep
 
-from baselines.multistep import MultiStep
 from mlrsnet.paper.tune.searchers import SEARCHERS, build_searcher
 from mlrsnet.paper.tune.spaces import decode, ray_space
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from mlrsnet.baselines.multistep import MultiStep, MultiStepVal
 from ray import tune
 
-from baselines._schedule import PAPER_GRID
-from baselines.multistep import MultiStep, MultiStepVal
 from mlrsnet.errors import UserError
 from mlrsnet.paper.tune.spaces import (
+    PAPER_GRID,
     centred_pick,
     decode,
     grid_candidates,
