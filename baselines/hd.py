@@ -103,6 +103,8 @@ class _HypergradientMethod(DirectionMethod):
     """What SGD-HD and Adam-HD share: the LR's state and per-kind defaults, the hand-over of
     the direction, resume.  A subclass computes the LR's move and the direction."""
 
+    #: whether the state tensors sit on the parameters' device yet (re-placed after a resume)
+    transient: ClassVar[tuple[str, ...]] = ("_placed",)
     #: The paper's values on images (``run.sh``).
     paper_lr: ClassVar[float] = 1e-3
     paper_hyper_lr: ClassVar[float] = 1e-3

@@ -125,6 +125,8 @@ _COMMON_SPECS: dict[str, HParam] = {
 class _L4(DirectionMethod):
     """Shared L4 machinery; subclasses choose the direction ``v``."""
 
+    #: whether the state tensors sit on the parameters' device yet (re-placed after a resume)
+    transient: ClassVar[tuple[str, ...]] = ("_placed",)
     search_space: ClassVar[dict[str, SearchDim]] = {
         # The official README: good values lie in 0.1 < fraction < 0.3.
         "fraction": ("uniform", 0.1, 0.3),

@@ -240,6 +240,7 @@ class RealTimeHO(DirectionMethod):
             "hyper_v": self._hyper_v,
             "hyper_updates": self._hyper_updates,
             "last_hypergradient": self._last_hypergradient,
+            "val_batches_used": self._val_batches_used,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -252,3 +253,4 @@ class RealTimeHO(DirectionMethod):
         self._hyper_v = float(state["hyper_v"])
         self._hyper_updates = int(state["hyper_updates"])
         self._last_hypergradient = float(state.get("last_hypergradient", float("nan")))
+        self._val_batches_used = state.get("val_batches_used")

@@ -1,6 +1,6 @@
 """mlrsnet-bench: run experiments and train single cells; plug-ins add the rest.
 
-The harness owns ``run`` and ``train``; the ``mlrsnet.commands`` entry-point group adds the
+The harness owns ``run``, ``train``, ``check-method`` and ``store``; the ``mlrsnet.commands`` entry-point group adds the
 others (the paper's apparatus adds ``list``, ``tune``, ``report`` and ``data``,
 :mod:`mlrsnet.paper.cli`).
 
@@ -148,6 +148,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if "failed" in outcomes.values() else 0
 
 
+def cmd_check_method(args: argparse.Namespace) -> int:
+    """The conformance suite (:mod:`mlrsnet.harness.conformance`) on one method: a registered
+    name, or a Python file defining methods (checked without registering it)."""
+    from mlrsnet.harness.conformance import check_method
+    from mlrsnet.harness.registry import get_method, load_plugin_file
+
+    target = Path(args.method)
+    if args.method.endswith(".py") or target.is_file():
+        if not target.is_file():
+            raise UserError(f"check-method: no file {args.method!r}")
+        try:
+            classes = load_plugin_file(target)
+        except Exception as exc:  # the author's module: say what broke, not where we are
+            raise UserError(f"check-method: {args.method} failed to import: {type(exc).__name__}: {exc}") from None
+        if not classes:
+            raise UserError(f"check-method: {args.method} defines no method (a Method subclass with a `name`)")
+    else:
+        classes = [get_method(args.method)]
+    hparams = _parse_hparams(args.hparam)
+    for cls in classes:
+        try:
+            cls.check_hparams(hparams)
+        except UserError as exc:
+            raise UserError(f"--hparam: {exc}") from None
+    if args.checkpoints:
+        os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
+    failed = total = 0
+    for cls in classes:
+        print(f"method {cls.name!r} ({cls.__module__}): reads_loss={cls.reads_loss}, "
+              f"uses_held_out={cls.uses_held_out}", flush=True)
+        checks = check_method(cls, data_dir=args.data_dir, hparams=hparams,
+                              on_check=lambda c: print("  " + c.line(), flush=True))
+        failed += sum(c.passed is False for c in checks)
+        total += len(checks)
+    print(f"{total - failed} of {total} checks passed" + ("" if not failed else f"; {failed} failed"))
+    return 1 if failed else 0
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     """Warnings as one line, ``mlrsnet-bench: warning: ...`` (no source location)."""
@@ -199,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="adhoc")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("check-method", help="run the conformance suite on a method (a registered "
+                       "name, or a .py file defining one)",
+                       description="Runs the checks every method passes (mlrsnet/harness/conformance.py) "
+                       "on an image and a text smoke task: the run finishes, its LRs are finite and "
+                       "positive, an interrupted and resumed run equals the uninterrupted one, and the "
+                       "reads_loss / uses_held_out declarations match what it does. Exit 0 when all "
+                       "pass, 1 when one fails.")
+    p.add_argument("method", help="a name from `mlrsnet-bench list methods`, or a Python file")
+    p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
+    p.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="folder of the official MLR-SNet checkpoints (for mlrsnet-transfer)")
+    p.set_defaults(func=cmd_check_method)
 
     p = sub.add_parser("store", help="maintain a results folder")
     ssub = p.add_subparsers(dest="store_command", required=True)

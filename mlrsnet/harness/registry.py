@@ -28,6 +28,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -178,6 +179,23 @@ def load_plugin_file(path: str | Path) -> list[type[Method]]:
     return _method_classes_in(module)
 
 
+#: Further folders of plug-in modules, scanned like ``baselines/`` (``os.pathsep``-separated):
+#: keep your methods outside the repository.
+PLUGINS_ENV = "MLRSNET_PLUGINS"
+
+
+def plugin_folders() -> list[Path]:
+    """The folders named by ``$MLRSNET_PLUGINS`` (a missing one is an error)."""
+    out = []
+    for entry in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+        folder = Path(entry).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"${PLUGINS_ENV} names {entry!r}, which is not a folder; set it to the "
+                            "folders of your plug-in modules, separated by " + repr(os.pathsep))
+        out.append(folder)
+    return out
+
+
 @dataclass
 class Discovery:
     """What one scan found: methods by name, and the plug-ins that failed to import."""
@@ -187,7 +205,8 @@ class Discovery:
 
 
 def scan() -> Discovery:
-    """Every method of ``baselines/`` and of the ``mlrsnet.methods`` entry points (fresh each
+    """Every method of ``baselines/``, of the folders in ``$MLRSNET_PLUGINS`` and of the
+    ``mlrsnet.methods`` entry points (fresh each
     call, so a newly dropped module appears).  A module that fails to import is recorded in
     :attr:`Discovery.broken`, never raised: the other methods stay available."""
     importlib.invalidate_caches()
@@ -196,7 +215,7 @@ def scan() -> Discovery:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        file = Path(package.__path__[0]) / f"{info.name}.py"
+        file = Path(getattr(info.module_finder, "path", package.__path__[0])) / f"{info.name}.py"
         try:
             module = importlib.import_module(f"{BASELINES_PACKAGE}.{info.name}")
         except Exception as exc:  # a broken plug-in must not take the others down
@@ -205,6 +224,17 @@ def scan() -> Discovery:
             continue
         for cls in _method_classes_in(module):
             registry.add(cls.name, cls, f"baselines/{info.name}.py")
+    for folder in plugin_folders():
+        for file in sorted(folder.glob("*.py")):
+            if file.name.startswith("_"):
+                continue
+            try:
+                classes = load_plugin_file(file)
+            except Exception as exc:
+                broken.append(BrokenPlugin(str(file), _error_line(exc, file), declared_method_names(file)))
+                continue
+            for cls in classes:
+                registry.add(cls.name, cls, str(file))
     for ep in sorted(importlib.metadata.entry_points(group=METHODS_GROUP), key=lambda e: e.name):
         try:
             obj = ep.load()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.harness.cli import add_common_options
-from mlrsnet.harness.registry import discover, profile_names
+from mlrsnet.harness.registry import profile_names, scan
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -22,7 +22,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         print(tasks_table())
         return 0
-    registry = discover()
+    found = scan()
+    registry = found.methods
+    for bad in found.broken:
+        print(f"mlrsnet-bench: warning: {bad.message()}", file=sys.stderr)
+    if args.markdown:
+        from mlrsnet.paper.report.methods_list import methods_list
+
+        print(methods_list(registry))
+        return 0
     width = max(len(n) for n in registry)
     for name in sorted(registry):
         cls = registry[name]
@@ -91,6 +99,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("list", help="list tasks or methods")
     p.add_argument("what", choices=["tasks", "methods"])
+    p.add_argument("--markdown", action="store_true",
+                   help="methods: the README's Markdown list (python -m mlrsnet.paper.report.methods_list README.md "
+                        "writes it there)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("tune", help="run the [tune] block of a spec through Ray Tune")

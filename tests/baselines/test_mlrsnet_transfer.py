@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from mlrsnet.baselines.mlrsnet_transfer import MLRSNetTransfer
+from support.least_squares import start_stub_run
 from torch import nn
 
 from mlrsnet.errors import UserError
-from support.least_squares import start_stub_run
-
 from mlrsnet.harness.contract import OptimSettings, RunContext, StepInfo
 from mlrsnet.harness.registry import get_method
 from mlrsnet.snet.gamma import TaskScale

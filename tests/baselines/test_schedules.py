@@ -11,7 +11,6 @@ from mlrsnet.baselines.exponential import Exponential
 from mlrsnet.baselines.fixed import Fixed
 from mlrsnet.baselines.multistep import MultiStep, MultiStepVal
 from mlrsnet.baselines.sgdr import SGDR
-
 from support.least_squares import start_stub_run
 
 from mlrsnet.harness.contract import Method, OptimSettings, StepInfo

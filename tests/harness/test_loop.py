@@ -53,7 +53,7 @@ def test_a_non_finite_loss_ends_the_run_as_diverged_and_the_experiment_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir) -> None:
     (tmp_path / "exploding_lr.py").write_text(EXPLODING)
     monkeypatch.setattr(baselines, "__path__", [*baselines.__path__, str(tmp_path)])
-    monkeypatch.delitem(sys.modules, "baselines.exploding_lr", raising=False)
+    monkeypatch.delitem(sys.modules, "mlrsnet.baselines.exploding_lr", raising=False)
     store = Store(tmp_path / "results")
     cells = [Cell("resnet18-cifar10", "smoke", "exploding", experiment="e"),
              Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, experiment="e")]

@@ -1,6 +1,6 @@
 """What the one training loop guarantees to every method, observed through real runs.
 
-A method is handed held-out batches (``RunContext.meta_batches``) and sees the gradient
+A method is handed held-out batches (``RunContext.held_out``) and sees the gradient
 after the loop's clipping; a language model's hidden state runs down the epoch from one
 BPTT window to the next.  These tests run :func:`~mlrsnet.harness.loop.train` on smoke
 profiles of the real data subsets with a recording method, and compare what the method

@@ -20,7 +20,15 @@ from support.least_squares import (
 from torch import Tensor, nn
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import HeldOut, Horizon, Method, OptimSettings, StepInfo, TaskFacts, stateless_sgd
+from mlrsnet.harness.contract import (
+    HeldOut,
+    Horizon,
+    Method,
+    OptimSettings,
+    StepInfo,
+    TaskFacts,
+    stateless_sgd,
+)
 from mlrsnet.harness.step import StepResult, start_run, train_step
 
 

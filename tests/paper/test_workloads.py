@@ -180,13 +180,13 @@ def test_the_held_out_split_does_not_depend_on_the_global_seed_the_loop_sets(dat
 
 
 # -- 3. meta/validation batches come from the held-out set, never from the test split -------
-def test_image_meta_batches_are_augmented_held_out_images_in_shuffled_passes(data_dir, cifar10) -> None:
+def test_image_held_out_batches_are_augmented_held_out_images_in_shuffled_passes(data_dir, cifar10) -> None:
     # As the official meta loader: the held-out set, through the training augmentation,
     # in shuffled passes of the training batch size (each image once per pass).
     workload = image_workload(data_dir, "smoke")
     held_pixels = workload.x_held.numpy()
     labels = workload.y_held.numpy()
-    batches = workload.meta_batches(torch.Generator().manual_seed(0))
+    batches = workload.held_out(None, torch.Generator().manual_seed(0)).batches
     n, bs = len(labels), workload.batch_size
     per_pass = -(-n // bs)
     passes = []
@@ -213,7 +213,7 @@ def test_text_meta_windows_come_from_the_validation_corpus_not_test(data_dir) ->
     prof = get_task(TEXT_TASK).profile("smoke")
     ids = corpus_ids(data_dir)
     valid_part = ids["valid"][: prof.eval_tokens]
-    batches = workload.meta_batches(torch.Generator().manual_seed(0))
+    batches = workload.held_out(None, torch.Generator().manual_seed(0)).batches
     for _ in range(20):
         window = next(batches)
         x, y = window.x, window.y
@@ -231,8 +231,8 @@ def test_text_meta_windows_are_read_in_order_carrying_the_hidden_state(data_dir)
     task = get_task(TEXT_TASK)
     workload, model = task.build(task.profile("smoke"), CPU, str(data_dir))
     model.eval()  # no dropout: the reference forward below must be reproducible
-    windows = workload.meta_batches(torch.Generator().manual_seed(0))
-    loss_at = workload.meta_loss(model)
+    held_out = workload.held_out(model, torch.Generator().manual_seed(0))
+    windows, loss_at = held_out.batches, held_out.loss
     params = dict(model.named_parameters())
     bptt, val = workload.bptt, workload.val_meta
     count = (len(val) - 1) // bptt
@@ -252,7 +252,7 @@ def test_text_meta_windows_are_read_in_order_carrying_the_hidden_state(data_dir)
 
 
 # -- 4. a look-ahead loss on held-out data leaves BatchNorm's running statistics alone ------
-def test_meta_loss_leaves_batchnorm_buffers_untouched(data_dir) -> None:
+def test_the_held_out_loss_leaves_batchnorm_buffers_untouched(data_dir) -> None:
     task = get_task(IMAGE_TASK)
     torch.manual_seed(0)
     workload, model = task.build(task.profile("smoke"), CPU, str(data_dir))
@@ -261,17 +261,18 @@ def test_meta_loss_leaves_batchnorm_buffers_untouched(data_dir) -> None:
     assert any(n.endswith("running_mean") for n in buffers) and any(
         n.endswith("num_batches_tracked") for n in buffers)
     before = {n: b.clone() for n, b in buffers.items()}
-    x, y = next(workload.meta_batches(torch.Generator().manual_seed(0)))
+    held_out = workload.held_out(model, torch.Generator().manual_seed(0))
+    x, y = next(held_out.batches)
     reference = copy.deepcopy(model)  # a plain train-mode forward on a copy: the expected loss
 
     params = dict(model.named_parameters())
-    loss = workload.meta_loss(model)(params, (x, y))
+    loss = held_out.loss(params, (x, y))
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     shifted = {n: p.detach() + 0.01 for n, p in params.items()}
-    loss_shifted = workload.meta_loss(model)(shifted, (x, y))
+    loss_shifted = held_out.loss(shifted, (x, y))
 
     for name, b in model.named_buffers():
-        assert torch.equal(b, before[name]), f"meta_loss moved buffer {name}"
+        assert torch.equal(b, before[name]), f"the held-out loss moved buffer {name}"
     assert torch.allclose(loss, F.cross_entropy(reference(x), y), rtol=1e-5, atol=1e-6)
     assert all(g is not None for g in grads)  # differentiable w.r.t. the given parameters
     assert not torch.allclose(loss_shifted, loss)  # it does evaluate at the parameters given
