@@ -5,21 +5,39 @@ unchanged on another architecture, dataset or modality.  All of the schedule log
 three-stage rule, ``gamma`` at each switch, the carried LSTM state) lives in
 :class:`~mlrsnet.snet.scheduler.MLRSNetScheduler`; this module only adapts it to the method
 contract, so the harness and a user's own loop run the same code.
+
+The optimiser whose LR it sets (hyper-parameter ``sgd``): by default SGD *without momentum*
+with the task's weight decay, as the official meta-test script runs the transferred network
+(``meta-test/meta_test.py:18,58``: ``--momentum`` default 0.0) and as it was meta-trained
+(``meta-train/image-classification/meta_train.py:19,77``: momentum 0).  Its outputs are step
+sizes of momentum-free SGD (about 0.76 on CIFAR-100 at the first stage); under a task's
+Nesterov momentum 0.9 (EfficientNet, the supplement's Fig. 4, which the official code does
+not include) they become effective steps about ten times larger, and training diverges.
+``sgd = "task"`` runs the task's own optimiser settings instead (momentum, Nesterov), the
+other reading of the supplement's Fig. 4; on the momentum-free tasks the two are the same.
+The choice is ``mlrsnet_sgd`` in ``runs.method_info``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
+import torch
+from torch import nn
+
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import HParam, Method, RunContext, StepInfo
+from mlrsnet.harness.contract import HParam, Method, OptimSettings, RunContext, StepInfo
 from mlrsnet.snet.checkpoint_sets import checkpoints_problem
 from mlrsnet.snet.net import CELL_CONVENTIONS, check_cell
 from mlrsnet.snet.scheduler import MLRSNetScheduler
 
 #: Where ``gamma``'s training loss comes from (class docstring).
 GAMMA_LOSSES = ("train-pass", "recent-mean")
+#: The optimiser the LR drives (module docstring): the meta-test script's momentum-free SGD
+#: with the task's weight decay, or the task's own settings.
+SGD_CHOICES = ("meta-test-script", "task")
 
 
 class MLRSNetTransfer(Method):
@@ -39,6 +57,8 @@ class MLRSNetTransfer(Method):
                         ``"recent-mean"`` (the mean of the last ``loss_window`` mini-batch
                         losses: no extra pass).
     ``loss_window``     steps averaged by ``"recent-mean"`` (``None``: a quarter of an epoch).
+    ``sgd``             ``"meta-test-script"`` (default: momentum 0, the task's weight decay)
+                        or ``"task"`` (the task's momentum and Nesterov); module docstring.
     """
 
     name: ClassVar[str] = "mlrsnet-transfer"
@@ -50,6 +70,7 @@ class MLRSNetTransfer(Method):
         "gate_convention": None,
         "gamma_loss": "train-pass",
         "loss_window": None,
+        "sgd": "meta-test-script",
     }
     hparam_specs: ClassVar[dict[str, HParam]] = {
         "checkpoints": HParam("str", check=checkpoints_problem),
@@ -58,6 +79,7 @@ class MLRSNetTransfer(Method):
         "gate_convention": HParam(choices=CELL_CONVENTIONS, allow_none=True),
         "gamma_loss": HParam(choices=GAMMA_LOSSES),
         "loss_window": HParam("int", low=1, allow_none=True),
+        "sgd": HParam(choices=SGD_CHOICES),
     }
 
     def __init__(self, **hparams: Any) -> None:
@@ -86,13 +108,25 @@ class MLRSNetTransfer(Method):
             reference_loss=run.train_loss if h["gamma_loss"] == "train-pass" else None,
         )
 
+    def build_optimizer(self, params: Sequence[nn.Parameter], optim: OptimSettings,
+                        initial_lr: float = 0.0) -> torch.optim.Optimizer:
+        """The task's SGD, without its momentum unless ``sgd = "task"`` (module docstring)."""
+        if self.hparams["sgd"] == "meta-test-script":
+            optim = replace(optim, momentum=0.0, nesterov=False)
+        return super().build_optimizer(params, optim, initial_lr)
+
     def lr(self, step: StepInfo) -> float:
         assert self.scheduler is not None, "bind() first"
         return self.scheduler.next_lr(step.loss)
 
     def extra_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"mlrsnet_cell": self.hparams["gate_convention"],
-                                "mlrsnet_gamma_loss": self.hparams["gamma_loss"]}
+                                "mlrsnet_gamma_loss": self.hparams["gamma_loss"],
+                                "mlrsnet_sgd": self.hparams["sgd"]}
+        if self.run is not None:
+            group = self.run.optimizer.param_groups[0]
+            info["mlrsnet_sgd_momentum"] = group["momentum"]
+            info["mlrsnet_sgd_nesterov"] = group["nesterov"]
         if self.scheduler is not None:
             sched = self.scheduler
             info.update({

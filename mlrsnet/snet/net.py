@@ -34,8 +34,14 @@ CELL_META_TEST_SCRIPT = "meta-test-script"
 CELL_CONVENTIONS = (CELL_META_TRAIN, CELL_META_TEST_SCRIPT)
 DEFAULT_CELL = CELL_META_TRAIN
 
-#: Hidden size of the released checkpoints.
+#: Hidden size of the released checkpoints (both official scripts build ``MLRSNet(1, 50)``).
 HIDDEN_SIZE = 50
+#: Width of the two-layer maps inside the cell ("bottleneck"), as each official script builds
+#: it: the image meta-training cell uses ``hidden_size // 2`` = 25
+#: (``meta-train/image-classification/module.py:275,281``; the released checkpoints have this
+#: shape, 11,776 parameters), the language-model cell ``hidden_size`` = 50
+#: (``meta-train/language-modeling/module.py:275,281``; 23,101 parameters).
+BOTTLENECKS = {"image": HIDDEN_SIZE // 2, "text": HIDDEN_SIZE}
 
 #: How a freshly built network is initialised (only meta-training starts from scratch; a
 #: checkpoint overwrites everything).  Both are what official code actually runs:
@@ -80,22 +86,23 @@ class LSTMState(NamedTuple):
         return LSTMState(self.h.detach(), self.c.detach())
 
 
-def _bottleneck(in_features: int, hidden_size: int) -> nn.Sequential:
+def _two_layer(in_features: int, hidden_size: int, bottleneck: int) -> nn.Sequential:
     # Index 0 and 2 are the two Linear layers: the checkpoint keys are fc_*.0.* and fc_*.2.*.
-    mid = hidden_size // 2
-    return nn.Sequential(nn.Linear(in_features, mid), nn.ReLU(), nn.Linear(mid, 4 * hidden_size))
+    return nn.Sequential(nn.Linear(in_features, bottleneck), nn.ReLU(), nn.Linear(bottleneck, 4 * hidden_size))
 
 
 class MLRSNetCell(nn.Module):
-    """LSTM-style cell whose input-to-hidden and hidden-to-hidden maps are two-layer MLPs."""
+    """LSTM-style cell whose input-to-hidden and hidden-to-hidden maps are two-layer MLPs of
+    width ``bottleneck`` (default ``hidden_size // 2``, the released checkpoints' shape)."""
 
     def __init__(self, input_size: int = 1, hidden_size: int = HIDDEN_SIZE,
-                 cell: str = DEFAULT_CELL) -> None:
+                 cell: str = DEFAULT_CELL, bottleneck: int | None = None) -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.bottleneck = hidden_size // 2 if bottleneck is None else int(bottleneck)
         self.cell = check_cell(cell)
-        self.fc_i2h = _bottleneck(input_size, hidden_size)
-        self.fc_h2h = _bottleneck(hidden_size, hidden_size)
+        self.fc_i2h = _two_layer(input_size, hidden_size, self.bottleneck)
+        self.fc_h2h = _two_layer(hidden_size, hidden_size, self.bottleneck)
 
     def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
         pre = self.fc_i2h(x) + self.fc_h2h(state.h)
@@ -114,19 +121,24 @@ class MLRSNet(nn.Module):
     """Loss in, LR multiplier in (0, 1) out; ``gamma`` (see :mod:`mlrsnet.snet.gamma`) scales it."""
 
     def __init__(self, hidden_size: int = HIDDEN_SIZE, cell: str = DEFAULT_CELL,
-                 generator: torch.Generator | None = None, init: str = INIT_TORCH_DEFAULT) -> None:
+                 generator: torch.Generator | None = None, init: str = INIT_TORCH_DEFAULT,
+                 bottleneck: int | None = None) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         # nn.Linear initialises itself from the global RNG; that draw is discarded (the
         # weights are re-drawn below), so restore the RNG and leave the run's stream intact.
         with torch.random.fork_rng(devices=[]):
-            self.layer1 = MLRSNetCell(1, hidden_size, cell)
+            self.layer1 = MLRSNetCell(1, hidden_size, cell, bottleneck)
             self.layer3 = nn.Linear(hidden_size, 1)
         self.reset_parameters(generator, init)
 
     @property
     def cell(self) -> str:
         return self.layer1.cell
+
+    @property
+    def bottleneck(self) -> int:
+        return self.layer1.bottleneck
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None,
@@ -163,7 +175,9 @@ class MLRSNet(nn.Module):
 
 
 def load_mlrsnet(path: str | PathLike[str], cell: str = DEFAULT_CELL) -> MLRSNet:
-    """An :class:`MLRSNet` with the weights of a checkpoint file (official or ours), on CPU.
+    """An :class:`MLRSNet` with the weights of a checkpoint file (official or ours), on CPU,
+    its bottleneck width read from the file's shapes (25 for the released checkpoints and
+    image meta-training, 50 for language-model meta-training: :data:`BOTTLENECKS`).
 
     The released files were saved from CUDA tensors; they are mapped to the CPU here.
     """
@@ -178,10 +192,12 @@ def load_mlrsnet(path: str | PathLike[str], cell: str = DEFAULT_CELL) -> MLRSNet
         kind = "not a PyTorch checkpoint" if not isinstance(exc, OSError) else f"unreadable ({exc})"
         raise UserError(f"cannot read MLR-SNet checkpoint {path}: {kind} (damaged, truncated or "
                         "another kind of file); replace it with the original checkpoint") from None
-    net = MLRSNet(cell=cell)
     try:
         if not isinstance(state, dict):
             raise RuntimeError(f"it holds a {type(state).__name__}, not a state dict")
+        first = state.get("layer1.fc_i2h.0.weight")
+        net = MLRSNet(cell=cell, bottleneck=int(first.shape[0]) if isinstance(first, Tensor) and first.dim() == 2
+                      else None)
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{path} is not an MLR-SNet checkpoint in the released layout: {exc}") from None
