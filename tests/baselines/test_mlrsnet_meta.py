@@ -261,21 +261,44 @@ def test_t_val_defaults_to_300_at_paper_scale_and_about_200_updates_otherwise() 
     assert method.t_val == 1
 
 
-def test_small_profiles_spread_twice_the_official_adam_path_over_their_meta_updates() -> None:
-    assert default_hyper_lr("paper", 200) == 1e-3 == default_hyper_lr("paper", 13)
-    assert default_hyper_lr("mini", 160) == pytest.approx(2.5e-3)  # ResNet-18 mini: every step
-    assert default_hyper_lr("mini", 400) == pytest.approx(1e-3)
-    assert meta_steps_per_epoch("(i+1) % t_val == 0", 3, 7) == 2  # i = 2, 5
-    assert meta_steps_per_epoch("i % t_val == 0", 3, 7) == 3  # i = 0, 3, 6
+def test_hyper_lr_is_the_official_1e_3_at_every_scale_by_default() -> None:
+    """Both official meta-training scripts take Adam steps of 1e-3 (``--lr`` default 0.001)."""
+    assert default_hyper_lr("paper", 200) == 1e-3 == default_hyper_lr("reduced", 160) == default_hyper_lr("reduced", 13)
     method, _, _ = toy_run(OptimSettings(), steps_per_epoch=4, epochs=3)
     info = method.extra_info()
     assert (info["t_val"], info["planned_meta_updates"]) == (1, 12)
-    assert info["mlrsnet_hyper_lr"] == pytest.approx(0.4 / 12)
+    assert (info["mlrsnet_hyper_lr"], info["mlrsnet_hyper_lr_rule"]) == (1e-3, "official")
+    assert method.meta_optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_the_adam_path_rule_spreads_twice_the_official_path_over_a_reduced_runs_updates() -> None:
+    assert default_hyper_lr("paper", 200, "adam-path") == 1e-3 == default_hyper_lr("paper", 13, "adam-path")
+    assert default_hyper_lr("reduced", 160, "adam-path") == pytest.approx(2.5e-3)  # ResNet-18 mini: every step
+    assert default_hyper_lr("reduced", 400, "adam-path") == pytest.approx(1e-3)
+    assert meta_steps_per_epoch("(i+1) % t_val == 0", 3, 7) == 2  # i = 2, 5
+    assert meta_steps_per_epoch("i % t_val == 0", 3, 7) == 3  # i = 0, 3, 6
+    method, _, _ = toy_run(OptimSettings(), steps_per_epoch=4, epochs=3, hyper_lr_rule="adam-path")
+    info = method.extra_info()
+    assert info["mlrsnet_hyper_lr"] == pytest.approx(0.4 / 12) and info["mlrsnet_hyper_lr_rule"] == "adam-path"
     assert method.meta_optimizer.param_groups[0]["lr"] == info["mlrsnet_hyper_lr"]
     text, _, _ = toy_run(OptimSettings(), steps_per_epoch=7, epochs=2, kind="text", t_val=3)
     assert text.extra_info()["planned_meta_updates"] == 6
-    forced, _, _ = toy_run(OptimSettings(), hyper_lr=1e-3)
-    assert forced.extra_info()["mlrsnet_hyper_lr"] == 1e-3
+    forced, _, _ = toy_run(OptimSettings(), hyper_lr=2e-3, hyper_lr_rule="adam-path")
+    assert (forced.extra_info()["mlrsnet_hyper_lr"], forced.extra_info()["mlrsnet_hyper_lr_rule"]) == (2e-3, "explicit")
+
+
+def test_the_bottleneck_is_the_official_scripts_of_the_tasks_kind() -> None:
+    """Image script: hidden_size // 2 = 25 (11,776 parameters, the released shape); language
+    models: hidden_size = 50 (23,101); either can be forced."""
+    image, _, _ = toy_run(OptimSettings())
+    text, _, _ = toy_run(OptimSettings(), kind="text")
+    forced, _, _ = toy_run(OptimSettings(), kind="text", bottleneck=25)
+    counts = [m.extra_info()["mlrsnet_parameters"] for m in (image, text, forced)]
+    widths = [m.extra_info()["mlrsnet_bottleneck"] for m in (image, text, forced)]
+    assert counts == [11_776, 23_101, 11_776] and widths == [25, 50, 25]
+    # by hand: i2h Linear(1, b) + Linear(b, 200), h2h Linear(50, b) + Linear(b, 200), head Linear(50, 1)
+    assert counts[0] == (1 * 25 + 25 + 25 * 200 + 200) + (50 * 25 + 25 + 25 * 200 + 200) + 51
+    assert counts[1] == (1 * 50 + 50 + 50 * 200 + 200) + (50 * 50 + 50 + 50 * 200 + 200) + 51
 
 
 def test_meta_training_needs_held_out_data() -> None:
