@@ -611,9 +611,9 @@ def profile_scale(profile: Any) -> str:
     return scale
 
 
-def profile_holdout(profile: Any) -> int:
-    """The held-out examples a profile declares (0 when it declares none)."""
-    return int(getattr(profile, "holdout", 0) or 0)
+def profile_holdout(profile: Any) -> float:
+    """The held-out examples a profile declares, a count or a share (0 when it declares none)."""
+    return getattr(profile, "holdout", 0) or 0
 
 
 @runtime_checkable

@@ -71,7 +71,8 @@ def _key(data_dir: str | os.PathLike[str] | None) -> str | None:
     return None if data_dir is None else str(data_dir)
 
 
-def balanced_holdout(labels: Tensor, holdout: int, num_classes: int) -> tuple[Tensor, Tensor]:
+def balanced_holdout(labels: Tensor, holdout: int, num_classes: int,
+                     seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
     """Indices ``(held, rest)``: ``holdout`` training images split as evenly over the classes
     as the count allows (the first ``holdout % C`` classes take one more), each class's share
     being its first images in a permutation seeded by :data:`SPLIT_SEED`; ``rest`` is every
@@ -82,9 +83,11 @@ def balanced_holdout(labels: Tensor, holdout: int, num_classes: int) -> tuple[Te
     class, 10 per CIFAR-100 class, drawn per class after a shuffle).  Deliberate deviation: the
     official code re-shuffles between building the meta set and the training set, so its
     1,000 meta images are not the complement of its 49,000 training images (about 980 of them
-    are trained on as well); here they are disjoint, as the paper describes.
+    are trained on as well); here they are disjoint, as the paper describes, unless the
+    profile's ``holdout_mode`` is ``"overlap"``: the training set is then ``rest`` of a second
+    draw (``seed`` + 1), as the official code makes it.
     """
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     shares = [holdout // num_classes + (1 if c < holdout % num_classes else 0) for c in range(num_classes)]
     ordered_labels = labels[order]
     take = torch.zeros(len(labels), dtype=torch.bool)
@@ -112,11 +115,14 @@ class ImageWorkload:
                  data_dir: str | None = None) -> None:
         ds = _cached_images(task.dataset, profile.allow_mini_data, _key(data_dir), os.environ.get(DATA_ENV))
         n = len(ds.y_train)
-        holdout = profile.holdout
+        holdout = profile.holdout_count(n)
         if holdout >= n:
             raise UserError(f"task {task.name}: held-out size {holdout} is not smaller than the "
                             f"{n} training images of {ds.source}")
         held, rest = balanced_holdout(ds.y_train, holdout, len(ds.classes))
+        if profile.holdout_mode == "overlap" and holdout:
+            # an independent draw of the same size, as the official build_dataset makes it
+            rest = balanced_holdout(ds.y_train, holdout, len(ds.classes), seed=SPLIT_SEED + 1)[1]
         if profile.train_size is not None:
             rest = rest[: profile.train_size]
         self.num_outputs = task.num_classes or len(ds.classes)

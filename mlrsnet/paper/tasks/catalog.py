@@ -40,6 +40,9 @@ TEXT_SGD = OptimSettings(momentum=0.0, weight_decay=5e-6, clip_grad_norm=0.25)
 R18_MINI = {"width": 0.125}
 R18_SMOKE = {"width": 0.0625, "blocks_per_stage": (1, 1, 1, 1)}
 NASNET_SMOKE = {"width": 0.0625, "normal_repeats": 1, "reduction_cells": 1}
+#: Fig. 4 at paper scale: ImageNet weights (torchvision's), ImageNet's stride-2 stem, inputs
+#: resized to 224x224 (:mod:`mlrsnet.paper.models.pretrained`).
+FINE_TUNE = {"pretrained": "imagenet", "input_size": 224, "stem_stride": 2}
 
 
 def _image_profiles(
@@ -54,6 +57,7 @@ def _image_profiles(
     cpu_epochs: int = 12,
     cpu_train: int | None = None,
     paper_notes: str = "",
+    paper_model: dict[str, Any] | None = None,
     mini_notes: str = "",
     cpu_notes: str = "",
 ) -> dict[str, Profile]:
@@ -74,7 +78,8 @@ def _image_profiles(
             notes=cpu_notes or "figure profile: at most about 5 minutes a run on one core",
         ),
         "paper": Profile(
-            epochs=paper_epochs, batch_size=paper_batch, scale="paper", model_kwargs={}, train_size=None,
+            epochs=paper_epochs, batch_size=paper_batch, scale="paper", model_kwargs=dict(paper_model or {}),
+            train_size=None,
             holdout=1000, test_size=None, eval_batch_size=500, allow_mini_data=False,
             tune_samples=30, cpus_per_trial=4, gpus_per_trial=1.0, notes=paper_notes,
         ),
@@ -178,8 +183,12 @@ def build_catalog() -> dict[str, Task]:
              "efficientnet_b0", "cifar100", EFFICIENTNET_SGD,
              _image_profiles({"width": 0.25, "depth": 0.34, "stem_stride": 2},
                              {"width": 0.1, "depth": 0.1, "stem_stride": 2}, paper_batch=256,
-                             cpu_epochs=16, cpu_notes="figure profile: 16 epochs (12 took 183 s)",
-                             paper_notes="epochs not given by the supplement: 200 assumed"),
+                             cpu_epochs=16, cpu_notes="figure profile: 16 epochs (12 took 183 s); "
+                                                      "from scratch on 32x32 images",
+                             paper_model=FINE_TUNE,
+                             paper_notes="fine-tuned from ImageNet weights at 224x224 (Kornblith et al. "
+                                         "2019's protocol, which the supplement cites); epochs not "
+                                         "given by the supplement: 200 assumed"),
              num_classes=100, paper_params=4_135_648, transfer_target=True),
         Task("efficientnet_b7-cifar100", "EfficientNet-B7 on CIFAR-100", "image",
              "efficientnet_b7", "cifar100", EFFICIENTNET_SGD,
@@ -188,8 +197,11 @@ def build_catalog() -> dict[str, Task]:
                              mini_train=1000, cpu_train=2500, cpu_epochs=20,
                              mini_notes="search profile: 1,000 train images (the deepest model)",
                              cpu_notes="figure profile: 2,500 train images (the deepest model), "
-                                       "20 epochs",
-                             paper_notes="epochs not given by the supplement: 200 assumed"),
+                                       "20 epochs; from scratch on 32x32 images",
+                             paper_model=FINE_TUNE,
+                             paper_notes="fine-tuned from ImageNet weights at 224x224 (Kornblith et al. "
+                                         "2019's protocol, which the supplement cites); epochs not "
+                                         "given by the supplement: 200 assumed"),
              num_classes=100, paper_params=64_043_060, transfer_target=True),
         Task("lstm-wikitext2", "Tied 650-unit LSTM on WikiText-2", "text", "lstm_lm",
              "wikitext-2", TEXT_SGD,

@@ -55,5 +55,21 @@ class Task:
         from mlrsnet.paper.workloads import make_workload
 
         workload = make_workload(self, profile, device, data_dir)
-        model = build_model(self.arch, num_classes=workload.num_outputs, **profile.model_kwargs)
+        kwargs = dict(profile.model_kwargs)
+        source, size = kwargs.pop("pretrained", None), kwargs.pop("input_size", None)
+        model = build_model(self.arch, num_classes=workload.num_outputs, **kwargs)
+        if source is not None:  # fine-tuning from ImageNet weights (Fig. 4 at paper scale)
+            from mlrsnet.paper.data import NORMALIZATION
+            from mlrsnet.paper.models.pretrained import (
+                ImageNetInput,
+                Pretrained,
+                load_pretrained,
+                weights_folder,
+            )
+
+            model = load_pretrained(model, self.arch, source, weights_folder(data_dir))
+            mean, std = NORMALIZATION[self.dataset]
+            model = Pretrained(model, ImageNetInput(mean, std, size or 224))
+        elif size is not None:
+            raise UserError(f"task {self.name}: input_size is for pretrained models (set pretrained too)")
         return workload, model.to(device)
