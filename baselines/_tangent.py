@@ -35,7 +35,7 @@ Hessian-vector product and the held-out gradient to ``[-clamp, clamp]``.
 
 The held-out gradient is taken at ``w_{t+1}`` with the model in its current mode: the loop
 trains in train mode, so BatchNorm normalises a held-out batch with its own statistics (its
-running buffers are cloned by ``meta_loss`` and stay untouched) and dropout is active, as in
+running buffers are cloned by the held-out loss and stay untouched) and dropout is active, as in
 adatune (``ValidationGradient`` runs under ``net.train()``) and MLR-SNet's own meta step;
 the official RTHO example (FAR-HO) has neither BatchNorm nor dropout, so it has no mode.
 """

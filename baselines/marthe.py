@@ -38,7 +38,7 @@ adatune's behaviour an option (``tests/baselines/test_marthe.py`` runs both rule
 * ``positive=True``: ``eta >= 0``, the constraint of the problem the paper solves
   (``eta in R_{>=0}^T``, restated in adatune's README); adatune's hyper-step does not
   project (``positive=False``).
-* validation data: the held-out part of the training split (``RunContext.meta_batches``);
+* validation data: the held-out part of the training split (``RunContext.held_out``);
   adatune draws its validation batches from the CIFAR *test* loader.
 * weight decay: in ``A_t`` and ``B_t`` (the paper's dynamics ``Phi_t`` use the regularised
   training loss); adatune differentiates the loss without it (weight decay is added inside

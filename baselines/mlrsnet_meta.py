@@ -27,10 +27,10 @@ read correctly:
   when ``i % t_val == 0`` (``meta-train/language-modeling/meta_train.py:164,170``: windows 0,
   300 and 600 of each 829-window PTB epoch, three per epoch, the first window of every epoch
   included).  The rule in force is ``meta_step_rule`` in ``runs.method_info``.
-  ``t_val=None`` means 300 at the ``paper`` profile
+  ``t_val=None`` means 300 at the paper's scale (``run.scale == "paper"``)
   and otherwise ``max(1, min(steps_per_epoch, round(total_steps / 200)))``: the official
   ResNet-18/CIFAR-10 run made 200 meta updates (one per epoch, 383 steps per epoch), and a
-  smaller profile keeps about that many, at most one per step.
+  reduced scale keeps about that many, at most one per step.
 * ``hyper_lr`` (Adam's step on ``phi``), left None: the official 1e-3 at every scale
   (``hyper_lr_rule = "official"``, the default: ``--lr`` default 0.001 of both official scripts,
   ``meta-train/image-classification/meta_train.py:21,76`` and

@@ -6,7 +6,7 @@ moves the LR along the hypergradient ``grad E_val(w_{t+1}) . Z_{t+1}`` of a held
 The recursion of ``Z`` (and of the momentum buffer's tangent), with weight decay, momentum,
 Nesterov and the loop's gradient clipping, is :mod:`baselines._tangent`'s, shared with
 MARTHE (RTHO is its discount ``mu = 1``: the exact derivative).  ``E_val`` is the loss on
-held-out batches of the training split (``RunContext.meta_batches``; never the test split).
+held-out batches of the training split (``RunContext.held_out``; never the test split).
 
 Settings follow the official code:
 
@@ -21,7 +21,7 @@ Settings follow the official code:
   default here was 1; adatune's PyTorch RTHO uses one validation mini-batch per step).
 * hyper-step every ``update_every`` steps: the official value is 100
   (``hyper_batch_size = 100`` in FAR-HO's RTHO demo, 5,000 inner steps -> 50 hyper-steps;
-  also RFHO's ``rfho/examples/all_methods_on_mnist.py``), used at the ``paper`` profile.
+  also RFHO's ``rfho/examples/all_methods_on_mnist.py``), used at the paper's scale.
   The short profiles have too few steps for that (``mini`` ResNet-18 would make one
   hyper-step, ``smoke`` none), so ``update_every=None`` (the default) is
   ``max(1, min(100, total_steps // 20))`` there: at least about 20 hyper-steps per run, never
@@ -117,7 +117,7 @@ class RealTimeHO(DirectionMethod):
         "lr": None,
         #: None: 5e-3 on image tasks (official), 5e-3 * base_lr / 0.075 on text tasks.
         "hyper_lr": None,
-        #: None: 100 at the paper profile (official), max(1, min(100, steps // 20)) elsewhere.
+        #: None: 100 at the paper's scale (official), max(1, min(100, steps // 20)) at a reduced one.
         "update_every": None,
         #: None: the whole held-out set (official); an int: that many held-out batches.
         "val_batches": None,

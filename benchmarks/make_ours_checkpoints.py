@@ -1,7 +1,7 @@
 """Re-make the shipped ``ours-mini`` MLR-SNet checkpoint set with the current meta-training.
 
-Trains the method ``mlrsnet`` (defaults: the official gate convention and initialisation, the
-small-profile ``t_val`` / ``hyper_lr`` rules) on one task and profile through the loop every
+Trains the method ``mlrsnet`` (defaults: the official gate convention, initialisation and Adam
+step, the small-profile ``t_val`` rule) on one task and profile through the loop every
 run uses, then exports the first, middle and last epoch's network
 (:func:`mlrsnet.snet.checkpoint_sets.export_stages`) into the package, with a manifest that
 records the command that made the set and the profile's fields as they were
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     argv_text = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     manifest = dict(exported.manifest)
     manifest.update({
+        "task": args.task, "profile": args.profile,  # the method itself records only the scale
         "command": f"MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/make_ours_checkpoints.py {argv_text}".strip(),
         "profile_fields": resolved_profile(cell).training_fields(),
         "wall_time_s": round(result.wall_time_s, 1),
