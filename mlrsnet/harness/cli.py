@@ -6,24 +6,83 @@ others (the paper's apparatus adds ``list``, ``tune``, ``report`` and ``data``,
 
 User mistakes (a typo in a spec, a missing dataset) end with one readable paragraph and
 exit code 2, never a traceback; Ctrl-C ends with exit code 130 and a note that re-running
-the same command resumes.
+the same command resumes.  Installed without the ``bench`` extra (``pip install mlrsnet``:
+the scheduler alone), every call, ``--help`` included, ends with one paragraph naming
+``pip install "mlrsnet[bench]"`` and exit code 2.
+
+Start-up: building the parser (what ``--help`` does) imports neither torch nor pandas nor
+Ray Tune; each command imports what it needs when it runs, and the profile names offered
+as ``--profile`` choices are read from the task registry only when they are checked or
+shown (``tests/harness/test_cli_startup.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.registry import command_registrars, profile_names
+
+#: Top-level modules of the ``bench`` extra that every command needs (import name ->
+#: distribution name in pyproject.toml's ``bench`` list; a test keeps the two in step).
+BENCH_MODULES = {"pandas": "pandas", "pyarrow": "pyarrow", "torchvision": "torchvision",
+                 "matplotlib": "matplotlib", "tqdm": "tqdm", "ray": "ray"}
+
+
+def missing_bench_modules() -> list[str]:
+    """The :data:`BENCH_MODULES` that cannot be imported (found without importing them)."""
+    missing = []
+    for name in BENCH_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def bench_extra_message(missing: Sequence[str]) -> str:
+    return (f"mlrsnet-bench: the benchmark suite's command line needs the [bench] extra, which is "
+            f"not installed (missing: {', '.join(missing)}).  Install it with "
+            '`pip install "mlrsnet[bench]"`.  The scheduler alone (`from mlrsnet.snet import '
+            "MLRSNetScheduler`) works without it, with torch and numpy only.")
+
+
+class _ProfileChoices(Sequence[str]):
+    """The task registry's profile names as argparse ``choices``, read on first use: building
+    the parser must not load the task catalogs (they import torch).  Pass a ``metavar`` with
+    it (argparse lists the choices of an option without one when the option is added)."""
+
+    def _names(self) -> tuple[str, ...]:
+        return profile_names()
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+
+def profile_choices() -> Sequence[str]:
+    """``choices=`` for a ``--profile`` option (give it ``metavar="PROFILE"``)."""
+    return _ProfileChoices()
 
 
 def _parse_value(text: str) -> Any:
@@ -215,11 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlrsnet-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = add_common_options
-    profiles = list(profile_names())
+    profiles = profile_choices()
 
     p = sub.add_parser("run", help="run an experiment spec (benchmarks/*.toml)")
     p.add_argument("spec")
-    p.add_argument("--profile", choices=profiles, default=None)
+    p.add_argument("--profile", choices=profiles, default=None, metavar="PROFILE",
+                   help="one of %(choices)s (default: the spec's)")
     p.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-4 (overrides the spec)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
@@ -229,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one task with one method")
     p.add_argument("--task", required=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--profile", default="mini", choices=profiles)
+    p.add_argument("--profile", default="mini", choices=profiles, metavar="PROFILE",
+                   help="one of %(choices)s (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
@@ -295,6 +356,10 @@ def _stop_on_signals() -> dict[int, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     # Before torch starts its OpenMP pool: busy-waiting threads slow 2-core CPUs badly.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    missing = missing_bench_modules()
+    if missing:
+        print(bench_extra_message(missing), file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "compile", None):
@@ -310,6 +375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"mlrsnet-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BENCH_MODULES:
+            raise
+        print(bench_extra_message([exc.name.split(".")[0]]), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nmlrsnet-bench: interrupted; run the same command again to resume "
               "(finished runs are kept, the current one restarts from its last epoch).",

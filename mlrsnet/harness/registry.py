@@ -35,10 +35,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.contract import Method, TaskSetting
+
+if TYPE_CHECKING:  # the contract imports torch: not needed to build the command line
+    from mlrsnet.harness.contract import Method, TaskSetting
 
 METHODS_GROUP = "mlrsnet.methods"
 TASKS_GROUP = "mlrsnet.tasks"
@@ -120,6 +122,8 @@ def _baselines_package() -> ModuleType:
 
 
 def _method_classes_in(module: Any) -> list[type[Method]]:
+    from mlrsnet.harness.contract import Method
+
     found = []
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if issubclass(obj, Method) and obj is not Method and obj.name and obj.__module__ == module.__name__:

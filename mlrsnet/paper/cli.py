@@ -1,7 +1,11 @@
-"""The paper's ``mlrsnet-bench`` sub-commands: ``list``, ``tune``, ``report`` and ``data``.
+"""The paper's ``mlrsnet-bench`` sub-commands: ``list``, ``tune``, ``report``, ``reproduce``
+and ``data``.
 
 Registered through the ``mlrsnet.commands`` entry-point group (see
 :mod:`mlrsnet.harness.registry`), so the harness's command line never imports this layer.
+:func:`register` runs for every ``mlrsnet-bench`` call, ``--help`` included: it imports
+nothing heavy (torch, pandas, Ray Tune); each command imports what it needs when it runs
+(``tests/harness/test_cli_startup.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlrsnet.harness.cli import add_common_options
-from mlrsnet.harness.registry import profile_names, scan
+from mlrsnet.harness.cli import add_common_options, profile_choices
+from mlrsnet.harness.registry import scan
+from mlrsnet.paper import DEFAULT_PLAN
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -57,6 +62,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         if Path(path).name.endswith("_summary.txt"):
             print("\n" + Path(path).read_text(), end="")
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from mlrsnet.paper.reproduce import reproduce_command
+
+    return reproduce_command(args)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -106,7 +117,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("tune", help="run the [tune] block of a spec through Ray Tune")
     p.add_argument("spec")
-    p.add_argument("--profile", choices=list(profile_names()), default=None)
+    p.add_argument("--profile", choices=profile_choices(), default=None, metavar="PROFILE",
+                   help="one of %(choices)s (default: the spec's)")
     p.add_argument("--searchers", default=None, help=f"comma list: {','.join(SEARCHERS)}")
     p.add_argument("--tasks", default=None, help="comma list of tasks (default: the spec's)")
     p.add_argument("--samples", type=int, default=None, help="trials per searcher (default: profile's)")
@@ -124,9 +136,19 @@ def register(sub: Any) -> None:
     p.add_argument("--experiment", default=None)
     p.set_defaults(func=cmd_report)
 
-    from mlrsnet.paper.reproduce import register as register_reproduce
-
-    register_reproduce(sub)
+    p = sub.add_parser("reproduce", help="every experiment of the supplement in order, then the report")
+    p.add_argument("--plan", default=DEFAULT_PLAN, help=f"reproduction plan (default {DEFAULT_PLAN})")
+    p.add_argument("--profile", default="cpu", help="a PROFILE of the plan: smoke, mini, cpu (default), paper")
+    p.add_argument("--only", default=None, help="comma list of stage names (default: all)")
+    p.add_argument("--seeds", default=None, help="seeds of the figure runs, e.g. 0 or 0-1 (default: the specs')")
+    p.add_argument("--plan-only", "--list", dest="plan_only", action="store_true",
+                   help="print the stages and their runs, train nothing")
+    p.add_argument("--render-only", action="store_true",
+                   help="render the report from the results already there, train nothing")
+    p.add_argument("--out", default=None, help="report folder (default reports/<PROFILE>)")
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    add_common_options(p)
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("data", help="prepare or check datasets")
     dsub = p.add_subparsers(dest="action", required=True)

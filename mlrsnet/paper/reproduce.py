@@ -34,6 +34,7 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import parse_seeds
+from mlrsnet.paper import DEFAULT_PLAN
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
 from mlrsnet.harness.registry import get_method, profile_names
 from mlrsnet.harness.store import FINAL_STATUSES, SUPERSEDED, Store
@@ -42,7 +43,6 @@ from mlrsnet.paper.tune.progress import format_duration
 from mlrsnet.paper.tune.skips import data_missing
 from mlrsnet.paper.tune.tuned import Resolver
 
-DEFAULT_PLAN = "benchmarks/reproduce_all.toml"
 STAGE_KEYS = {"name", "tune", "run", "seeds", "sweep"}
 #: Trial statuses after which a search's trial is not run again.
 TRIAL_ENDED = (*FINAL_STATUSES, "stopped")
@@ -449,21 +449,3 @@ def reproduce_command(args: argparse.Namespace) -> int:
     paths = render(plan, stages, profile, store, args)
     progress.say(f"report: {paths[0]}")
     return 1 if failed else 0
-
-
-def register(sub: Any) -> None:
-    from mlrsnet.harness.cli import add_common_options
-
-    p = sub.add_parser("reproduce", help="every experiment of the supplement in order, then the report")
-    p.add_argument("--plan", default=DEFAULT_PLAN, help=f"reproduction plan (default {DEFAULT_PLAN})")
-    p.add_argument("--profile", default="cpu", help="a PROFILE of the plan: smoke, mini, cpu (default), paper")
-    p.add_argument("--only", default=None, help="comma list of stage names (default: all)")
-    p.add_argument("--seeds", default=None, help="seeds of the figure runs, e.g. 0 or 0-1 (default: the specs')")
-    p.add_argument("--plan-only", "--list", dest="plan_only", action="store_true",
-                   help="print the stages and their runs, train nothing")
-    p.add_argument("--render-only", action="store_true",
-                   help="render the report from the results already there, train nothing")
-    p.add_argument("--out", default=None, help="report folder (default reports/<PROFILE>)")
-    p.add_argument("--address", default=None, help="Ray cluster address")
-    add_common_options(p)
-    p.set_defaults(func=lambda a: reproduce_command(a))

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.store import Store
+
+if TYPE_CHECKING:  # REPORTS is read to build the command line, which must not import pandas
+    import pandas as pd
+
+    from mlrsnet.harness.store import Store
 
 REPORTS = {
     "curves": ("mlrsnet.paper.report.curves", "render_curves", "demo"),
@@ -53,6 +56,8 @@ def require_finished(runs: pd.DataFrame, store: Store, experiment: str, hint: st
 def render(what: str, *, results: Path, out: Path, experiment: str | None = None) -> list[Path]:
     if what not in REPORTS:
         raise UserError(f"unknown report {what!r}; available: {', '.join(REPORTS)}")
+    from mlrsnet.harness.store import Store
+
     module, func, default_exp = REPORTS[what]
     fn = getattr(importlib.import_module(module), func)
     return fn(Store(results), Path(out), experiment or default_exp)
