@@ -34,10 +34,10 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import parse_seeds
-from mlrsnet.paper import DEFAULT_PLAN
 from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
 from mlrsnet.harness.registry import get_method, profile_names
 from mlrsnet.harness.store import FINAL_STATUSES, SUPERSEDED, Store
+from mlrsnet.paper import DEFAULT_PLAN
 from mlrsnet.paper.tasks import get_task
 from mlrsnet.paper.tune.progress import format_duration
 from mlrsnet.paper.tune.skips import data_missing

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Third-party packages only the harness / paper layers may use.
 HEAVY = ("ray", "pandas", "pyarrow", "matplotlib", "hpbandster", "tqdm")
+#: The frameworks of the adapters in ``mlrsnet.snet.integrations``: each loaded only by its own.
+FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "timm", "accelerate")
 #: This repository's upper layers.
 UPPER = ("mlrsnet.harness", "mlrsnet.paper", "baselines")
 
@@ -55,3 +57,31 @@ def test_the_method_layer_imports_nothing_of_the_harness_or_the_paper(statement:
     assert upper == [], f"{statement!r} loaded {upper}"
     assert set(seen["ours"]) <= {"mlrsnet", "mlrsnet.errors", "mlrsnet.snet", "mlrsnet.snet.scheduler",
                                  "mlrsnet.snet.checkpoint_sets", "mlrsnet.snet.gamma", "mlrsnet.snet.net"}
+
+
+FRAMEWORK_PROBE = """
+import json, sys
+import numpy, torch
+{statement}
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & {frameworks!r})))
+"""
+
+
+def _frameworks_loaded_by(statement: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", FRAMEWORK_PROBE.format(statement=statement, frameworks=set(FRAMEWORKS))],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("statement,framework", [
+    ("import mlrsnet.snet.integrations", None),
+    ("from mlrsnet.snet import MLRSNetScheduler; MLRSNetScheduler", None),
+    ("import mlrsnet.snet.integrations.timm", "import timm.scheduler.scheduler"),
+])
+def test_the_adapters_import_their_framework_only_when_imported(statement: str, framework: str | None) -> None:
+    """An adapter loads what its framework loads, nothing more; the package and the scheduler
+    load none (the Lightning and Hugging Face adapters are loaded by their own tests)."""
+    expected = _frameworks_loaded_by(framework) if framework else set()
+    assert _frameworks_loaded_by(statement) == expected
