@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "training_loops.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
