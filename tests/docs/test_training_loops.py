@@ -80,6 +80,6 @@ def test_the_ddp_example_runs_with_the_command_shown(tmp_path: Path) -> None:
         command = command.replace("torchrun", f"{sys.executable} -m torch.distributed.run", 1)
     done = subprocess.run(command, shell=True, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    lrs = sorted(re.findall(r"rank (\d): last LR (\S+)", done.stdout))
+    lrs = sorted(re.findall(r"rank (\d): last LR (\d+\.\d{8})", done.stdout))  # the two may share a line
     assert [rank for rank, _ in lrs] == ["0", "1"], done.stdout
     assert lrs[0][1] == lrs[1][1]
