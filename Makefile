@@ -8,6 +8,9 @@ export MLRSNET_DATA_DIR ?= $(abspath ../shared/data)
 # 2-core machine; passive waiting costs nothing measurable when it is idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 PROFILE ?= mini
+# Execution options for the search targets, e.g. EXEC_OPTS=--channels-last (faster on CPU,
+# other floats: README, "On GPUs"); empty by default.
+EXEC_OPTS ?=
 # reproduce-all and figures default to the CPU figure profile unless PROFILE is given
 REPRO_PROFILE := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),cpu)
 OFFICIAL_CHECKPOINTS := $(abspath ../shared/reference/official-mlrsnet)
@@ -48,7 +51,7 @@ clean:
 
 # Supplement Table 1 (docs/tuning.md): MultiStep tuned by BayesOpt and BOHB; resumable.
 reproduce-table1: install
-	$(BIN)/mlrsnet-bench tune benchmarks/table1.toml --profile $(PROFILE)
+	$(BIN)/mlrsnet-bench tune benchmarks/table1.toml --profile $(PROFILE) $(EXEC_OPTS)
 	$(BIN)/mlrsnet-bench report table1 --experiment table1
 
 # Supplement Fig. 5: CIFAR-10-tuned MultiStep (four searchers) applied unchanged elsewhere.

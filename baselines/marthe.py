@@ -93,6 +93,7 @@ class Marthe(DirectionMethod):
     #: hook handles on the model, re-made by bind()
     transient: ClassVar[tuple[str, ...]] = ("_model_hooks",)
     uses_held_out: ClassVar[bool] = True
+    differentiates_gradient: ClassVar[bool] = True  # the tangent goes through the gradient
     description: ClassVar[str] = "MARTHE: discounted online hypergradient LR schedule (Donini et al. 2020)"
     defaults: ClassVar[dict[str, Any]] = {
         #: None: 0.01 on image tasks (adatune), the task's base LR on text tasks.

@@ -111,6 +111,7 @@ class RealTimeHO(DirectionMethod):
     #: hook handles on the model, re-made by bind()
     transient: ClassVar[tuple[str, ...]] = ("_model_hooks",)
     uses_held_out: ClassVar[bool] = True
+    differentiates_gradient: ClassVar[bool] = True  # the tangent goes through the gradient
     description: ClassVar[str] = "Real-time forward-mode hypergradient LR optimisation (Franceschi et al. 2017)"
     defaults: ClassVar[dict[str, Any]] = {
         #: None: 0.075 on image tasks (official), the task's base LR on text tasks.

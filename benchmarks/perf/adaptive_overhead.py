@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from mlrsnet.harness.contract import Method, StepInfo
+from mlrsnet.harness.contract import Method, StepInfo, profile_scale
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.loop import pick_device
 from mlrsnet.harness.registry import get_method
@@ -47,8 +47,10 @@ VARIANTS: list[tuple[str, str, dict[str, Any], float | None]] = [
     ("hd", "hd", {}, 1.05),
     ("l4-mom", "l4-mom", {}, 1.05),
     ("l4-adam", "l4-adam", {}, 1.05),
-    # the paper profile's interval (the short profiles' default hyper-steps every few steps)
-    ("rtho", "rtho", {"update_every": 100}, 3.0),
+    # the paper profile's interval (the short profiles' default hyper-steps every few steps);
+    # target revised to 3.5x (issue 23): the exact Hessian-vector product through a
+    # convolution costs about twice the first-order work
+    ("rtho", "rtho", {"update_every": 100}, 3.5),
     # adatune's defaults: a hyper-step on one held-out batch after every step
     ("marthe", "marthe", {}, None),
 ]
@@ -64,7 +66,8 @@ class TimedRun:
     def __init__(self, label: str, method: Method, model: torch.nn.Module, workload: Any, task: Any,
                  cell: Cell, epochs: int, device: torch.device) -> None:
         self.label, self.method, self.model, self.workload = label, method, model, workload
-        run = start_run(method, model, task=task, workload=workload, profile=cell.profile, epochs=epochs,
+        run = start_run(method, model, task=task, workload=workload, scale=profile_scale(resolved_profile(cell)),
+                        epochs=epochs,
                         seed=cell.seed, device=device)
         self.params, self.optimizer = run.params, run.optimizer
         self.clip = task.optim.clip_grad_norm

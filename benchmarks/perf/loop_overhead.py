@@ -26,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mlrsnet.harness.contract import BatchStats
+from mlrsnet.harness.contract import BatchStats, profile_scale
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.loop import _progress, pick_device
 from mlrsnet.harness.registry import get_method, get_task
@@ -47,7 +47,7 @@ def interleaved_ratios(cell: Cell, device: torch.device, blocks: int, block_step
     workload, model = task.build(profile, device, None)
     minimal_model = copy.deepcopy(model)
     method = get_method(cell.method)(**dict(cell.hparams))
-    run = start_run(method, model, task=task, workload=workload, profile=cell.profile,
+    run = start_run(method, model, task=task, workload=workload, scale=profile_scale(profile),
                     epochs=profile.epochs, seed=cell.seed, device=device)
     minimal_opt = torch.optim.SGD(minimal_model.parameters(), lr=0.05, momentum=task.optim.momentum,
                                   weight_decay=task.optim.weight_decay)

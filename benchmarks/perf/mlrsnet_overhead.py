@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from mlrsnet.harness.contract import Method, StepInfo
+from mlrsnet.harness.contract import Method, StepInfo, profile_scale
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.loop import pick_device
 from mlrsnet.harness.registry import get_method
@@ -59,7 +59,7 @@ class Variant:
     def __init__(self, label: str, method: Method, model: torch.nn.Module, wl: Any, task: Any,
                  profile: Any, cell: Cell, device: torch.device, steps_per_epoch: int, epochs: int) -> None:
         self.label, self.method, self.model, self.wl = label, method, model, wl
-        run = start_run(method, model, task=task, workload=wl, profile=cell.profile, epochs=epochs,
+        run = start_run(method, model, task=task, workload=wl, scale=profile_scale(profile), epochs=epochs,
                         seed=cell.seed, device=device, steps_per_epoch=steps_per_epoch)
         self.params, self.optimizer = run.params, run.optimizer
         self.clip = task.optim.clip_grad_norm

@@ -157,11 +157,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"experiment {spec.name}: {len(cells)} runs ({spec.profile} profile) -> "
               f"{store.root / spec.name}", file=sys.stderr)
     if args.executor == "ray":
+        cpus, gpus = cell_resources(cells, args.cpus_per_cell, args.gpus_per_cell)
         outcomes = run_ray(cells, store, address=args.address, data_dir=args.data_dir,
-                           device=args.device, quiet=quiet, force=args.force)
+                           device=args.device, quiet=quiet, force=args.force,
+                           cpus_per_cell=cpus, gpus_per_cell=gpus)
     else:
         if args.address:
             raise UserError("--address needs --executor ray")
+        if args.cpus_per_cell is not None or args.gpus_per_cell is not None:
+            raise UserError("--cpus-per-cell and --gpus-per-cell need --executor ray")
         outcomes = run_local(cells, store, data_dir=args.data_dir, device=args.device,
                              quiet=quiet, force=args.force)
     failed = [r for r, o in outcomes.items() if o == "failed"]
@@ -169,6 +173,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         counts = {o: list(outcomes.values()).count(o) for o in sorted(set(outcomes.values()))}
         print("done: " + ", ".join(f"{n} {o}" for o, n in counts.items()), file=sys.stderr)
     return 1 if failed else 0
+
+
+def cell_resources(cells: Sequence[Any], cpus: float | None, gpus: float | None) -> tuple[float, float]:
+    """CPUs and GPUs each Ray task asks for: the options given, else the largest of the
+    cells' profiles (``cpus_per_trial`` / ``gpus_per_trial``; ``paper``: GPUs), as
+    ``reproduce`` and ``tune`` ask."""
+    from mlrsnet.harness.experiment import resolved_profile
+
+    profiles = [resolved_profile(c) for c in cells]
+    if cpus is None:
+        cpus = max((float(getattr(p, "cpus_per_trial", 1.0)) for p in profiles), default=1.0)
+    if gpus is None:
+        gpus = max((float(getattr(p, "gpus_per_trial", 0.0)) for p in profiles), default=0.0)
+    if not (cpus > 0 and gpus >= 0):
+        raise UserError(f"--cpus-per-cell must be > 0 and --gpus-per-cell >= 0, not {cpus:g} and {gpus:g}")
+    return float(cpus), float(gpus)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -257,14 +277,35 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
     p.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"),
                    help="results folder (Parquet tables); default ./results")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: the GPU if CUDA works, else the CPU; "
+                        "a profile sized for GPUs, e.g. paper, refuses the CPU unless --device cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     p.add_argument("--force", action="store_true", help="re-run finished runs")
+    # Execution options (mlrsnet/harness/execution.py): each changes the floats a run gives,
+    # so each is recorded in the run's execution identity (runs.data["execution"]) and a
+    # finished run is reused only under the same options.  All off by default.
+    common = p
+    p = p.add_argument_group(
+        "execution options", "each changes the floats a run produces, so each is part of the run's "
+        "execution identity (runs.data['execution'], with the device and $MLRSNET_THREADS): a "
+        "finished run is reused only under the same options. All off by default.")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
-                   help="torch.compile the model (default backend: inductor); off by default, "
-                        "recorded in runs.method_info; sets $MLRSNET_COMPILE")
+                   help="torch.compile the training forward (dynamic=False; evaluation and "
+                        "look-ahead stay eager; default backend: inductor); sets $MLRSNET_COMPILE")
     p.add_argument("--channels-last", action="store_true",
-                   help="image models in channels-last memory format (CUDA only; ignored on CPU); sets $MLRSNET_CHANNELS_LAST")
+                   help="image models in channels-last memory format (CPU and CUDA; about 0.6-0.8x "
+                        "the step time of ResNet-18 on a CPU); sets $MLRSNET_CHANNELS_LAST")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="bf16: forward passes under bfloat16 autocast (weights, gradients and "
+                        "optimiser stay fp32); default fp32; sets $MLRSNET_PRECISION")
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN time and pick its fastest algorithms (CUDA; not repeatable); "
+                        "sets $MLRSNET_CUDNN_BENCHMARK")
+    p.add_argument("--deterministic", action="store_true",
+                   help="cuDNN deterministic algorithms (CUDA): a run repeats bit for bit on the "
+                        "same GPU and software; sets $MLRSNET_DETERMINISTIC")
+    p = common
     p.add_argument("--checkpoints", default=None, metavar="DIR",
                    help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
                         "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")
@@ -283,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-4 (overrides the spec)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--cpus-per-cell", type=float, default=None,
+                   help="CPUs each Ray task asks for (default: the profile's, as tune and reproduce)")
+    p.add_argument("--gpus-per-cell", type=float, default=None,
+                   help="GPUs each Ray task asks for (default: the profile's; paper: 1, or 0.25-0.5 "
+                        "for the small settings; fractions share a GPU)")
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -366,6 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["MLRSNET_COMPILE"] = args.compile
     if getattr(args, "channels_last", False):
         os.environ["MLRSNET_CHANNELS_LAST"] = "1"
+    if getattr(args, "precision", None):
+        os.environ["MLRSNET_PRECISION"] = args.precision
+    if getattr(args, "cudnn_benchmark", False):
+        os.environ["MLRSNET_CUDNN_BENCHMARK"] = "1"
+    if getattr(args, "deterministic", False):
+        os.environ["MLRSNET_DETERMINISTIC"] = "1"
     if getattr(args, "checkpoints", None):
         os.environ["MLRSNET_CHECKPOINTS"] = str(Path(args.checkpoints).resolve())
     shown, warnings.showwarning = warnings.showwarning, _show_warning

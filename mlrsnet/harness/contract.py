@@ -374,6 +374,9 @@ class Method:
     ``transient``       names of attributes that are not resumable state (timings, hook
                         handles); every other attribute set on the instance is saved by the
                         default :meth:`state_dict` (:mod:`mlrsnet.harness.method_state`).
+    ``differentiates_gradient``  ``True`` if the method differentiates the training gradient
+                        itself (RTHO, MARTHE); ``--compile`` and ``--precision bf16`` are
+                        refused for it (:mod:`mlrsnet.harness.execution`).
 
     A method that needs more than the default ``loss.backward()`` (e.g. the gradient with its
     graph, as RTHO) overrides :meth:`backward`.  The conformance suite
@@ -390,6 +393,11 @@ class Method:
     reads_loss: ClassVar[bool] = True
     uses_held_out: ClassVar[bool] = False
     transient: ClassVar[tuple[str, ...]] = ()
+    #: It differentiates the training gradient itself (a Hessian-vector product, a
+    #: forward-mode tangent through the gradient: RTHO, MARTHE), so its training forward
+    #: cannot run as a graph compiled with AOTAutograd nor under bf16 autocast
+    #: (``--compile`` and ``--precision bf16`` are refused for it).
+    differentiates_gradient: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any) -> None:

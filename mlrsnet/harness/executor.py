@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness import execution
+from mlrsnet.harness.execution import backend_flags, device_versions, pick_device
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import HOST
-from mlrsnet.harness.loop import RunResult, pick_device, train
+from mlrsnet.harness.loop import RunResult, train
 from mlrsnet.harness.store import FINAL_STATUSES, RunClaimed, Store
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
@@ -306,11 +308,16 @@ class _Segment:
 
 def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: str | None = None,
              quiet: bool = True, force: bool = False, artifact_dir: str | Path | None = None,
-             on_epoch: Any = None, threads: int | None = None) -> RunResult | None:
+             on_epoch: Any = None, threads: int | None = None,
+             test_epochs: Sequence[int] | None = None) -> RunResult | None:
     """Run one cell into the store; ``None`` if it was already done (and not forced).
 
     The run trains with :func:`run_threads` (``threads``) torch intra-op threads, whichever
-    executor calls it, and records the count in ``method_info["threads"]``.
+    executor calls it, and records the count in ``method_info["threads"]``.  Its device and
+    execution options (:mod:`mlrsnet.harness.execution`) are its *execution identity*,
+    recorded in ``data["execution"]``: a finished run trained with another identity (other
+    device, precision, threads, compile, ...) does not count as done, as for other data.
+    ``test_epochs`` is handed to :func:`~mlrsnet.harness.loop.train`.
 
     The run is claimed first (:class:`~mlrsnet.harness.store.RunLock`); a run another live
     process holds raises :class:`~mlrsnet.harness.store.RunClaimed`.  A finished run counts
@@ -319,25 +326,74 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
     ``--force`` keeps the old result readable until the new one is written."""
     run_id = cell.run_id
     dirs = data_search_dirs(data_dir)
-    if not force and _done(cell, store, dirs, warn=False):
+    n = run_threads(threads)
+    dev = cell_device(cell, device)
+    current = execution_identity(cell, dev.type, n)
+    if not force and _done(cell, store, dirs, warn=False, execution=current):
         return None  # cheap path: no lock needed to skip a finished run
     lock = store.lock(cell.experiment, run_id)
     lock.acquire(run_id)
     try:
         prior = store.run_row(cell.experiment, run_id)  # a damaged row warns here, once
-        if not force and prior is not None and _done(cell, store, dirs, warn=True, row=prior):
+        if not force and prior is not None and _done(cell, store, dirs, warn=True, row=prior, execution=current):
             return None  # finished by another process meanwhile
-        n = run_threads(threads)
-        with _intra_op_threads(n):
-            return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=device, quiet=quiet,
-                                  force=force, artifact_dir=artifact_dir, on_epoch=on_epoch, threads=n)
+        with _intra_op_threads(n), backend_flags(current):
+            return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=dev, quiet=quiet,
+                                  force=force, artifact_dir=artifact_dir, on_epoch=on_epoch, threads=n,
+                                  execution=current, test_epochs=test_epochs)
     finally:
         lock.release()
 
 
+def cell_device(cell: Cell, device: str | None) -> Any:
+    """The device ``cell`` trains on (:func:`~mlrsnet.harness.execution.pick_device`): a
+    profile sized for GPUs (``expects_gpu``) never falls back to the CPU unless asked."""
+    try:
+        expects = bool(getattr(resolved_profile(cell), "expects_gpu", False))
+    except UserError:
+        expects = False  # the run's set-up says why the profile cannot be resolved
+    return pick_device(device, expects_gpu=expects, what=f"{cell.task} at profile {cell.profile}")
+
+
+def _kind(cell: Cell) -> str | None:
+    from mlrsnet.harness.registry import get_task
+
+    try:
+        return get_task(cell.task).kind
+    except UserError:
+        return None
+
+
+def execution_identity(cell: Cell, device_type: str, threads: int | None = None) -> dict[str, Any]:
+    """The execution identity ``cell`` trains with on ``device_type`` with ``threads``
+    (default :func:`run_threads`) and this process's options."""
+    return execution.identity(device_type, _kind(cell), run_threads(threads))
+
+
+def expected_execution(cell: Cell, device: str | None = None, threads: int | None = None,
+                       gpus: float | None = None) -> dict[str, Any]:
+    """The execution identity an invocation will train ``cell`` with, without refusing:
+    ``device`` if given; else, on Ray (``gpus`` per cell given), CUDA when the cell asks for
+    GPUs and the CPU when not (Ray hides the GPUs of a task that asked for none); else this
+    machine's ``auto``."""
+    import torch
+
+    if device not in (None, "", "auto"):
+        try:
+            kind = torch.device(str(device)).type
+        except RuntimeError:
+            kind = "cpu"
+    elif gpus is not None:
+        kind = "cuda" if gpus > 0 else "cpu"
+    else:
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return execution_identity(cell, kind, threads)
+
+
 def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
-          row: dict[str, Any] | None = None) -> bool:
-    """Whether the cell's stored run stands: a final status, readable curves, same data."""
+          row: dict[str, Any] | None = None, execution: Mapping[str, Any] | None = None) -> bool:
+    """Whether the cell's stored run stands: a final status, readable curves, same data,
+    and (when ``execution`` is given) the same execution identity."""
     with warnings.catch_warnings():
         if not warn:
             warnings.simplefilter("ignore")
@@ -347,7 +403,7 @@ def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
             return False
         if [p for p in store.damaged(cell.experiment, cell.run_id) if p.parent.name != "runs"]:
             return False
-        why = data_mismatch(row.get("data"), dirs, profile_identity(cell))
+        why = data_mismatch(row.get("data"), dirs, profile_identity(cell)) or execution_mismatch(row, execution)
     if why:
         if warn:
             warnings.warn(f"run {cell.run_id} ({cell.task} {cell.method} seed={cell.seed}) is "
@@ -357,28 +413,51 @@ def _done(cell: Cell, store: Store, dirs: Sequence[str], *, warn: bool,
     return True
 
 
-def stands(cell: Cell, store: Store, data_dir: str | None = None) -> bool:
+def execution_mismatch(row: Mapping[str, Any], current: Mapping[str, Any] | None) -> str | None:
+    """Why a stored run's execution identity is not ``current`` (None if it is, or if
+    ``current`` is not given): see :func:`mlrsnet.harness.execution.recorded_identity`."""
+    if current is None:
+        return None
+    changed = execution.mismatch(execution.recorded_identity(row), current)
+    return f"it was trained with other execution options ({changed})" if changed else None
+
+
+def stands(cell: Cell, store: Store, data_dir: str | None = None, *, device: str | None = None,
+           threads: int | None = None, gpus: float | None = None) -> bool:
     """Whether the cell's stored run stands as it is for this invocation (what the executor
-    skips): ended, readable, on the same data and the profile as defined now."""
-    return _done(cell, store, data_search_dirs(data_dir), warn=False)
+    skips): ended, readable, on the same data, the profile as defined now and the same
+    execution identity (:func:`expected_execution` of ``device``, ``threads``, ``gpus``)."""
+    return _done(cell, store, data_search_dirs(data_dir), warn=False,
+                 execution=expected_execution(cell, device, threads, gpus))
 
 
-def row_stands(row: Mapping[str, Any], dirs: Sequence[str]) -> bool:
-    """Whether a stored ``runs`` row's data and profile fields are this invocation's (its
-    status aside): the check :func:`stands` makes, from the row alone."""
+def row_stands(row: Mapping[str, Any], dirs: Sequence[str], *, device: str | None = None,
+               trial: bool = False) -> bool:
+    """Whether a stored ``runs`` row's data, profile fields and execution identity are this
+    invocation's (its status aside): the check :func:`stands` makes, from the row alone, for
+    a run of the reproduction (through Ray, with its profile's GPUs per cell; a search trial
+    (``trial``) with as many threads as CPUs per trial)."""
     try:
         cell = Cell(task=str(row["task"]), profile=str(row["profile"]), method=str(row["method"]),
                     overrides=dict(row.get("overrides") or {}))
     except (KeyError, TypeError, ValueError):
         return True
-    return data_mismatch(row.get("data"), dirs, profile_identity(cell)) is None
+    if data_mismatch(row.get("data"), dirs, profile_identity(cell)) is not None:
+        return False
+    try:
+        prof = resolved_profile(cell)
+    except UserError:
+        return True
+    threads = max(1, int(prof.cpus_per_trial)) if trial else None
+    return execution_mismatch(row, expected_execution(cell, device, threads, prof.gpus_per_trial)) is None
 
 
 def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs: Sequence[str], *,
-                   data_dir: str | None, device: str | None, quiet: bool, force: bool,
-                   artifact_dir: str | Path | None, on_epoch: Any, threads: int) -> RunResult:
+                   data_dir: str | None, device: Any, quiet: bool, force: bool,
+                   artifact_dir: str | Path | None, on_epoch: Any, threads: int,
+                   execution: Mapping[str, Any], test_epochs: Sequence[int] | None) -> RunResult:
     run_id = cell.run_id
-    dev = pick_device(device)
+    dev = device
     exp_dir = store.root / cell.experiment
     checkpoint = exp_dir / "checkpoints" / f"{run_id}.pt"
     # We hold the run's lock: a checkpoint temp file of this run is a dead writer's.
@@ -389,7 +468,8 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
     profile = profile_identity(cell)
     prior_profile = prior_data.get("profile")
     if (force or prior_final or (prior_dirs is not None and list(prior_dirs) != list(dirs))
-            or (isinstance(prior_profile, dict) and prior_profile != profile)):
+            or (isinstance(prior_profile, dict) and prior_profile != profile)
+            or (prior is not None and execution_mismatch(prior, execution))):
         checkpoint.unlink(missing_ok=True)  # a fresh start: nothing to resume from
     resuming = checkpoint.exists() and prior is not None and not prior_final
     started = str(prior["started"]) if resuming and prior.get("started") else _now()
@@ -402,9 +482,9 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
         "method": cell.method, "hparams": dict(cell.hparams), "seed": cell.seed,
         "tags": {**dict(cell.tags), **({"label": cell.label} if cell.label else {})},
         "overrides": dict(cell.overrides), "status": "running", "started": started,
-        "git_commit": git_commit(), "versions": package_versions(), "device": str(dev),
-        "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
-        "data": {**data_identity(data_dir), "profile": profile},
+        "git_commit": git_commit(), "versions": {**package_versions(), **device_versions(dev)},
+        "device": str(dev), "host": HOST, "pid": os.getpid(), "heartbeat": _now(),
+        "data": {**data_identity(data_dir), "profile": profile, "execution": dict(execution)},
     }
     # A forced re-run of a finished run leaves the old row (and curves) readable until the
     # new curves are written; otherwise the row says "running" from the start.
@@ -424,7 +504,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
 
     try:
         result = train(cell, data_dir=data_dir, device=dev, quiet=quiet, checkpoint_path=checkpoint,
-                       artifact_dir=artifacts, on_epoch=segment)
+                       artifact_dir=artifacts, on_epoch=segment, test_epochs=test_epochs)
     except UserError as exc:
         if own_row:
             fail(str(exc))
@@ -443,7 +523,8 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
              "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
              "method_info": {**result.method_info, "threads": threads}, "epochs_done": epochs_done,
-             "data": {**data_identity(data_dir, result.method_info.get("data")), "profile": profile}}
+             "data": {**data_identity(data_dir, result.method_info.get("data")), "profile": profile,
+                      "execution": dict(execution)}}
     try:
         if not own_row:
             store.write_run_row(row)  # the old curves are about to be replaced
@@ -521,8 +602,10 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
     from mlrsnet.harness.cluster import ClusterLost, connect, head_alive, lost_message, watch
 
     dirs = data_search_dirs(data_dir)
+    device = ray_device(cells, device, gpus_per_cell)
     # warn here, in the driver: a Ray worker's warning would not reach the command's output
-    pending = [c for c in cells if force or not _done(c, store, dirs, warn=True)]
+    pending = [c for c in cells if force or not _done(c, store, dirs, warn=True,
+                                                      execution=expected_execution(c, device))]
     outcomes = {c.run_id: "skipped" for c in cells if c not in pending}
     if not pending:
         return outcomes
@@ -530,6 +613,12 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
     data = str(Path(data_dir).resolve()) if data_dir else None
     conn = connect(address, quiet=quiet, env=_forwarded_env())
     try:
+        have = dict(conn.resources) or {k: float(v) for k, v in ray.cluster_resources().items()}
+        if gpus_per_cell > have.get("GPU", 0.0):  # Ray would wait for ever
+            raise UserError(
+                f"each run asks Ray for {gpus_per_cell:g} GPU(s) but the Ray "
+                f"{'cluster' if address else 'instance'} has {have.get('GPU', 0.0):g}; pass "
+                "--gpus-per-cell 0 --device cpu (and a smaller --profile), or --address of a GPU cluster")
         with watch(conn):
             return _run_remote(ray, pending, cells, outcomes, root=root, data=data, device=device,
                                quiet=quiet, force=force, cpus_per_cell=cpus_per_cell,
@@ -543,11 +632,36 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
             ray.shutdown()
 
 
+def ray_device(cells: Sequence[Cell], device: str | None, gpus_per_cell: float) -> str:
+    """The device a Ray task trains its cell on: ``device`` if given; else ``cuda`` when
+    the task asks Ray for GPUs (Ray then hands it its own share: ``CUDA_VISIBLE_DEVICES``)
+    and ``cpu`` when it asks for none (never an unaccounted ``cuda:0``).  A cell whose
+    profile is sized for GPUs is refused rather than sent to the CPU without ``--device cpu``."""
+    if device not in (None, "", "auto"):
+        return str(device)
+    if gpus_per_cell > 0:
+        return "cuda"
+    for cell in cells:
+        try:
+            expects = bool(getattr(resolved_profile(cell), "expects_gpu", False))
+        except UserError:
+            continue
+        if expects:
+            raise UserError(
+                f"{cell.task} at profile {cell.profile} is sized for GPUs, but each Ray task asks "
+                "for no GPU (--gpus-per-cell 0 / --gpus-per-trial 0), so it would train on a CPU: "
+                "give it GPUs (e.g. --gpus-per-cell 1, or 0.25 to share one among four), or pass "
+                "--device cpu to train on the CPU on purpose")
+    return "cpu"
+
+
 def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcomes: dict[str, str], *,
                 root: str, data: str | None, device: str | None, quiet: bool, force: bool,
                 cpus_per_cell: float, gpus_per_cell: float,
                 progress: Callable[[Cell, str], None] | None = None) -> dict[str, str]:
 
+    # one CPU share and one GPU share per cell: Ray places at most as many cells on a GPU as
+    # its shares allow and hands each its device
     @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
     def remote(cell_json: str) -> str:
         cell = Cell(**json.loads(cell_json))

@@ -44,8 +44,9 @@ from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import HParamError, profile_holdout
 from mlrsnet.harness.registry import get_method, get_task, profile_names, tasks
 
-#: Profile fields that describe rather than configure (never overridden).
-NOT_OVERRIDABLE = ("notes",)
+#: Profile fields that describe rather than configure (never overridden): prose, and the
+#: device and data policies of a scale.
+NOT_OVERRIDABLE = ("notes", "expects_gpu", "requires_data")
 
 
 def overridable(task: str, profile: str) -> tuple[str, ...]:

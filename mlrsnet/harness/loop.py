@@ -12,20 +12,18 @@ produced uninterrupted.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.contract import BatchStats, EpochMetrics, Method, profile_scale
+from mlrsnet.harness.execution import backend_flags, pick_device, prepare_model, requested
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import atomic_write
 from mlrsnet.harness.method_state import check_resumed, fingerprint
@@ -48,18 +46,6 @@ class RunResult:
         return vals[-1] if vals else None
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was requested but no CUDA GPU is available")
-    return dev
-
-
 def _save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` that never leaves a torn checkpoint nor shares a temp file."""
     atomic_write(path, lambda fh: torch.save(obj, fh))
@@ -72,32 +58,6 @@ def _progress(total: int, desc: str, quiet: bool) -> Any:
                 disable=quiet or not sys.stderr.isatty())
 
 
-#: Execution options that speed a GPU run up without being part of its identity (they
-#: belong to the machine, like the device): ``$MLRSNET_COMPILE`` (a ``torch.compile``
-#: backend, e.g. ``inductor``; set by ``--compile``) and ``$MLRSNET_CHANNELS_LAST=1`` (image
-#: models in channels-last memory format; ``--channels-last``).  Both are off by default,
-#: travel to Ray workers with the other ``MLRSNET_*`` variables, and are recorded in
-#: ``runs.method_info`` (``compile``, ``channels_last``).
-COMPILE_ENV, CHANNELS_LAST_ENV = "MLRSNET_COMPILE", "MLRSNET_CHANNELS_LAST"
-
-
-def speed_options() -> dict[str, Any]:
-    """The execution options in force (see :data:`COMPILE_ENV`)."""
-    return {"compile": os.environ.get(COMPILE_ENV) or None,
-            "channels_last": os.environ.get(CHANNELS_LAST_ENV, "") in ("1", "true", "yes")}
-
-
-def apply_speed_options(model: nn.Module, kind: str, options: dict[str, Any]) -> nn.Module:
-    """The model in channels-last format (image models) and compiled in place, as asked.
-    ``nn.Module.compile`` keeps the module and its parameter names, so checkpoints, the
-    functional look-ahead and the method contract see the same model."""
-    if options["channels_last"] and kind == "image":
-        model = model.to(memory_format=torch.channels_last)
-    if options["compile"]:
-        model.compile(backend=options["compile"])
-    return model
-
-
 def train(
     cell: Cell,
     *,
@@ -108,29 +68,51 @@ def train(
     artifact_dir: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     method_class: type[Method] | None = None,
+    test_epochs: Collection[int] | None = None,
 ) -> RunResult:
     """Train one cell; returns its curves.  ``on_epoch`` sees each epoch's metrics (Ray Tune
     reports through it).  ``method_class``: the class to run instead of the registered
-    ``cell.method`` (the conformance suite runs a plug-in file, or a probe of a method)."""
+    ``cell.method`` (the conformance suite runs a plug-in file, or a probe of a method).
+
+    The execution options in force (:mod:`mlrsnet.harness.execution`: precision,
+    channels-last, compile, cuDNN flags) apply to the model and are recorded in
+    ``method_info``.  ``test_epochs``: the epochs (from 1) after which the test split is
+    evaluated (default: every epoch); a search trial whose objective is the held-out
+    metric evaluates it only where the trial can end (its last epoch, BOHB's rungs), which
+    changes nothing in training (evaluation draws no random numbers and moves no state, and
+    no method sees test metrics)."""
     started = time.perf_counter()
     task = get_task(cell.task)
     cls = method_class if method_class is not None else get_method(cell.method)
     method: Method = cls(**dict(cell.hparams))
     profile = resolved_profile(cell, cls)
-    dev = device if isinstance(device, torch.device) else pick_device(device)
+    dev = device if isinstance(device, torch.device) else pick_device(
+        device, expects_gpu=bool(getattr(profile, "expects_gpu", False)),
+        what=f"{cell.task} at profile {cell.profile}")
+    options = requested()
+    asked = [flag for flag, on in (("--compile", options["compile"]),
+                                   ("--precision bf16", options["precision"] != "fp32")) if on]
+    if asked and getattr(method, "differentiates_gradient", False):
+        raise UserError(f"{' and '.join(asked)} cannot train {cell.method!r}: it differentiates the "
+                        "training gradient (double backward through its own fp32 second-order passes), "
+                        "which neither torch.compile's AOTAutograd nor bf16 autocast supports; run it "
+                        "without them")
+    with backend_flags(options if dev.type == "cuda" else {}):
+        return _train(cell, task, method, profile, dev, options, data_dir=data_dir, quiet=quiet,
+                      checkpoint_path=checkpoint_path, artifact_dir=artifact_dir, on_epoch=on_epoch,
+                      test_epochs=test_epochs, started=started)
 
+
+def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.device, options: dict[str, Any], *,
+           data_dir: str | None, quiet: bool, checkpoint_path: Path | None, artifact_dir: str | Path | None,
+           on_epoch: Callable[[int, dict[str, float]], None] | None, test_epochs: Collection[int] | None,
+           started: float) -> RunResult:
     torch.manual_seed(cell.seed)
     generator = torch.Generator().manual_seed(cell.seed)
     meta_generator = torch.Generator().manual_seed(cell.seed + 1)
     workload, model = task.build(profile, dev, data_dir)
-    speed = speed_options()
-    if speed["channels_last"] and dev.type != "cuda":
-        # On CPU (torch 2.14.1, this project's 2-core machine) a channels-last ResNet's backward
-        # hung or aborted after an earlier run in the same process; the format is for GPUs.
-        warnings.warn(f"--channels-last is applied on CUDA devices only; ignored on {dev.type}",
-                      stacklevel=2)
-        speed = {**speed, "channels_last": False, "channels_last_ignored_on": dev.type}
-    model = apply_speed_options(model, task.kind, speed)
+    model, speed = prepare_model(model, task.kind, dev, options)
+    compiled = speed.pop("_compile_counter")
     run = start_run(method, model, task=task, workload=workload, scale=profile_scale(profile),
                     epochs=profile.epochs, seed=cell.seed, device=dev, meta_generator=meta_generator,
                     artifact_dir=artifact_dir)
@@ -197,6 +179,8 @@ def train(
                 break
             metrics = {f"train/{k}": v for k, v in workload.summarize(stats).items()}
             for split in ("val", "test"):
+                if split == "test" and test_epochs is not None and epoch + 1 not in test_epochs:
+                    continue
                 metrics.update({f"{split}/{k}": v for k, v in workload.evaluate(model, split).items()})
             for key, value in metrics.items():
                 split, metric = key.split("/")
@@ -221,6 +205,8 @@ def train(
                 on_epoch(epoch + 1, metrics)
     finally:
         bar.close()
+    if speed["compile"]:
+        speed["compiled_graphs"] = compiled.graphs
     result.method_info = {**method.extra_info(), **speed, "steps_per_epoch": workload.steps_per_epoch,
                           "data": workload.data_source, "sizes": workload.sizes,
                           "params": sum(p.numel() for p in params)}

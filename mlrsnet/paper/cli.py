@@ -74,10 +74,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from mlrsnet.paper import data
 
     if args.action == "prepare":
-        path = data.prepare(args.name, data_dir=args.data_dir,
-                            source=Path(args.source) if args.source else None,
-                            verify=not args.no_verify)
-        print(f"prepared {args.name}: {path}")
+        for name in dict.fromkeys(args.name):
+            path = data.prepare(name, data_dir=args.data_dir,
+                                source=Path(args.source) if args.source else None,
+                                verify=not args.no_verify)
+            print(f"prepared {name}: {path}", flush=True)
         return 0
     rows = data.check(data_dir=args.data_dir)
     # a dataset none of whose files is present is listed once; a partial one per missing file
@@ -153,7 +154,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("data", help="prepare or check datasets")
     dsub = p.add_subparsers(dest="action", required=True)
     dp = dsub.add_parser("prepare", help="build <name>.npz (or the text folder) from the official release")
-    dp.add_argument("name")
+    dp.add_argument("name", nargs="+", help="one or more of cifar10, cifar100, svhn, tinyimagenet, ptb, wikitext-2")
     dp.add_argument("--source", default=None, help="folder holding the official files, when offline")
     dp.add_argument("--data-dir", default=None)
     dp.add_argument("--no-verify", action="store_true",

@@ -62,7 +62,16 @@ class Profile:
     #: Ray Tune: samples per searcher, and resources per trial.
     tune_samples: int = field(default=8, metadata=POSITIVE)
     cpus_per_trial: float = field(default=1.0, metadata=NON_NEGATIVE)
+    #: Fractional values share a GPU between trials (and between Ray cells of ``run``):
+    #: ``paper`` gives the small settings a quarter or half of one.
     gpus_per_trial: float = field(default=0.0, metadata=NON_NEGATIVE)
+    #: Sized for GPUs: ``--device auto`` refuses to fall back to the CPU (pass ``--device
+    #: cpu`` to train there on purpose), :func:`mlrsnet.harness.execution.pick_device`.
+    expects_gpu: bool = False
+    #: A task whose dataset is not prepared stops ``tune`` / ``reproduce`` up front with the
+    #: command that prepares it, instead of being skipped and listed (the small profiles
+    #: skip SVHN, which has no offline subset).
+    requires_data: bool = False
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -91,8 +100,9 @@ class Profile:
         return json.loads(json.dumps(fields))
 
 
-#: Profile fields that do not change what a run trains (search resources, prose).
-NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "notes")
+#: Profile fields that do not change what a run trains (search resources, device and data
+#: policies, prose).
+NOT_TRAINING = ("tune_samples", "cpus_per_trial", "gpus_per_trial", "expects_gpu", "requires_data", "notes")
 #: Fields added after runs were recorded, recorded only when they differ from their default:
 #: a record without them was made at the default, so it still matches (``scale``: every run
 #: recorded before the field existed ran at the reduced scale or at ``paper``, which no

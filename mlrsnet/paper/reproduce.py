@@ -208,7 +208,9 @@ def reuse(store: Store, cell: Cell, others: list[str], progress: Progress,
     if store.is_done(cell.experiment, cell.run_id):
         return False  # the executor reports it as skipped, or trains it again
     for other in others:
-        if stands(cell.with_(experiment=other), store, data_dir):
+        # trained as the reproduction trains it: through Ray, with its profile's GPUs
+        gpus = get_task(cell.task).profile(cell.profile).gpus_per_trial
+        if stands(cell.with_(experiment=other), store, data_dir, gpus=gpus):
             row = store.run_row(other, cell.run_id) or {}
             tags = {**dict(row.get("tags") or {}), **({"label": cell.label} if cell.label else {})}
             store.copy_run(other, cell.experiment, cell.run_id, tags=tags)
@@ -280,7 +282,8 @@ def ended_runs(store: Store, experiment: str, data_dir: str | None = None) -> in
         runs = latest_searches(trials)
     ended = runs[runs["status"].isin(TRIAL_ENDED)]
     dirs = data_search_dirs(data_dir)
-    return sum(row_stands(row, dirs) for row in ended.to_dict("records"))
+    # a search trial trains with as many threads as CPUs per trial, a figure run with one
+    return sum(row_stands(row, dirs, trial=bool(len(trials))) for row in ended.to_dict("records"))
 
 
 class Progress:
@@ -400,6 +403,15 @@ def reproduce_command(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or os.environ.get("MLRSNET_DATA_DIR")
     store = Store(Path(args.results))
     search_profile = plan.search_profile(profile)
+    if not (args.plan_only or args.render_only):
+        from mlrsnet.paper.tune.skips import require_data
+
+        by_profile: dict[str, dict[str, Any]] = {}
+        for s in stages:
+            spec = load_spec(s.spec_path, profile=plan.profile_of(s, profile))
+            by_profile.setdefault(spec.profile, {}).update({t: get_task(t) for t in spec.tasks})
+        for prof, tasks in by_profile.items():
+            require_data(list(tasks.values()), prof, data_dir, f"`mlrsnet-bench reproduce --profile {profile}`")
     if args.plan_only:
         print("\n".join(plan_lines(plan, stages, profile, store, data_dir, seeds)))
         return 0

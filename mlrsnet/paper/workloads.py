@@ -148,13 +148,23 @@ class ImageWorkload:
         return None
 
     def train_batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.y_train)
-        perm = torch.randperm(n, generator=generator).to(self.device)
-        for k in range(self.steps_per_epoch):
-            idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
+        """One epoch's batches: a permutation, then each batch's augmentation, drawn from
+        ``generator`` in that order.  The draws of the whole epoch are made up front, in the
+        same order, and copied to the device in one transfer (on a GPU, one copy an epoch
+        instead of two a step); the numbers, and so the run, are those of drawing per batch."""
+        n, bs = len(self.y_train), self.batch_size
+        perm = torch.randperm(n, generator=generator)
+        sizes = [len(perm[k * bs:(k + 1) * bs]) for k in range(self.steps_per_epoch)]
+        draws = [self.augment.draw(size, generator) for size in sizes] if self.augment is not None else []
+        packed = torch.cat([perm, *(d.flatten() for d in draws if d is not None)]).to(self.device)
+        perm, flat = packed[:n], packed[n:]
+        at = 0
+        for k, size in enumerate(sizes):
+            idx = perm[k * bs:k * bs + size]
             x = self.x_train[idx]
-            if self.augment is not None:
-                xf = self.augment(x, generator)
+            if self.augment is not None and draws[k] is not None:
+                xf = self.augment.apply(x, flat[at:at + 3 * size].view(3, size))
+                at += 3 * size
             else:
                 xf = to_float(x, self.mean, self.std)
             yield xf, self.y_train[idx]
@@ -349,10 +359,15 @@ class HeldOutImageBatches:
         n = len(wl.y_held)
         if self.order is None or self.position >= n:
             self.order, self.position = torch.randperm(n, generator=self.generator), 0
-        idx = self.order[self.position:self.position + wl.batch_size].to(wl.device)
+        idx = self.order[self.position:self.position + wl.batch_size]
         self.position += len(idx)
+        # the batch's indices and augmentation numbers travel together: one copy per batch
+        draws = wl.augment.draw(len(idx), self.generator) if wl.augment is not None else None
+        packed = (idx if draws is None else torch.cat([idx, draws.flatten()])).to(wl.device)
+        idx = packed[:len(idx)]
         x = wl.x_held[idx]
-        xf = wl.augment(x, self.generator) if wl.augment is not None else to_float(x, wl.mean, wl.std)
+        xf = wl.augment.apply(x, packed[len(idx):].view(3, len(idx))) if draws is not None else to_float(
+            x, wl.mean, wl.std)
         return xf, wl.y_held[idx]
 
     def state_dict(self) -> dict[str, Any]:

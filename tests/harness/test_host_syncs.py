@@ -9,6 +9,8 @@ the CPU the same points are counted by wrapping them.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -110,3 +112,84 @@ def test_divergence_found_at_the_epochs_end_gives_the_tables_of_the_per_step_che
     for key in ("step", "epoch", "loss"):
         assert deferred.steps[key] == pytest.approx(checked.steps[key], nan_ok=True), key
     assert str(deferred.steps["lr"]) == str(checked.steps["lr"])
+
+
+# -- host-to-device copies ------------------------------------------------------------------
+# On a GPU every host tensor (or Python number list) sent to the device is a copy the step
+# waits for.  On the CPU the same calls are counted: ``Tensor.to(<device>)`` of a host
+# tensor, and ``torch.tensor`` / ``torch.as_tensor`` of host data with a ``device``.
+
+
+@dataclass
+class Copies:
+    calls: list[str] = field(default_factory=list)
+
+
+def _names_a_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    if "device" in kwargs and kwargs["device"] is not None:
+        return True
+    return any(isinstance(a, torch.device | str) for a in args)
+
+
+def _forget_constants() -> None:
+    from mlrsnet.paper.data import images
+
+    cache = getattr(images, "_cached_channels", None)
+    if cache is not None:
+        cache.cache_clear()
+
+
+@pytest.fixture
+def host_to_device(monkeypatch: pytest.MonkeyPatch) -> Copies:
+    copies = Copies()
+    to, as_tensor, tensor = torch.Tensor.to, torch.as_tensor, torch.tensor
+
+    def counted_to(self, *args: Any, **kwargs: Any) -> Any:
+        # the model's parameters, placed once when it is built (nn.Module.to), are not counted
+        placing_model = sys._getframe(1).f_code.co_filename.endswith(os.path.join("nn", "modules", "module.py"))
+        if self.device.type == "cpu" and _names_a_device(args, kwargs) and not placing_model:
+            copies.calls.append(f"Tensor.to {tuple(self.shape)}")
+        return to(self, *args, **kwargs)
+
+    def counted(original: Any, name: str) -> Any:
+        def wrapped(data: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("device") is not None and not (isinstance(data, torch.Tensor)
+                                                          and data.device.type != "cpu"):
+                copies.calls.append(name)
+            return original(data, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(torch.Tensor, "to", counted_to)
+    monkeypatch.setattr(torch, "as_tensor", counted(as_tensor, "as_tensor"))
+    monkeypatch.setattr(torch, "tensor", counted(tensor, "tensor"))
+    return copies
+
+
+def test_an_augmented_image_step_copies_nothing_to_the_device(data_dir, host_to_device: Copies,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: 4 copies a step (crop offsets, flips, normalisation mean and std), 2 per
+    evaluation batch.  Now one copy an epoch (the permutation with the epoch's augmentation
+    numbers), and the data (and the model) placed once when the workload is built."""
+    _forget_constants()  # built once per process and device
+    run("constant-test", monkeypatch)
+    steps = EPOCHS * STEPS_PER_EPOCH
+    build = 6  # train, held-out and test images and labels, placed on the device once
+    # per epoch: one packed transfer; once per process: the two normalisation constants
+    assert len(host_to_device.calls) <= build + EPOCHS + 2, host_to_device.calls
+    assert (len(host_to_device.calls) - build) / steps <= 0.1
+
+
+def test_a_meta_batch_is_one_copy(data_dir, host_to_device: Copies) -> None:
+    """A held-out batch of MLR-SNet's look-ahead: its indices and augmentation numbers in
+    one transfer (before: three, plus the normalisation constants)."""
+    from mlrsnet.harness.experiment import resolved_profile
+    from mlrsnet.harness.registry import get_task
+
+    task = get_task("resnet18-cifar10")
+    workload, _ = task.build(resolved_profile(Cell("resnet18-cifar10", "smoke", "mlrsnet")), torch.device("cpu"))
+    meta = workload.meta_batches(torch.Generator().manual_seed(1))
+    next(meta)  # the constants, once
+    before = len(host_to_device.calls)
+    for _ in range(5):
+        next(meta)
+    assert len(host_to_device.calls) - before == 5, host_to_device.calls[before:]

@@ -9,6 +9,7 @@ only tests with hand-made files in the official format should do).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_S = 60
+#: Sent with every download: some mirrors refuse urllib's default ``Python-urllib/3.x``
+#: (WikiText-2's answers 403 to it).
+USER_AGENT = "Mozilla/5.0 (compatible; mlrsnet-bench; +https://pypi.org/project/mlrsnet/)"
+#: In a dataset's download cache: the mirror that served each file last, tried first next time.
+MIRRORS_FILE = ".mirrors.json"
 
 
 class ChecksumError(UserError):
@@ -73,7 +79,7 @@ def atomic_output(path: Path) -> Iterator[IO[bytes]]:
 def manual_fetch_message(name: str, raw: RawFile, reason: str,
                          data_dir: PathLike | None) -> str:
     return (f"Cannot get '{raw.filename}' for {name}: {reason}. Fetch it by hand from "
-            f"{raw.urls[0]} ({raw.algorithm} {raw.digest}), put it in a folder, and run "
+            f"{raw.manual_route} ({raw.algorithm} {raw.digest}), put it in a folder, and run "
             f"`{prepare_command(name, data_dir)} --source FOLDER`.")
 
 
@@ -119,15 +125,41 @@ def _find_in_source(source: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def mirror_order(raw: RawFile, cache_dir: Path) -> list[str]:
+    """``raw``'s mirrors, the one that served it last (recorded in the cache) first, then
+    the others in their listed order (the ones known to answer come first there)."""
+    try:
+        last = json.loads((cache_dir / MIRRORS_FILE).read_text()).get(raw.filename)
+    except (OSError, ValueError, AttributeError):
+        last = None
+    return sorted(raw.urls, key=lambda url: url != last)
+
+
+def _remember(raw: RawFile, cache_dir: Path, url: str) -> None:
+    path = cache_dir / MIRRORS_FILE
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(known, dict):
+            known = {}
+        known[raw.filename] = url
+        path.write_text(json.dumps(known, indent=1))
+    except (OSError, ValueError):
+        pass  # only an ordering hint
+
+
 def _download(name: str, raw: RawFile, target: Path, data_dir: PathLike | None,
               opener: Callable[..., IO[bytes]] = urllib.request.urlopen) -> None:
     failures: list[str] = []
-    for url in raw.urls:
+    for url in mirror_order(raw, target.parent):
         log.info("downloading %s from %s", raw.filename, url)
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
         try:
-            with opener(url, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_output(target) as out:
+            with opener(request, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_output(target) as out:
                 shutil.copyfileobj(response, out, CHUNK)
+            _remember(raw, target.parent, url)
             return
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
     raise DownloadError(manual_fetch_message(name, raw, "download failed (" + "; ".join(failures) + ")",

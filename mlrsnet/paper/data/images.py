@@ -7,6 +7,7 @@ the GPU (:mod:`mlrsnet.paper.data.augment`) instead of per image in PIL worker p
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,8 +109,17 @@ def layout_problem(a: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def _channel_tensor(values: Sequence[float] | Tensor, device: torch.device) -> Tensor:
+@functools.lru_cache(maxsize=32)
+def _cached_channels(values: tuple[float, ...], device: torch.device) -> Tensor:
     return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
+def _channel_tensor(values: Sequence[float] | Tensor, device: torch.device) -> Tensor:
+    """Per-channel constants on ``device``, built once per (values, device): building them
+    from a tuple on every call was a host-to-device copy per batch on a GPU."""
+    if isinstance(values, Tensor):
+        return values.to(device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    return _cached_channels(tuple(float(v) for v in values), torch.device(device))
 
 
 def to_float(x_uint8_nhwc: Tensor, mean: Sequence[float] | Tensor,

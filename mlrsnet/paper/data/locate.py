@@ -47,9 +47,10 @@ def _describe_folder(folder: Path, data_dir: PathLike | None) -> str:
     return str(folder)
 
 
-def prepare_command(name: str, data_dir: PathLike | None = None) -> str:
-    """The one command that builds ``name`` where the lookup will find it."""
-    command = f"mlrsnet-bench data prepare {name}"
+def prepare_command(name: str | Sequence[str], data_dir: PathLike | None = None) -> str:
+    """The one command that builds ``name`` (or several datasets) where the lookup will find it."""
+    names = [name] if isinstance(name, str) else list(dict.fromkeys(name))
+    command = f"mlrsnet-bench data prepare {' '.join(names)}"
     if data_dir is not None and str(data_dir) != "":
         command += f" --data-dir {_as_dir(data_dir)}"
     return command

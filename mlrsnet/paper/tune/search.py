@@ -167,21 +167,35 @@ def _check_plan(path: Path, saved: Mapping[str, Any], record: Mapping[str, Any])
 def redefined_since(store: Store, setup: TrialSetup, saved: Mapping[str, Any]) -> str | None:
     """Why the recorded search no longer answers for the profile it names (None if it
     does): one of its trials recorded other profile training fields than the profile has
-    now (its epochs, sizes or model were redefined since).  Trials without recorded fields
-    are trusted, as the executor trusts such runs."""
-    from mlrsnet.harness.executor import profile_identity, profile_mismatch
+    now (its epochs, sizes or model were redefined since), or trained with another
+    execution identity than its trials would now (device, precision, threads, compile...:
+    a search's trials are never mixed across them).  Trials without recorded fields are
+    trusted, and trials recorded before execution identities read as the defaults they
+    were trained with, as the executor reads such runs."""
+    from mlrsnet.harness.executor import (
+        execution_mismatch,
+        expected_execution,
+        profile_identity,
+        profile_mismatch,
+    )
     from mlrsnet.harness.experiment import Cell
 
-    current = profile_identity(Cell(task=setup.task, profile=setup.profile, method=setup.method,
-                                    overrides=dict(setup.overrides)))
+    cell = Cell(task=setup.task, profile=setup.profile, method=setup.method, overrides=dict(setup.overrides))
+    current = profile_identity(cell)
+    execution = expected_execution(cell, setup.device, max(1, int(setup.cpus)))
     runs = store.runs(setup.experiment)
     if runs.empty or "tags" not in runs:
         return None
     mine = runs[runs["tags"].map(lambda t: isinstance(t, dict) and t.get("search_id") == saved.get("search_id"))]
-    for data in mine.get("data", []):
+    for row in mine.to_dict("records"):
+        data = row.get("data")
         changed = profile_mismatch(data.get("profile") if isinstance(data, dict) else None, current)
         if changed:
             return f"profile {setup.profile} of {setup.task} has been redefined since its trials trained ({changed})"
+        if row.get("status") in ("finished", "diverged", "stopped", "running", "failed"):
+            why = execution_mismatch(row, execution)
+            if why:
+                return f"its trials were trained with other execution options ({why.split('(', 1)[1]}"
     return None
 
 
@@ -287,7 +301,10 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
             shutil.rmtree(path)  # a folder without Tune state: nothing to resume
         path.mkdir(parents=True)
         search_id = _new_search_id(path)
-        _write_record(path, {"search_id": search_id, "plan": record})
+        from mlrsnet.paper.tune.searchers import max_concurrent
+
+        _write_record(path, {"search_id": search_id, "plan": record,
+                             "max_concurrent": max_concurrent(req.searcher, req.options)})
     setup = replace(s, tags={**dict(s.tags), "search_id": search_id})
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"cpu": s.cpus, "gpu": req.gpus})

@@ -9,7 +9,9 @@ search and the reports read it from here.  Adding a searcher is one :func:`regis
 The four searchers of the supplement, built the way Ray Tune ships them:
 
 - ``bayesopt``: ``BayesOptSearch`` (Gaussian process, UCB; its own default seed 42 and 10
-  random warm-up trials unless the spec says otherwise);
+  random warm-up trials unless the spec says otherwise), in ordered batches of
+  :data:`BAYESOPT_MAX_CONCURRENT` trials (``max_concurrent``), so its path does not depend
+  on how many trials the machine runs at once;
 - ``bohb``: ``TuneBOHB`` with the ``HyperBandForBOHB`` scheduler; the budget is the epoch
   (``time_attr="epoch"``, ``max_t`` = the profile's epochs), weak configurations stop at
   the lower rungs and only the promising ones train fully; the reduction factor is the one
@@ -92,7 +94,7 @@ class Searcher:
 
     def library_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` without ours (what the library's constructor takes)."""
-        return {k: v for k, v in options.items() if k != self.space_option}
+        return {k: v for k, v in options.items() if k not in (self.space_option, "max_concurrent")}
 
     @property
     def samples_are_grid_points(self) -> bool:
@@ -124,7 +126,13 @@ def build_searcher(name: str, *, max_epochs: int,
 
     Metric and mode are left to ``TuneConfig`` (Tune refuses them twice)."""
     entry = get_searcher(name)
-    return entry.build(entry.library_options(options or {}), max_epochs)
+    search_alg, scheduler = entry.build(entry.library_options(options or {}), max_epochs)
+    limit = max_concurrent(name, options)
+    if limit is not None:
+        from mlrsnet.paper.tune.limiter import OrderedBatches
+
+        search_alg = OrderedBatches(search_alg, limit)
+    return search_alg, scheduler
 
 
 class _Titles(Mapping[str, str]):
@@ -144,6 +152,26 @@ TITLES: Mapping[str, str] = _Titles()
 
 
 # -- the supplement's four ----------------------------------------------------------------
+#: Trials of a BayesOpt search suggested and run together, as one batch, before the Gaussian
+#: process learns their results (:class:`mlrsnet.paper.tune.limiter.OrderedBatches`): the
+#: search path is then the same on 1 GPU or 8.  2 by default: what a 2-core machine runs with
+#: one-core trials (the ``mini`` searches; a larger batch idles a core while BayesOpt waits
+#: for its random warm-up's results); a spec may set ``max_concurrent`` per profile
+#: (``table1.toml``: 8 at ``paper``).  The value used is recorded in the search's plan file
+#: (``mlrsnet-search.json``).
+BAYESOPT_MAX_CONCURRENT = 2
+
+
+def max_concurrent(name: str, options: Mapping[str, Any] | None = None) -> int | None:
+    """The concurrency limit a search of searcher ``name`` runs with (None: no limit)."""
+    if name != "bayesopt":
+        return None
+    value = (options or {}).get("max_concurrent", BAYESOPT_MAX_CONCURRENT)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"bayesopt: max_concurrent must be a whole number >= 1, not {value!r}")
+    return value
+
+
 def _bayesopt(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
     from ray.tune.search.bayesopt import BayesOptSearch
 
@@ -193,6 +221,17 @@ def bohb_reduction_factor(epochs: int) -> int:
     return max(int(epochs), 2)  # one rung of max_t: always reaches it
 
 
+def stop_epochs(name: str, options: Mapping[str, Any] | None, max_epochs: int) -> set[int]:
+    """The epochs (from 1) after which a trial of searcher ``name`` can end: its last, and
+    for BOHB every rung of HyperBand's brackets (where the scheduler stops or pauses it)."""
+    epochs = {int(max_epochs)}
+    if name == "bohb":
+        eta = (options or {}).get("reduction_factor") or bohb_reduction_factor(max_epochs)
+        for _, rungs in hyperband_brackets(int(max_epochs), eta):
+            epochs.update(int(r) for r in rungs)
+    return epochs
+
+
 def _bohb(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
     from ray.tune.schedulers import HyperBandForBOHB
 
@@ -222,7 +261,7 @@ def _basic_variants(opts: dict[str, Any], max_epochs: int) -> tuple[Any, Any]:
 register(Searcher(
     "bayesopt", "BayesOpt", _bayesopt,
     options=frozenset({"random_state", "random_search_steps", "utility_kwargs", "patience",
-                       "skip_duplicate", "bayesopt_space"}),
+                       "skip_duplicate", "bayesopt_space", "max_concurrent"}),
     seed_option="random_state", default_seed=42,  # BayesOptSearch fixes 42
     # The paper's declared (log-uniform) space handed to Ray as is: BayesOptSearch drops the
     # log-uniform sampler (ray/tune/search/bayesopt/bayesopt_search.py, convert_search_space)

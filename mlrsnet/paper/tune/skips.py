@@ -31,6 +31,26 @@ def data_missing(task: Task, profile: str, data_dir: str | None) -> str | None:
     return None
 
 
+def require_data(tasks: list[Task], profile: str, data_dir: str | None, what: str) -> None:
+    """At a profile that ``requires_data`` (``paper``), refuse up front, before anything
+    trains, when a task's dataset is not prepared: one paragraph with the one command that
+    prepares them all (the small profiles skip such a task and list it instead)."""
+    from mlrsnet.paper.data.locate import prepare_command
+
+    strict = [t for t in tasks if getattr(t.profile(profile), "requires_data", False)]
+    missing = [t for t in strict if data_missing(t, profile, data_dir)]
+    if not missing:
+        return
+    names = list(dict.fromkeys(t.dataset for t in missing))
+    raise UserError(
+        f"{what} at profile {profile} needs the full datasets, and {', '.join(names)} "
+        f"{'is' if len(names) == 1 else 'are'} not prepared (needed by "
+        f"{', '.join(t.name for t in missing)}). Prepare {'it' if len(names) == 1 else 'them'} "
+        f"first with `{prepare_command(names, data_dir)}` (downloads and verifies the official "
+        "releases; offline, add --source FOLDER holding the official files), then run the same "
+        "command again. Nothing was trained.")
+
+
 def record_skip(store: Store, spec: ExperimentSpec, task: Task, searcher: str, reason: str) -> None:
     """A ``skipped`` row in ``runs``, so the report lists the search and why it did not run."""
     cell = Cell(task=task.name, profile=spec.profile, method="(search)", experiment=spec.name,

@@ -45,6 +45,9 @@ class TrialSetup:
     #: exist, a trial creates it and kills its own worker process (``os._exit``) at the end
     #: of epoch 1, after the epoch checkpoint, as a crashed or preempted worker would.
     die_once_marker: str | None = None
+    #: Epochs (from 1) after which the trial evaluates the test split; None: every epoch
+    #: (:func:`mlrsnet.paper.tune.command.test_epochs`).
+    test_epochs: tuple[int, ...] | None = None
 
 
 def trial_number(trial_name: str | None) -> int | None:
@@ -153,7 +156,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     store = Store(setup.store_root)
     # a trial trains with as many intra-op threads as CPUs it reserves (run_cell sets them)
     result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
-                      on_epoch=on_epoch, threads=max(1, int(setup.cpus)))
+                      on_epoch=on_epoch, threads=max(1, int(setup.cpus)), test_epochs=setup.test_epochs)
     if result is None:
         final = stored_final_report(setup, cell.run_id)
     elif result.status == "diverged":

@@ -44,13 +44,14 @@ def _values(store: Store, table: str, run_id: str) -> pd.DataFrame:
 
 
 def _uninterrupted(tmp_path, row) -> Store:
-    """The same cell trained in one go, with the trial's thread count (2 CPUs per trial)."""
+    """The same cell trained in one go, with the trial's thread count (2 CPUs per trial),
+    evaluating the test split where the trial does (a random-search trial: its last epoch)."""
     store = Store(tmp_path / "reference")
     cell = Cell(task=row["task"], profile=row["profile"], method=row["method"], hparams=dict(row["hparams"]),
                 seed=int(row["seed"]), experiment="tunetest", overrides=dict(row["overrides"] or {}),
                 tags=dict(row["tags"]))
     assert cell.run_id == row["run_id"]
-    run_cell(cell, store, device="cpu", threads=2)
+    run_cell(cell, store, device="cpu", threads=2, test_epochs=(int(row["epochs_done"]),))
     return store
 
 

@@ -23,7 +23,8 @@ def test_the_supplements_four_searchers_with_their_options_and_seeds():
              for name, s in SEARCHERS.items()}
     assert facts == {
         "bayesopt": ("BayesOpt", {"random_state", "random_search_steps", "utility_kwargs", "patience",
-                                  "skip_duplicate", "bayesopt_space"}, "random_state", 42, "native", 0),
+                                  "skip_duplicate", "bayesopt_space", "max_concurrent"}, "random_state", 42,
+                     "native", 0),
         "bohb": ("BOHB", {"seed", "bohb_config", "reduction_factor"}, "seed", None, "native", 0),
         "random": ("random search", {"random_state"}, "random_state", None, "native", 1),
         "grid": ("grid search", set(), None, None, "grid", 1),
@@ -38,9 +39,13 @@ def test_builds_are_the_libraries_searchers():
     from ray.tune.search.bayesopt import BayesOptSearch
 
     from mlrsnet.paper.tune.bohb import ResumableTuneBOHB
+    from mlrsnet.paper.tune.limiter import OrderedBatches
+    from mlrsnet.paper.tune.searchers import BAYESOPT_MAX_CONCURRENT
 
     alg, sched = build_searcher("bayesopt", max_epochs=3)
-    assert isinstance(alg, BayesOptSearch) and sched is None
+    # BayesOpt in ordered batches (tests/paper/tune/test_limiter.py)
+    assert isinstance(alg, OrderedBatches) and isinstance(alg.searcher, BayesOptSearch) and sched is None
+    assert alg.max_concurrent == BAYESOPT_MAX_CONCURRENT == 2
     alg, sched = build_searcher("bohb", max_epochs=4, options={"seed": 1, "reduction_factor": 2})
     assert isinstance(alg, ResumableTuneBOHB) and isinstance(sched, HyperBandForBOHB)
     assert sched._max_t_attr == 4 and sched._eta == 2
@@ -189,3 +194,13 @@ def test_a_reduction_factor_that_misses_the_full_budget_is_refused():
         build_searcher("bohb", max_epochs=200, options={"reduction_factor": 3})
     _, scheduler = build_searcher("bohb", max_epochs=200, options={"reduction_factor": 20})
     assert scheduler._eta == 20 and {r[-1] for _, r in _brackets(scheduler)} == {200}
+
+
+def test_a_trial_can_end_at_its_last_epoch_and_at_bohbs_rungs():
+    from mlrsnet.paper.tune.searchers import hyperband_brackets, stop_epochs
+
+    assert stop_epochs("bayesopt", {}, 10) == {10}
+    assert stop_epochs("random", {}, 3) == {3}
+    rungs = {r for _, bracket in hyperband_brackets(10, 5) for r in bracket}
+    assert stop_epochs("bohb", {}, 10) == rungs | {10} == {2, 10}
+    assert stop_epochs("bohb", {"reduction_factor": 2}, 4) == {1, 2, 4}
