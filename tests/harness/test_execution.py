@@ -90,16 +90,30 @@ def test_a_row_recorded_before_execution_identities_reads_as_its_own_defaults(tm
     assert executor.execution_mismatch(stopped, current) is None
 
 
-def test_the_published_cpu_store_still_has_nothing_left_to_run(tmp_path: Path, data_dir) -> None:
-    """297 runs trained on the CPU, fp32, one thread, before execution identities: a copy
-    of the store, counted as `reproduce` counts it (nothing is trained)."""
+def test_the_published_cpu_store_stands_under_execution_identities(tmp_path: Path, data_dir,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """297 runs trained on the CPU, fp32, eager, one thread, before execution identities:
+    on a copy of the store, counted as `reproduce` counts it (nothing is trained), every one
+    of them still stands, and the counts equal those made without the execution check."""
     from mlrsnet.paper.reproduce import count_runs, load_plan, select
 
     copy = tmp_path / "results"
     shutil.copytree(REPO / "reports" / "cpu" / "results", copy)
     plan = load_plan(REPO / "benchmarks" / "reproduce_all.toml")
-    total, done = count_runs(plan, select(plan, None), "cpu", Store(copy), str(data_dir), None)
-    assert total >= 297 and done == total
+    stages = select(plan, None)
+    total, done = count_runs(plan, stages, "cpu", Store(copy), str(data_dir), None)
+    assert done >= 297
+    with monkeypatch.context() as m:
+        m.setattr(executor, "execution_mismatch", lambda row, current: None)
+        assert count_runs(plan, stages, "cpu", Store(copy), str(data_dir), None) == (total, done)
+    rows = [row for exp in Store(copy).experiments() for row in Store(copy).runs(exp).to_dict("records")
+            if row["status"] in ("finished", "diverged", "stopped")]
+    assert len(rows) >= 297
+    for row in rows:
+        cell = Cell(row["task"], row["profile"], row["method"], overrides=dict(row.get("overrides") or {}))
+        trial = isinstance(row.get("tags"), dict) and "search_id" in row["tags"]
+        threads = 1 if trial else None  # mini trials: one CPU each
+        assert executor.execution_mismatch(row, executor.expected_execution(cell, None, threads, 0.0)) is None
 
 
 # -- item 5: what a run records of its device -----------------------------------------------

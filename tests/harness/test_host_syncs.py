@@ -186,8 +186,8 @@ def test_a_meta_batch_is_one_copy(data_dir, host_to_device: Copies) -> None:
     from mlrsnet.harness.registry import get_task
 
     task = get_task("resnet18-cifar10")
-    workload, _ = task.build(resolved_profile(Cell("resnet18-cifar10", "smoke", "mlrsnet")), torch.device("cpu"))
-    meta = workload.meta_batches(torch.Generator().manual_seed(1))
+    workload, model = task.build(resolved_profile(Cell("resnet18-cifar10", "smoke", "mlrsnet")), torch.device("cpu"))
+    meta = workload.held_out(model, torch.Generator().manual_seed(1)).batches
     next(meta)  # the constants, once
     before = len(host_to_device.calls)
     for _ in range(5):
