@@ -367,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
     sp.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
     sp.set_defaults(func=_cmd_restamp)
+    sp = ssub.add_parser("migrate", help="rewrite files of an older layout (runs typed by value, steps.epoch "
+                         "from 0) in the current one; no run changes")
+    sp.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"))
+    sp.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
+    sp.set_defaults(func=_cmd_migrate)
 
     for register in command_registrars():
         register(sub)
@@ -377,6 +382,12 @@ def _cmd_restamp(args: argparse.Namespace) -> int:
     from mlrsnet.harness.restamp import cmd_restamp
 
     return cmd_restamp(args)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.migrate import cmd_migrate
+
+    return cmd_migrate(args)
 
 
 def _stop_on_signals() -> dict[int, Any]:

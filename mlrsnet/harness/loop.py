@@ -35,6 +35,7 @@ from mlrsnet.harness.step import first_non_finite, host_losses, start_run, workl
 class RunResult:
     status: str  # finished | diverged
     epochs: list[dict[str, Any]] = field(default_factory=list)  # rows: epoch, split, metric, value
+    #: the step trace; ``epoch`` is the epoch the step was taken in, counted from 1 like ``epochs``
     steps: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "epoch": [], "lr": [], "loss": []})
     diverged_step: int | None = None
     method_info: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +45,15 @@ class RunResult:
     def final(self, split: str, metric: str) -> float | None:
         vals = [r["value"] for r in self.epochs if r["split"] == split and r["metric"] == metric]
         return vals[-1] if vals else None
+
+
+def checkpoint_steps(ck: dict[str, Any]) -> dict[str, list[Any]]:
+    """An epoch checkpoint's step trace with ``epoch`` counted from 1, as the ``steps`` table
+    counts it; checkpoints written before that (no ``steps_epoch_from``) counted from 0."""
+    steps = ck["steps"]
+    if ck.get("steps_epoch_from", 0) == 1:
+        return steps
+    return {**steps, "epoch": [e + 1 for e in steps["epoch"]]}
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -138,7 +148,7 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
             check_resumed(method, ck["method_fingerprint"], fingerprint(method, run_owned))
         torch.set_rng_state(ck["torch_rng"])
         generator.set_state(ck["generator"])
-        result.epochs, result.steps = ck["epochs"], ck["steps"]
+        result.epochs, result.steps = ck["epochs"], checkpoint_steps(ck)
         meta_generator.set_state(ck["meta_rng"])
         if ck.get("meta_batches") is not None and run.held_out is not None:
             run.held_out.batches.load_state_dict(ck["meta_batches"])
@@ -173,7 +183,7 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
                 taken = [*taken[:bad], (taken[bad][0], float("nan"), None)]
                 result.status, result.diverged_step = "diverged", taken[bad][0]
             for (s_, lr_, _), loss_ in zip(taken, losses, strict=False):
-                for key, val in (("step", s_), ("epoch", epoch), ("lr", lr_), ("loss", loss_)):
+                for key, val in (("step", s_), ("epoch", epoch + 1), ("lr", lr_), ("loss", loss_)):
                     result.steps[key].append(val)
             if result.status == "diverged":
                 break
@@ -197,6 +207,7 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
                     "method": method.state_dict(), "method_fingerprint": fingerprint(method, run_owned),
                     "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
+                    "steps_epoch_from": 1,
                     "meta_rng": meta_generator.get_state(),
                     # where the held-out source stands (e.g. its shuffled pass), if it keeps state
                     "meta_batches": getattr(run.held_out and run.held_out.batches, "state_dict", lambda: None)(),

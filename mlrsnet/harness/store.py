@@ -15,6 +15,15 @@ owner-named temporary files, stale ones of dead writers removed on the next writ
 :class:`RunLock` claims a run before it is trained (``<experiment>/locks/<run_id>.lock``,
 created with ``O_CREAT | O_EXCL``), so two processes on one results folder never train the
 same run; a lock whose owner died on this host is broken.
+
+Every table is written with one fixed pyarrow schema (:data:`SCHEMAS`: a column is never
+typed by its first value, so ``pandas.read_parquet(<experiment>/<table>)`` and
+``pyarrow.dataset`` open any folder of them), carrying :data:`SCHEMA_VERSION` in its
+metadata.  One epoch convention holds in every table: ``epoch`` counts from 1 (``steps.epoch``
+= the epoch a step was taken in, ``epochs.epoch`` = the epoch whose end the metrics were
+measured at), so ``steps`` and ``epochs`` join on ``(run_id, epoch)``.  Files written before
+version 2 (runs typed by their values, ``steps.epoch`` from 0) are read as version 2 and
+rewritten in place by ``mlrsnet-bench store migrate`` (:mod:`mlrsnet.harness.migrate`).
 """
 
 from __future__ import annotations
@@ -41,24 +50,35 @@ FINAL_STATUSES = ("finished", "diverged")
 #: found again (its search re-run) and trained under another run id.  Kept, not deleted.
 SUPERSEDED = "superseded"
 
-RUNS_COLUMNS = (
-    "run_id", "experiment", "task", "profile", "method", "hparams", "seed", "tags",
-    "overrides", "status", "error", "diverged_step", "started", "finished", "wall_time_s",
-    "git_commit", "versions", "device", "method_info", "epochs_done",
+#: Version of the tables' layout, in each file's schema metadata (``mlrsnet.schema``).
+#: 1 (no metadata): ``runs`` typed by its values, ``steps.epoch`` counted from 0.
+#: 2: the fixed schemas below, ``epoch`` counted from 1 in every table.
+SCHEMA_VERSION = 2
+_META = {b"mlrsnet.schema": str(SCHEMA_VERSION).encode()}
+_EPOCH_DOC = {b"description": b"epoch counted from 1 (the same in the steps and epochs tables)"}
+
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("experiment", pa.string()), ("task", pa.string()),
+    ("profile", pa.string()), ("method", pa.string()), ("hparams", pa.string()),  # JSON
+    ("seed", pa.int64()), ("tags", pa.string()), ("overrides", pa.string()),  # JSON
+    ("status", pa.string()), ("error", pa.string()), ("diverged_step", pa.int64()),
+    ("started", pa.string()), ("finished", pa.string()), ("wall_time_s", pa.float64()),
+    ("git_commit", pa.string()), ("versions", pa.string()), ("device", pa.string()),
+    ("method_info", pa.string()), ("epochs_done", pa.int64()),
     # who runs it (a ``running`` row whose owner is dead is stale) and the data it used
-    "host", "pid", "heartbeat", "data",
-)
+    ("host", pa.string()), ("pid", pa.int64()), ("heartbeat", pa.string()), ("data", pa.string()),
+], metadata=_META)
+RUNS_COLUMNS = tuple(RUNS_SCHEMA.names)
 JSON_COLUMNS = ("hparams", "tags", "overrides", "versions", "method_info", "data")
 EPOCHS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
+    ("run_id", pa.string()), pa.field("epoch", pa.int32(), metadata=_EPOCH_DOC), ("split", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
-])
+], metadata=_META)
 STEPS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("step", pa.int64()), ("epoch", pa.int32()),
+    ("run_id", pa.string()), ("step", pa.int64()), pa.field("epoch", pa.int32(), metadata=_EPOCH_DOC),
     ("lr", pa.float64()), ("loss", pa.float64()),
-])
-#: A temporary file older than this is stale whoever wrote it (a write takes seconds).
-
+], metadata=_META)
+SCHEMAS = {"runs": RUNS_SCHEMA, "epochs": EPOCHS_SCHEMA, "steps": STEPS_SCHEMA}
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
 
 
@@ -80,6 +100,54 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
+def schema_version(table: pa.Table | pa.Schema) -> int:
+    """The layout version a file was written with (1: before versions were recorded)."""
+    meta = (table if isinstance(table, pa.Schema) else table.schema).metadata or {}
+    try:
+        return int(meta.get(b"mlrsnet.schema", b"1"))
+    except ValueError:
+        return 1
+
+
+def _cell(value: Any, kind: pa.DataType) -> Any:
+    """``value`` as a Python value of the column type ``kind``: None for a missing one (None,
+    NaN, pandas' NA), whole numbers that came back as floats (a pandas column with gaps) as
+    ints, anything else as the type asks."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA or value is pd.NaT:
+        return None
+    if pa.types.is_integer(kind):
+        return int(value)
+    if pa.types.is_floating(kind):
+        return float(value)
+    if pa.types.is_string(kind):
+        return value if isinstance(value, str) else str(value)
+    return value
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """A table of ``name`` read from any version's file, in the current schema: columns in
+    the schema's order and types (a missing column as nulls, unknown ones dropped), and a
+    version-1 ``steps.epoch`` counted from 1.  A current file comes back as it is."""
+    schema = SCHEMAS[name]
+    if table.schema.equals(schema, check_metadata=True):
+        return table
+    legacy = schema_version(table) < 2
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            if not col.type.equals(field.type):
+                col = col.cast(field.type) if not pa.types.is_null(col.type) else pa.nulls(len(col), field.type)
+        else:
+            col = pa.nulls(table.num_rows, field.type)
+        if name == "steps" and field.name == "epoch" and legacy:
+            import pyarrow.compute as pc
+
+            col = pc.add(col, pa.scalar(1, field.type))
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def _jsonable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -89,10 +157,13 @@ def _damaged(path: Path, exc: BaseException) -> None:
                   f"is not trusted (re-running it rewrites the file)", DamagedFileWarning, stacklevel=3)
 
 
-def _read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
-    """The file's table, or None (with a warning naming it) when it cannot be read."""
+def _read_table(path: Path, columns: Sequence[str] | None = None, *, name: str | None = None) -> pa.Table | None:
+    """The file's table, or None (with a warning naming it) when it cannot be read; with the
+    table's ``name``, in the current schema (:func:`conform`)."""
     try:
         table = pq.read_table(path, columns=list(columns) if columns else None)
+        if name is not None:
+            table = conform(table, name)
     except FileNotFoundError:
         return None
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -119,10 +190,14 @@ class Store:
         full = {col: row.get(col) for col in RUNS_COLUMNS}
         for key in JSON_COLUMNS:
             full[key] = _jsonable(full[key] if full[key] is not None else {})
-        _atomic_write(pa.Table.from_pylist([full]), self.path(row["experiment"], "runs", row["run_id"]))
+        full = {f.name: _cell(full[f.name], f.type) for f in RUNS_SCHEMA}
+        _atomic_write(pa.Table.from_pylist([full], schema=RUNS_SCHEMA),
+                      self.path(row["experiment"], "runs", row["run_id"]))
 
     def write_curves(self, experiment: str, run_id: str, epochs: Sequence[Mapping[str, Any]],
                      steps: Mapping[str, Sequence[Any]]) -> None:
+        """``epochs``: rows (epoch, split, metric, value); ``steps``: columns step, epoch, lr,
+        loss; ``epoch`` counted from 1 in both (:data:`SCHEMA_VERSION`)."""
         ep = pa.Table.from_pylist([{**r, "run_id": run_id} for r in epochs], schema=EPOCHS_SCHEMA)
         n = len(steps.get("step", ()))
         st = pa.table({"run_id": [run_id] * n, **{k: list(steps[k]) for k in ("step", "epoch", "lr", "loss")}},
@@ -140,7 +215,7 @@ class Store:
         if row is None or row.get("status") not in FINAL_STATUSES:
             raise ValueError(f"run {run_id} of {source!r} is not a finished run")
         for table in ("epochs", "steps"):
-            data = _read_table(self.path(source, table, run_id))
+            data = _read_table(self.path(source, table, run_id), name=table)
             if data is not None:
                 _atomic_write(data, self.path(experiment, table, run_id))
         self.write_run_row({**row, **changes, "experiment": experiment,
@@ -149,7 +224,7 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
     def run_row(self, experiment: str, run_id: str) -> dict[str, Any] | None:
         """The run's ``runs`` row with JSON columns decoded; None if absent or damaged."""
-        table = _read_table(self.path(experiment, "runs", run_id))
+        table = _read_table(self.path(experiment, "runs", run_id), name="runs")
         if table is None or table.num_rows == 0:
             return None
         row = table.slice(0, 1).to_pylist()[0]
@@ -216,12 +291,10 @@ class Store:
         else:
             exps = list(experiments)
         files = sorted(f for e in exps for f in (self.root / e / table).glob("*.parquet"))
-        tables = [t for t in (_read_table(f) for f in files) if t is not None]
-        frames = [t.to_pandas() for t in tables]
-        if not frames:
-            cols = RUNS_COLUMNS if table == "runs" else (EPOCHS_SCHEMA if table == "epochs" else STEPS_SCHEMA).names
-            return pd.DataFrame(columns=list(cols))
-        return pd.concat(frames, ignore_index=True)
+        tables = [t for t in (_read_table(f, name=table) for f in files) if t is not None]
+        if not tables:
+            return pd.DataFrame(columns=list(SCHEMAS[table].names))
+        return pa.concat_tables(tables).to_pandas()
 
     def runs(self, experiments: str | Iterable[str] | None = None) -> pd.DataFrame:
         """The ``runs`` table with its JSON columns decoded into dicts."""

@@ -187,3 +187,106 @@ def test_a_spec_named_dot_dot_exits_2_and_writes_nothing(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert "key 'name'" in err and "'..'" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+# -- one fixed schema, one epoch convention -----------------------------------------------------
+def test_runs_whose_optional_columns_are_empty_in_one_file_and_set_in_another_open_in_pandas_and_pyarrow(
+        tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    store = Store(tmp_path)
+    store.write_run_row(_row("a", "finished"))  # error, pid, wall time ... empty
+    store.write_run_row({**_row("b", "failed"), "error": "boom", "pid": 7, "wall_time_s": 1.5,
+                         "diverged_step": 3, "epochs_done": 2})
+    folder = tmp_path / "exp" / "runs"
+    df = pd.read_parquet(folder)
+    assert sorted(df["run_id"]) == ["a", "b"] and set(df["error"].dropna()) == {"boom"}
+    table = ds.dataset(folder, format="parquet").to_table()
+    assert table.num_rows == 2 and table.schema.field("error").type == "string"
+
+
+def test_every_table_file_carries_its_fixed_schema_whatever_its_values(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from mlrsnet.harness.store import SCHEMAS, schema_version
+
+    store = Store(tmp_path)
+    _finished_run(store, "a")
+    store.write_curves("exp", "b", [], {"step": [], "epoch": [], "lr": [], "loss": []})  # empty
+    for table, schema in SCHEMAS.items():
+        for rid in ("a", "b") if table != "runs" else ("a",):
+            read = pq.read_schema(store.path("exp", table, rid))
+            assert read.equals(schema, check_metadata=True), table
+            assert schema_version(read) == 2
+
+
+def test_steps_and_epochs_count_epochs_alike_so_they_join_on_run_and_epoch(tmp_path: Path, data_dir) -> None:
+    from mlrsnet.harness.executor import run_cell
+    from mlrsnet.harness.experiment import Cell
+
+    store = Store(tmp_path)
+    cell = Cell("resnet18-cifar10", "smoke", "fixed", {"lr": 0.05}, experiment="e")
+    run_cell(cell, store, data_dir=data_dir, quiet=True)
+    steps, epochs = store.read("steps", "e"), store.read("epochs", "e")
+    per_epoch = steps.groupby("epoch")["step"].agg(["min", "max", "count"])
+    assert list(per_epoch.index) == sorted(set(epochs["epoch"])) == [1, 2]
+    assert per_epoch["min"].iloc[0] == 0 and per_epoch["count"].nunique() == 1  # epoch 1 = steps 0..k-1
+    joined = steps.merge(epochs[epochs["metric"] == "loss"], on=["run_id", "epoch"])
+    assert len(joined) == len(steps) * epochs[epochs["metric"] == "loss"]["split"].nunique()
+
+
+def _legacy_store(root: Path) -> None:
+    """Files as version 1 wrote them: runs typed by their values, steps.epoch from 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = {"run_id": "a", "experiment": "exp", "task": "t", "profile": "smoke", "method": "fixed",
+            "hparams": '{"lr": 0.1}', "seed": 0, "tags": "{}", "overrides": "{}", "status": "superseded",
+            "error": None, "diverged_step": None, "started": "2025-01-01", "data": '{"files": {}}'}
+    for rid, error in (("a", None), ("b", "superseded by run c")):
+        path = root / "exp" / "runs" / f"{rid}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist([{**base, "run_id": rid, "error": error}]), path)
+        for table, data in (("steps", {"run_id": [rid] * 3, "step": [0, 1, 2], "epoch": [0, 0, 1],
+                                       "lr": [0.1] * 3, "loss": [2.3, 2.2, 2.1]}),
+                            ("epochs", {"run_id": [rid] * 2, "epoch": [1, 2], "split": ["test"] * 2,
+                                        "metric": ["acc"] * 2, "value": [0.1, 0.2]})):
+            path = root / "exp" / table / f"{rid}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table(data), path)
+
+
+def test_a_version_1_store_reads_as_version_2_and_migrates_in_place_once(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    import pandas as pd
+
+    _legacy_store(tmp_path)
+    with pytest.raises(Exception, match="Unsupported cast from string to null"):
+        pd.read_parquet(tmp_path / "exp" / "runs")  # what version 1 did to a pandas user
+    store = Store(tmp_path)
+    before = store.runs("exp")
+    assert list(store.read("steps", "exp").groupby("run_id")["epoch"].min()) == [1, 1]
+
+    assert main(["store", "migrate", "--results", str(tmp_path)]) == 0
+    assert "rewrote 6 files" in capsys.readouterr().out
+    after = store.runs("exp")
+    pd.testing.assert_frame_equal(before, after)  # every run, every value, superseded still marked
+    assert set(after["status"]) == {"superseded"}
+    steps = pd.read_parquet(tmp_path / "exp" / "steps")
+    assert list(steps.sort_values(["run_id", "step"])["epoch"]) == [1, 1, 2, 1, 1, 2]
+    assert pd.read_parquet(tmp_path / "exp" / "runs")["error"].isna().sum() == 1
+
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
+    assert main(["store", "migrate", "--results", str(tmp_path)]) == 0
+    assert "rewrote 0 files" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == mtimes
+
+
+def test_an_epoch_checkpoint_of_version_1_resumes_with_its_steps_counted_from_1() -> None:
+    from mlrsnet.harness.loop import checkpoint_steps
+
+    old = {"steps": {"step": [0, 1, 2], "epoch": [0, 0, 1], "lr": [0.1] * 3, "loss": [1.0] * 3}}
+    assert checkpoint_steps(old)["epoch"] == [1, 1, 2]
+    new = {**old, "steps": checkpoint_steps(old), "steps_epoch_from": 1}
+    assert checkpoint_steps(new)["epoch"] == [1, 1, 2]

@@ -11,10 +11,9 @@ from mlrsnet.paper.report import require_finished
 
 
 def epoch_lr(steps: pd.DataFrame) -> pd.DataFrame:
-    """Mean LR per (run, epoch), epochs counted from 1 like the ``epochs`` table."""
-    out = steps.groupby(["run_id", "epoch"], as_index=False)["lr"].mean()
-    out["epoch"] = out["epoch"] + 1
-    return out
+    """Mean LR per (run, epoch); ``epoch`` counts from 1 in both tables, so it joins the
+    ``epochs`` table as it is."""
+    return steps.groupby(["run_id", "epoch"], as_index=False)["lr"].mean()
 
 
 def label_of(runs: pd.DataFrame) -> pd.Series:

@@ -354,6 +354,8 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
     Called only once the search is over, when no trial of it can still be running."""
     import torch
 
+    from mlrsnet.harness.loop import checkpoint_steps
+
     failed = dict(failed or {})
     runs = store.runs(experiment)
     if runs.empty:
@@ -378,7 +380,7 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
         epochs_done = 0
         if checkpoint.exists():
             ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            store.write_curves(experiment, run_id, ck["epochs"], ck["steps"])
+            store.write_curves(experiment, run_id, ck["epochs"], checkpoint_steps(ck))
             epochs_done = int(ck["epoch"]) + 1
         store.write_run_row({
             **clean, "status": "stopped", "epochs_done": epochs_done, "finished": now,
