@@ -521,6 +521,7 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
         raise
     epochs_done = max((r["epoch"] for r in result.epochs), default=0)
     final = {**row, "status": result.status, "diverged_step": result.diverged_step,
+             "error": diverged_error(result),
              "finished": _now(), "heartbeat": _now(), "wall_time_s": wall_before + result.wall_time_s,
              "method_info": {**result.method_info, "threads": threads}, "epochs_done": epochs_done,
              "data": {**data_identity(data_dir, result.method_info.get("data")), "profile": profile,
@@ -535,6 +536,17 @@ def _train_claimed(cell: Cell, store: Store, prior: dict[str, Any] | None, dirs:
         raise
     checkpoint.unlink(missing_ok=True)
     return result
+
+
+def diverged_error(result: RunResult) -> str | None:
+    """The ``error`` of a diverged run's row: the step, its epoch (from 1) and the reason;
+    None for a finished run."""
+    if result.status != "diverged":
+        return None
+    step = result.diverged_step
+    epochs = [e for s, e in zip(result.steps["step"], result.steps["epoch"], strict=True) if s == step]
+    where = f"step {step}" + (f" (epoch {epochs[-1]})" if epochs else "")
+    return f"diverged at {where}: {result.diverged_reason or 'a value was not finite'}"
 
 
 def _print(msg: str, quiet: bool) -> None:

@@ -12,6 +12,7 @@ produced uninterrupted.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -38,6 +39,8 @@ class RunResult:
     #: the step trace; ``epoch`` is the epoch the step was taken in, counted from 1 like ``epochs``
     steps: dict[str, list[Any]] = field(default_factory=lambda: {"step": [], "epoch": [], "lr": [], "loss": []})
     diverged_step: int | None = None
+    #: why the run diverged at ``diverged_step`` (the value that was not finite)
+    diverged_reason: str | None = None
     method_info: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
     device: str = "cpu"
@@ -54,6 +57,15 @@ def checkpoint_steps(ck: dict[str, Any]) -> dict[str, list[Any]]:
     if ck.get("steps_epoch_from", 0) == 1:
         return steps
     return {**steps, "epoch": [e + 1 for e in steps["epoch"]]}
+
+
+def divergence_reason(lr: float, loss: float | Any) -> str:
+    """Which value of the step was not finite: the training loss (checked first, as
+    :func:`~mlrsnet.harness.step.train_step` does) or the LR the method chose."""
+    value = float(loss) if not isinstance(loss, torch.Tensor) else float(loss.detach())
+    if not math.isfinite(value):
+        return f"training loss {value} (not finite)"
+    return f"the method's LR {lr} (not finite)"
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -171,6 +183,7 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
                 taken.append((step, lr, loss_value))
                 if diverged:
                     result.status, result.diverged_step = "diverged", step
+                    result.diverged_reason = divergence_reason(lr, loss_value)
                     break
                 step += 1
                 if i % 10 == 0 and isinstance(loss_value, float):  # no wait for the device
@@ -182,6 +195,7 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
             if bad is not None and result.status != "diverged":  # found after the fact
                 taken = [*taken[:bad], (taken[bad][0], float("nan"), None)]
                 result.status, result.diverged_step = "diverged", taken[bad][0]
+                result.diverged_reason = divergence_reason(float("nan"), losses[bad])
             for (s_, lr_, _), loss_ in zip(taken, losses, strict=False):
                 for key, val in (("step", s_), ("epoch", epoch + 1), ("lr", lr_), ("loss", loss_)):
                     result.steps[key].append(val)

@@ -60,7 +60,14 @@ def test_a_non_finite_loss_ends_the_run_as_diverged_and_the_experiment_goes_on(
     outcomes = run_local(cells, store, quiet=True)
     assert list(outcomes.values()) == ["diverged", "finished"]
     runs = store.runs("e").set_index("method")
-    assert runs.loc["exploding", "diverged_step"] >= 3
+    step = runs.loc["exploding", "diverged_step"]
+    assert step >= 3
+    # the row says where and why, in words a reader of the runs table sees
+    steps = store.read("steps", "e")
+    epoch = int(steps.loc[steps["step"] == step, "epoch"].iloc[0])
+    assert runs.loc["exploding", "error"] == (f"diverged at step {int(step)} (epoch {epoch}): "
+                                              "training loss nan (not finite)")
+    assert pd.isna(runs.loc["fixed", "error"])
 
 
 def test_finished_runs_are_skipped_and_force_reruns_them(tmp_path: Path, data_dir) -> None:
@@ -155,3 +162,10 @@ def test_test_epochs_skip_the_test_split_elsewhere_and_change_nothing_in_trainin
     assert [r for r in some.epochs if r["split"] != "test"] == [r for r in every.epochs if r["split"] != "test"]
     assert sorted({r["epoch"] for r in some.epochs if r["split"] == "test"}) == [1, 3]
     assert some.final("test", "acc") == every.final("test", "acc")
+
+
+def test_a_divergence_is_named_by_the_value_that_was_not_finite() -> None:
+    from mlrsnet.harness.loop import divergence_reason
+
+    assert divergence_reason(0.1, float("inf")) == "training loss inf (not finite)"
+    assert divergence_reason(float("nan"), 2.3) == "the method's LR nan (not finite)"
