@@ -174,3 +174,19 @@ def test_every_repository_path_the_readme_names_exists():
 @pytest.mark.parametrize("path", ["mlrsnet/paper/tune/", "mlrsnet/harness/loop.py", "baselines/hd.py"])
 def test_the_checker_sees_paths_that_exist(path):
     assert _exists(path)
+
+
+# -- (d) the verdicts ---------------------------------------------------------------------------
+def test_the_readme_summary_of_the_verdicts_is_the_one_computed_from_the_published_results():
+    """No hand-copied verdict: the block between the verdict markers is what the report's
+    verdict computation gives on ``reports/cpu/results`` (regenerate it with
+    ``python -m mlrsnet.paper.report.reproduction README.md reports/cpu/results``)."""
+    from mlrsnet.harness.store import Store
+    from mlrsnet.paper.report.reproduction import END, START, with_summary
+
+    text = _text()
+    assert START in text and END in text, "the README lost its verdict markers"
+    expected = with_summary(text, Store(ROOT / "reports" / "cpu" / "results"), "reports/cpu/verdicts.md")
+    assert text == expected, ("the README's verdicts differ from the published results; run "
+                              "`python -m mlrsnet.paper.report.reproduction README.md reports/cpu/results`")
+    assert (ROOT / "reports" / "cpu" / "verdicts.md").exists()

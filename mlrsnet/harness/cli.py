@@ -141,7 +141,7 @@ def check_results_writable(results: str | os.PathLike[str]) -> None:
 # ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local, run_ray
-    from mlrsnet.harness.experiment import load_spec
+    from mlrsnet.harness.experiment import load_spec, spec_record, task_facts
     from mlrsnet.harness.store import Store
 
     spec = load_spec(args.spec, profile=args.profile, seeds=parse_seeds(args.seeds))
@@ -152,6 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = spec.cells()
     check_results_writable(args.results)
     store = Store(args.results)
+    store.write_spec(spec.name, {**spec_record(spec), "task_facts": task_facts(spec.tasks, spec.profile,
+                                                                             args.data_dir)})
     quiet = args.quiet
     if not quiet:
         print(f"experiment {spec.name}: {len(cells)} runs ({spec.profile} profile) -> "

@@ -178,6 +178,9 @@ class ExperimentSpec:
     override_sweep: tuple[Mapping[str, Any], ...] = ()
     source: Path | None = None
     description: str = ""
+    #: What a report says about the experiment (``[report]``: e.g. the paper's figure, its
+    #: claim, the paper's numbers); carried as given, read by the report layer.
+    report: Mapping[str, Any] | None = None
 
     @property
     def takes_tuned(self) -> bool:
@@ -226,7 +229,7 @@ def check_keys(table: Mapping[str, Any], allowed: Collection[str], source: str, 
         raise _fail(str(source), key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "tune"}
+TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "tune", "report"}
 METHOD_KEYS = {"name", "hparams", "label", "tuned"}
 
 
@@ -292,13 +295,47 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     overrides = sweep[0]
     if tune is not None and not isinstance(tune, dict):
         raise _fail(source, "tune", "must be a table")
+    report = data.get("report")
+    if report is not None and not isinstance(report, dict):
+        raise _fail(source, "report", "must be a table")
     return ExperimentSpec(
         name=name, profile=prof, seeds=tuple(seed_list), tasks=tuple(task_names),
         methods=tuple(methods), overrides=overrides, tune=tune,
         override_sweep=tuple(sweep) if isinstance(raw_overrides, list) else (),
         source=Path(source) if source != "<spec>" else None,
-        description=str(data.get("description", "")),
+        description=str(data.get("description", "")), report=report,
     )
+
+
+def task_facts(names: Collection[str], profile: str, data_dir: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per task, the reference values a report draws beside its curves (chance accuracy,
+    the corpus's unigram perplexity at the profile's vocabulary), from the task's optional
+    ``references(profile, data_dir)`` (the paper's tasks have one); tasks without it give
+    nothing."""
+    out = {}
+    for name in dict.fromkeys(names):
+        refs = getattr(get_task(name), "references", None)
+        out[name] = dict(refs(profile, data_dir)) if callable(refs) else {}
+    return out
+
+
+def spec_record(spec: ExperimentSpec) -> dict[str, Any]:
+    """The resolved spec as stored beside its results (``<experiment>/spec.json``): what a
+    report needs to draw the experiment from the store alone: the methods in the spec's
+    order with their labels (a legend's order), the tasks, seeds, profile, the override
+    sweep, the tuning block and the ``[report]`` table, as this invocation resolved them."""
+    return {
+        "name": spec.name, "description": spec.description, "profile": spec.profile,
+        "seeds": list(spec.seeds), "tasks": list(spec.tasks),
+        "methods": [{"name": m.name, "label": m.label, "hparams": dict(m.hparams),
+                     **({"tuned": dict(m.tuned)} if m.tuned else {})} for m in spec.methods],
+        "overrides": dict(spec.overrides),
+        "sweep": [dict(o) for o in spec.override_sweep],
+        "tune": dict(spec.tune) if spec.tune is not None else None,
+        "report": dict(spec.report) if spec.report is not None else None,
+        # the file's folder and name (benchmarks/fig1.toml), not where this checkout is
+        "source": f"{spec.source.parent.name}/{spec.source.name}" if spec.source is not None else None,
+    }
 
 
 TUNED_KEYS = {"experiment", "search", "task", "profile"}

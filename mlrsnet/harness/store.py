@@ -44,6 +44,8 @@ import pyarrow.parquet as pq
 from mlrsnet.harness.files import HOST, atomic_write, create_file, owner_alive, pid_start
 
 TABLES = ("runs", "epochs", "steps")
+#: The resolved experiment spec stored beside the tables (:meth:`Store.write_spec`).
+SPEC_FILE = "spec.json"
 #: Statuses after which a run is never started again (unless forced).
 FINAL_STATUSES = ("finished", "diverged")
 #: A finished run that a figure no longer draws: the configuration its cell stands for was
@@ -220,6 +222,32 @@ class Store:
                 _atomic_write(data, self.path(experiment, table, run_id))
         self.write_run_row({**row, **changes, "experiment": experiment,
                             "data": {**dict(row.get("data") or {}), "copied_from": source}})
+
+    def write_spec(self, experiment: str, record: Mapping[str, Any]) -> Path:
+        """Store an experiment's resolved spec beside its tables (``<experiment>/spec.json``,
+        :func:`~mlrsnet.harness.experiment.spec_record` plus what the caller adds), so a
+        report draws it from the store alone.  Rewritten only when it changed."""
+        problem = check_component(experiment)
+        if problem:
+            raise ValueError(problem)
+        path = self.root / experiment / SPEC_FILE
+        text = json.dumps(record, sort_keys=True, indent=1, default=str) + "\n"
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            return path
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+        return path
+
+    def spec(self, experiment: str) -> dict[str, Any] | None:
+        """The stored spec of ``experiment`` (None when none was stored or it is damaged)."""
+        path = self.root / experiment / SPEC_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            _damaged(path, exc)
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- reading ---------------------------------------------------------------------------
     def run_row(self, experiment: str, run_id: str) -> dict[str, Any] | None:

@@ -34,7 +34,14 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import parse_seeds
-from mlrsnet.harness.experiment import Cell, ExperimentSpec, SpecError, check_keys, check_overrides, load_spec
+from mlrsnet.harness.experiment import (
+    Cell,
+    ExperimentSpec,
+    SpecError,
+    check_keys,
+    check_overrides,
+    load_spec,
+)
 from mlrsnet.harness.registry import get_method, profile_names
 from mlrsnet.harness.store import FINAL_STATUSES, SUPERSEDED, Store
 from mlrsnet.paper import DEFAULT_PLAN
@@ -149,6 +156,18 @@ def stage_spec(stage: Stage, profile: str, seeds: list[int] | None) -> Experimen
                 check_overrides(t, profile, o)
         spec = ExperimentSpec(**{**spec.__dict__, "overrides": sweep[0], "override_sweep": sweep})
     return spec
+
+
+def record_stage(store: Store, stage: Stage, profile: str, seeds: list[int] | None,
+                 data_dir: str | None) -> None:
+    """Store a run stage's resolved spec beside its results (:meth:`Store.write_spec`): its
+    methods in order, labels, seeds and the held-out sweep at ``profile``, and its tasks'
+    reference values, so its report is drawn from the store alone.  (A tune stage's search
+    records its own.)"""
+    from mlrsnet.paper.report.references import stored_spec
+
+    spec = stage_spec(stage, profile, seeds)
+    store.write_spec(spec.name, stored_spec(spec, data_dir))
 
 
 def unswept(cell: Cell, swept: bool) -> Cell:
@@ -435,6 +454,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
             failed += code != 0
             progress.done += ended_runs(store, s.name, data_dir) - before
         else:
+            record_stage(store, s, prof, seeds, data_dir)
             cells, blocked = run_stage_cells(s, prof, search_profile, store, data_dir, seeds)
             said: set[tuple[str, str]] = set()
             for cell, why in blocked:

@@ -57,6 +57,9 @@ def test_run_writes_parquet_and_report_renders_a_png_from_it(tmp_path: Path, dat
     assert main(["run", str(spec), "--results", str(results), "--quiet"]) == 0
     runs = Store(results).runs("clitest")
     assert sorted(runs["status"]) == ["finished", "finished"]
+    stored = Store(results).spec("clitest")  # the resolved spec beside its results, for the report
+    assert stored["name"] == "clitest" and stored["tasks"] == ["resnet18-cifar10"]
+    assert stored["task_facts"]["resnet18-cifar10"]["chance"] == pytest.approx(0.1)
     assert main(["report", "curves", "--experiment", "clitest", "--results", str(results),
                  "--out", str(reports)]) == 0
     png = reports / "clitest-resnet18-cifar10.png"

@@ -126,6 +126,20 @@ def test_the_held_out_sweep_applies_to_the_methods_that_read_held_out_data_only(
         assert len(mine) == 2 and all("holdout" not in o for o in mine["overrides"])
 
 
+def test_each_stage_stores_its_resolved_spec_beside_its_results(reproduced, project):
+    spec = reproduced.spec("fig")
+    assert [m["label"] for m in spec["methods"]] == ["Fixed (grid)", "MLR-SNet (ours)", "RTHO"]
+    assert spec["seeds"] == [0, 1] and spec["profile"] == "smoke"
+    assert spec["sweep"] == [{"epochs": 1, "holdout": 16}, {"epochs": 1, "holdout": 32}]  # the plan's, not the file's
+    assert spec["task_facts"]["resnet18-cifar10"]["chance"] == pytest.approx(0.1)
+    assert spec["source"] == "benchmarks/fig.toml"  # not where this checkout is
+    assert reproduced.spec("srch")["tune"]["searchers"] == ["grid"]
+    # the report reads it: the legend's order is the spec's
+    from mlrsnet.paper.report import figures as F
+
+    assert F.labels_of(F.load(reproduced, "fig"))[0] == "Fixed (grid)"
+
+
 def test_a_run_another_experiment_already_trained_is_copied_not_trained_again(reproduced):
     fig = reproduced.runs("fig").set_index("run_id")
     again = reproduced.runs("fig_b")

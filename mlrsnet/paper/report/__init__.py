@@ -1,12 +1,17 @@
 """Renderers: pure functions of the Parquet results (they never train).
 
-Each report is ``module:function`` taking ``(store, out_dir, experiment)`` and returning the
-paths it wrote; ``mlrsnet-bench report NAME`` looks it up here.
+:data:`REPORTS` is the one registry of reports: ``mlrsnet-bench report NAME`` looks a name
+up here, an experiment's ``all`` renders, in this order, every entry with an ``artefacts``
+builder (``(data, out, write) -> [Artefact]``, :mod:`mlrsnet.paper.report.figures`), and
+the reproduction's report renders the entry named like a search stage (``table1``) as that
+stage's table.  An entry with ``render`` is called as ``render(store, out, experiment)``
+and returns the paths it wrote.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,18 +22,34 @@ if TYPE_CHECKING:  # REPORTS is read to build the command line, which must not i
 
     from mlrsnet.harness.store import Store
 
-REPORTS = {
-    "curves": ("mlrsnet.paper.report.curves", "render_curves", "demo"),
-    "demo": ("mlrsnet.paper.report.curves", "render_curves", "demo"),
-    "table1": ("mlrsnet.paper.report.table1", "render_table1", "table1"),
-    "transfer": ("mlrsnet.paper.report.transfer", "render_transfer", "transfer"),
-    "figures": ("mlrsnet.paper.report.figures", "render_figures", "demo"),
-    "lr-schedules": ("mlrsnet.paper.report.figures", "render_lr_schedules", "demo"),
-    "profile": ("mlrsnet.paper.report.figures", "render_profile", "demo"),
-    "summary": ("mlrsnet.paper.report.figures", "render_summary", "demo"),
-    "cost": ("mlrsnet.paper.report.cost", "render_cost", "fig2_meta_test"),
-    "index": ("mlrsnet.paper.report.figures", "render_index", "demo"),
-    "all": ("mlrsnet.paper.report.figures", "render_all", "demo"),
+
+@dataclass(frozen=True)
+class Report:
+    """One report: its module and either its ``render`` function or its ``artefacts``
+    builder (then it is part of an experiment's ``all`` and index); ``default`` is the
+    experiment rendered when none is named."""
+
+    module: str
+    render: str | None = None
+    artefacts: str | None = None
+    default: str = "demo"
+    #: ``(store, experiment) -> [document blocks]``: what a reproduction's index shows of it
+    blocks: str | None = None
+
+
+REPORTS: dict[str, Report] = {
+    "figures": Report("mlrsnet.paper.report.curves", artefacts="curves_artefacts"),
+    "lr-schedules": Report("mlrsnet.paper.report.curves", artefacts="lr_artefacts"),
+    "profile": Report("mlrsnet.paper.report.figures", artefacts="profile_artefacts"),
+    "summary": Report("mlrsnet.paper.report.figures", artefacts="summary_artefacts"),
+    "cost": Report("mlrsnet.paper.report.cost", artefacts="cost_artefacts", default="fig2_meta_test"),
+    "index": Report("mlrsnet.paper.report.figures", render="render_index"),
+    "all": Report("mlrsnet.paper.report.figures", render="render_all"),
+    "demo": Report("mlrsnet.paper.report.curves", render="render_demo"),
+    "curves": Report("mlrsnet.paper.report.curves", render="render_demo"),
+    "table1": Report("mlrsnet.paper.report.table1", render="render_table1", default="table1",
+                     blocks="index_blocks"),
+    "transfer": Report("mlrsnet.paper.report.transfer", render="render_transfer", default="transfer"),
 }
 
 
@@ -56,8 +77,12 @@ def require_finished(runs: pd.DataFrame, store: Store, experiment: str, hint: st
 def render(what: str, *, results: Path, out: Path, experiment: str | None = None) -> list[Path]:
     if what not in REPORTS:
         raise UserError(f"unknown report {what!r}; available: {', '.join(REPORTS)}")
+    entry = REPORTS[what]
     from mlrsnet.harness.store import Store
 
-    module, func, default_exp = REPORTS[what]
-    fn = getattr(importlib.import_module(module), func)
-    return fn(Store(results), Path(out), experiment or default_exp)
+    store, exp = Store(results), experiment or entry.default
+    if entry.render:
+        return getattr(importlib.import_module(entry.module), entry.render)(store, Path(out), exp)
+    from mlrsnet.paper.report.figures import render_artefacts
+
+    return render_artefacts(what, store, Path(out), exp)

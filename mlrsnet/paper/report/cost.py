@@ -43,26 +43,23 @@ import numpy as np
 import pandas as pd
 
 from mlrsnet.harness.store import Store
-from mlrsnet.paper.report import require_finished
-from mlrsnet.paper.report.figures import (
+from mlrsnet.paper.report import plotting, require_finished
+from mlrsnet.paper.report.data import (
     Artefact,
     Data,
-    _axes,
-    _colors,
-    _fmt_metric,
-    _layout,
-    _legend,
-    _md_table,
-    _plt,
-    _save,
-    _sentence,
     caption_facts,
+    figure_title,
     finals,
+    fmt_metric,
     labels_of,
     load,
+    methods_of,
     missing_reasons,
+    sentence,
     task_title,
 )
+from mlrsnet.paper.report.document import md_table
+from mlrsnet.paper.report.style import styles
 
 META_EXPERIMENT = "fig1_meta_train"
 #: The meta-training the transferred MLR-SNet stands on: ``mlrsnet`` on this task.
@@ -73,7 +70,6 @@ TRANSFER_METHOD = "mlrsnet-transfer"
 META_STATUSES = ("finished",)
 PAPER_CLAIM = ("the paper estimates the grid search for EfficientNet-B0 / -B7 on CIFAR-100 at 49x / "
                "289x one MLR-SNet meta-training")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 #: Joins a point's notes in the ``note`` column.
 NOTE_SEP = " | "
 STEM = "cost"
@@ -315,7 +311,7 @@ def cost_caption(data: Data, frame: pd.DataFrame, meta: Cost, meta_experiment: s
     return (f"Best test {_metric_words(data)}, mean over seeds, against the total compute spent to get it "
             f"({measure}, log scale), one panel per task, one marker per method; a dotted line runs back to "
             f"the cost of the training run alone. {counting_note(data, meta, meta_experiment)}{hollow} "
-            f"For scale: {PAPER_CLAIM}. {_sentence(caption_facts(data))}. Experiment {data.experiment}, "
+            f"For scale: {PAPER_CLAIM}. {sentence(caption_facts(data))}. Experiment {data.experiment}, "
             f"{len(data.runs)} runs.")
 
 
@@ -350,12 +346,10 @@ def _log_x(ax: Any, values: list[float]) -> None:
 
 def build_cost(data: Data, frame: pd.DataFrame, measure: str = "wall") -> Any:
     """One panel per task: a marker per label at (total compute, best test metric)."""
-    plt = _plt()
     total, own = ("total_wall_s", "own_wall_s") if measure == "wall" else ("total_param_epochs", "own_param_epochs")
     tasks = [t for t in data.tasks if (frame["task"] == t).any()]
-    fig, axes = _axes(plt, len(tasks))
-    labels = labels_of(data)
-    colors = _colors(labels)
+    fig, axes = plotting.axes(len(tasks))
+    st = styles(labels_of(data), methods_of(data))
     for ax, task in zip(axes, tasks, strict=True):
         rows = frame[frame["task"] == task]
         metric = str(rows["metric"].iloc[0])
@@ -364,7 +358,7 @@ def build_cost(data: Data, frame: pd.DataFrame, measure: str = "wall") -> Any:
             x, y, x0 = getattr(r, total), r.best_test * scale, getattr(r, own)
             if not (math.isfinite(y) and x > 0):
                 continue
-            color, marker = colors[r.label], MARKERS[labels.index(r.label) % len(MARKERS)]
+            color, marker = st[r.label].color, st[r.label].marker
             if math.isfinite(x0) and 0 < x0 < x:
                 ax.plot([x0, x], [y, y], linestyle=":", color=color, linewidth=1.2, label="_nolegend_")
             ax.plot([x], [y], linestyle="none", marker=marker, ms=9, color=color, label=r.label,
@@ -376,9 +370,11 @@ def build_cost(data: Data, frame: pd.DataFrame, measure: str = "wall") -> Any:
         ax.set_title(task_title(task), fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.margins(y=0.15)
-    _legend(fig, axes)
+    plotting.legend(fig, axes)
     what = "wall-clock seconds" if measure == "wall" else "parameter-epochs"
-    _layout(fig, f"{data.experiment}: best test metric against total compute ({what})")
+    plotting.layout(fig, figure_title(data, "cost (not in the paper)"),
+                    f"best test metric against total compute ({what})"
+                    + ("; hollow: a cost part is missing" if (~frame["complete"]).any() else ""))
     return fig
 
 
@@ -409,11 +405,11 @@ def _share(v: float, n: int, fmt: str = "{:.1f}") -> str:
 def _wall_table(g: pd.DataFrame) -> str:
     header = ["method", "seeds", "best test", "own run (s)", "search (s) [trials]", "meta-training (s)",
               "meta-training share (s)", "total (s)", "search / meta-training"]
-    rows = [[r.label, r.seeds, _fmt_metric(r.metric, r.best_test), _num(r.own_wall_s),
+    rows = [[r.label, r.seeds, fmt_metric(r.metric, r.best_test), _num(r.own_wall_s),
              _num(r.search_wall_s) + (f" [{r.search_trials}]" if r.search_trials else ""),
              _num(r.meta_wall_s_full), _share(r.meta_wall_s_amortised, r.meta_tasks), _num(r.total_wall_s),
              "-" if math.isnan(r.search_over_meta) else f"{r.search_over_meta:.1f}x"] for r in g.itertuples()]
-    return _md_table(header, rows)
+    return md_table(header, rows)
 
 
 def _pe_table(g: pd.DataFrame) -> str:
@@ -422,7 +418,7 @@ def _pe_table(g: pd.DataFrame) -> str:
     rows = [[r.label, _pe(r.own_param_epochs), _pe(r.search_param_epochs), _pe(r.meta_param_epochs_full),
              _share(r.meta_param_epochs_amortised, r.meta_tasks, "{:.3g}"),
              _pe(r.total_param_epochs)] for r in g.itertuples()]
-    return _md_table(header, rows)
+    return md_table(header, rows)
 
 
 def cost_markdown(data: Data, frame: pd.DataFrame, meta: Cost, meta_experiment: str) -> str:
@@ -432,7 +428,7 @@ def cost_markdown(data: Data, frame: pd.DataFrame, meta: Cost, meta_experiment: 
              f"{counting_note(data, meta, meta_experiment)} '-' = not part of this label's cost; "
              f"'missing' = part of it but not in the store (see the notes). "
              f"For scale: {PAPER_CLAIM}; 'search / meta-training' is that ratio measured here. "
-             f"{_sentence(caption_facts(data))}.\n"]
+             f"{sentence(caption_facts(data))}.\n"]
     for task in data.tasks:
         g = frame[frame["task"] == task]
         if len(g):
@@ -458,8 +454,8 @@ def cost_artefacts(data: Data, out: Path, write: bool, *,
     pe_caption = (cost_caption(data, frame, meta, meta_experiment, "parameter-epochs: parameters x epochs run")
                   if has else caption)
     if write and has:
-        _save(build_cost(data, frame, "wall"), out, STEM, caption)
-        _save(build_cost(data, frame, "param-epochs"), out, PE_STEM, pe_caption)
+        plotting.save(build_cost(data, frame, "wall"), out, STEM, caption)
+        plotting.save(build_cost(data, frame, "param-epochs"), out, PE_STEM, pe_caption)
         frame.to_csv(out / f"{STEM}.csv", index=False)
         (out / f"{STEM}.md").write_text(cost_markdown(data, frame, meta, meta_experiment))
     missing = missing_reasons(data) + point_notes(frame)
@@ -468,11 +464,11 @@ def cost_artefacts(data: Data, out: Path, write: bool, *,
     def files(*names: str) -> list[Path]:
         return [out / n for n in names] if has else []
 
-    return [Artefact("cost", "Best test metric against total compute (wall-clock s)",
+    return [Artefact("cost", figure_title(data, "cost in wall-clock seconds (not in the paper)"),
                      files(f"{STEM}.png", f"{STEM}.pdf"), caption, runs, missing),
-            Artefact("cost", "Best test metric against total compute (parameter-epochs)",
+            Artefact("cost", figure_title(data, "cost in parameter-epochs (not in the paper)"),
                      files(f"{PE_STEM}.png", f"{PE_STEM}.pdf"), pe_caption, runs, missing),
-            Artefact("cost", "Compute to reach the best test metric (table)",
+            Artefact("cost", figure_title(data, "compute to reach the best test metric (table)"),
                      files(f"{STEM}.md", f"{STEM}.csv"), counting_note(data, meta, meta_experiment) if has
                      else caption, runs, missing)]
 

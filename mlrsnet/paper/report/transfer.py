@@ -147,41 +147,20 @@ def _column_order(targets: pd.DataFrame) -> list[str]:
     return [r.label for r in ranked]
 
 
-def plot_targets(targets: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Path:
-    """Fig. 5: test curves per target, one colour per configuration across panels."""
-    import matplotlib
+def _is_target(runs: pd.DataFrame) -> pd.Series:
+    """The runs on the targets (transferred configurations and comparison methods)."""
+    return runs["tags"].map(lambda t: isinstance(t, dict) and ("transfer_from" in t or bool(t.get("transfer_compare"))))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    labels = _column_order(targets)
-    colours = {lb: f"C{i % 10}" for i, lb in enumerate(labels)}
-    tasks = list(dict.fromkeys(targets["task"]))
-    cols = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks, strict=False):
-        part = targets[targets["task"] == task].set_index("label")
-        for label in (lb for lb in labels if lb in part.index):
-            r = part.loc[label]
-            metric = r["metric"].split("/")[1]
-            ep = epochs[(epochs["run_id"] == r["run_id"]) & (epochs["split"] == "test")
-                        & (epochs["metric"] == metric)].sort_values("epoch")
-            scale = 100 if metric == "acc" else 1
-            ax.plot(ep["epoch"], ep["value"] * scale, marker="o", ms=3, color=colours[label], label=label)
-        ax.set(title=part["setting"].iloc[0], xlabel="epoch",
-               ylabel="test accuracy (%)" if part["metric"].iloc[0].endswith("acc") else "test perplexity")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1 if len(names) > 3 else 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def plot_targets(store: Store, experiment: str, path: Path) -> list[Path]:
+    """Fig. 5: test curves per target, by the report's one curve renderer (each method in its
+    colour and marker of every figure), with its caption beside it."""
+    from mlrsnet.paper.report import plotting
+    from mlrsnet.paper.report.curves import build_curves, curves_caption
+    from mlrsnet.paper.report.data import load
+
+    data = load(store, experiment, keep=_is_target)
+    return plotting.save(build_curves(data), path.parent, path.stem, curves_caption(data))
 
 
 def render_transfer(store: Store, out: Path, experiment: str) -> list[Path]:
@@ -199,6 +178,6 @@ def render_transfer(store: Store, out: Path, experiment: str) -> list[Path]:
     paths = [out / "transfer.md", out / "transfer.csv"]
     paths[0].write_text(to_markdown(source, targets, skipped, experiment))
     targets.to_csv(paths[1], index=False)
-    if not targets.empty:
-        paths.append(plot_targets(targets, epochs, out / "transfer.png"))
+    if not targets.empty and targets["status"].isin(["finished", "diverged"]).any():
+        paths += plot_targets(store, experiment, out / "transfer.png")
     return paths

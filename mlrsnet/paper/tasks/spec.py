@@ -45,6 +45,29 @@ class Task:
             )
         return self.profiles[name]
 
+    def references(self, profile: str, data_dir: str | None = None) -> dict[str, Any]:
+        """What a report draws beside this task's curves at ``profile``: its title and test
+        metric, chance accuracy (images: one over the classes) or the unigram perplexity of
+        the corpus (train-split word frequencies on the whole test split, over the
+        vocabulary the profile keeps; None when the corpus is not found)."""
+        out: dict[str, Any] = {"title": self.title, "kind": self.kind,
+                               "metric": "acc" if self.kind == "image" else "ppl"}
+        if self.kind == "image":
+            return {**out, "classes": self.num_classes,
+                    "chance": 1.0 / self.num_classes if self.num_classes else None}
+        from mlrsnet.paper.data import cap_vocabulary, load_corpus
+        from mlrsnet.paper.data.text import unigram_perplexity
+
+        cap = self.profile(profile).vocab_size
+        try:
+            corpus = load_corpus(self.dataset, data_dir)
+        except UserError:
+            return {**out, "unigram_ppl": None, "vocab_size": cap}
+        if cap is not None:
+            corpus = cap_vocabulary(corpus, cap)
+        return {**out, "vocab_size": corpus.vocab_size,
+                "unigram_ppl": unigram_perplexity(corpus.train, corpus.test, corpus.vocab_size)}
+
     def model_kwargs(self, profile: str) -> dict[str, Any]:
         return dict(self.profile(profile).model_kwargs)
 

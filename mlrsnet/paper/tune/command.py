@@ -22,8 +22,14 @@ from typing import Any
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cluster import ClusterLost, head_alive, lost_message, watch
-from mlrsnet.harness.experiment import Cell, ExperimentSpec, load_spec, resolved_profile
+from mlrsnet.harness.experiment import (
+    Cell,
+    ExperimentSpec,
+    load_spec,
+    resolved_profile,
+)
 from mlrsnet.harness.store import Store
+from mlrsnet.paper.report.references import stored_spec
 from mlrsnet.paper.tasks import Task, get_task
 from mlrsnet.paper.tune.objective import Objective, objective_for
 from mlrsnet.paper.tune.plan import TunePlan, parse_tune_block, with_cli_overrides
@@ -185,6 +191,7 @@ def tune_command(args: argparse.Namespace) -> int:
     store = Store(Path(args.results).resolve())
     require_data([*tasks, *(get_task(n) for n in plan.transfer_to)], spec.profile, data_dir,
                  f"`mlrsnet-bench tune {source}`")
+    store.write_spec(spec.name, stored_spec(spec, data_dir))
 
     runnable: list[TaskPlan] = []
     for task in tasks:

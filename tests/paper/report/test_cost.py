@@ -196,7 +196,7 @@ def test_a_meta_training_experiment_without_the_meta_run_says_so(store):
 
 # -- the files ---------------------------------------------------------------------------------
 def test_render_cost_writes_the_figures_the_table_and_a_caption_that_says_how_it_counts(store, tmp_path):
-    assert REPORTS["cost"] == ("mlrsnet.paper.report.cost", "render_cost", "fig2_meta_test")
+    assert REPORTS["cost"].artefacts == "cost_artefacts" and REPORTS["cost"].default == "fig2_meta_test"
     paths = render("cost", results=store.root, out=tmp_path, experiment=EXP)
     names = {p.name for p in paths}
     for stem in ("cost", "cost-param-epochs"):
@@ -240,11 +240,11 @@ def test_one_panel_per_task_log_x_one_marker_per_label(data, store):
 
 
 def test_report_all_renders_the_cost_figure_and_the_index_lists_it(store, tmp_path):
-    assert "cost" in F.BUILDERS
+    assert "cost" in dict(F.builders())
     paths = render("all", results=store.root, out=tmp_path, experiment=EXP)
     assert {"cost.png", "cost-param-epochs.png", "cost.md", "index.md"} <= {p.name for p in paths}
     md = (tmp_path / "index.md").read_text()
-    assert "## Best test metric against total compute (wall-clock s)" in md
+    assert f"## {EXP}: cost in wall-clock seconds (not in the paper)" in md
     assert "](cost.png)" in md and "](cost.csv)" in md
     assert f"mlrsnet-bench report cost --experiment {EXP}" in md
     assert 'href="cost.png"' in (tmp_path / "index.html").read_text()
@@ -256,7 +256,7 @@ def test_an_experiment_without_a_finished_run_is_listed_as_not_drawn(store, tmp_
     paths = render("all", results=store.root, out=tmp_path, experiment="nodata")
     assert [p.name for p in paths] == ["index.md", "index.html"]
     md = (tmp_path / "index.md").read_text()
-    assert "## Compute to reach the best test metric (table)" in md
-    assert md.count("Not drawn**: no finished run to draw") == len([a for b in F.BUILDERS.values()
+    assert "## nodata: compute to reach the best test metric (table)" in md
+    assert md.count("Not drawn**: no finished run to draw") == len([a for b in dict(F.builders()).values()
                                                                       for a in b(F.load(store, "nodata"), tmp_path,
                                                                                  False)])

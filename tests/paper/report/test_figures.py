@@ -2,7 +2,8 @@
 ``all``) on a small store made by real smoke runs, trained once per session: ResNet-18 /
 CIFAR-10 and the 2-layer LSTM on PTB, three methods (fixed with two seeds, multistep, the
 transferred MLR-SNet with our checkpoints), 2 epochs; and ResNet-18 on SVHN, which is not
-prepared here, so its run is recorded as failed."""
+prepared here, so its run is recorded as failed.  The experiment's resolved spec is stored
+beside its results, as ``run`` and ``reproduce`` store it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import io
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from support.smoke import smoke_cells
@@ -26,13 +28,21 @@ METHODS = [{"name": "fixed", "label": "Fixed (0.1)", "hparams": {"lr": 0.1}},
            {"name": "multistep", "label": "MultiStep", "hparams": {"lr": 0.1, "decay": 0.1}},
            {"name": "mlrsnet-transfer", "label": "MLR-SNet (ours)", "hparams": {"checkpoints": "ours"}}]
 LABELS = [m["label"] for m in METHODS]
+REFERENCE_LINES = ("chance accuracy", "unigram-model perplexity")
 
 
+def _spec(methods):
+    from mlrsnet.harness.experiment import parse_spec
+    from mlrsnet.paper.report.references import stored_spec
+
+    return stored_spec(parse_spec({"name": EXP, "profile": "smoke", "seeds": [0, 1],
+                                   "tasks": [*TASKS, "resnet18-svhn"], "methods": methods}))
 
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("figures") / "results")
+    store.write_spec(EXP, _spec(METHODS))
     cells = smoke_cells(EXP, TASKS, METHODS, [0]) + smoke_cells(EXP, TASKS, METHODS[:1], [1])
     outcomes = run_local(cells, store, quiet=True)
     assert set(outcomes.values()) == {"finished"}, outcomes
@@ -63,22 +73,46 @@ def _legend_labels(fig):
     return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
 
 
+def _method_lines(ax):
+    return [ln for ln in ax.get_lines() if ln.get_label() in LABELS or ln.get_label().startswith("fixed")]
+
+
 def test_curves_one_panel_per_task_one_line_per_method_band_for_two_seeds(data):
     fig = F.build_curves(data)
     axes = _visible(fig)
     assert [ax.get_title() for ax in axes] == ["ResNet-18 on CIFAR-10", "2-layer LSTM on Penn Treebank"]
     for ax in axes:
-        assert len(ax.get_lines()) == 3
+        assert len(_method_lines(ax)) == 3
         assert len(ax.collections) == 1  # the min-max band of the two fixed seeds
         assert ax.get_xlabel() == "epoch"
     assert axes[0].get_ylabel() == "test accuracy (%)"
     assert axes[1].get_ylabel().startswith("test perplexity")
-    assert _legend_labels(fig) == ["Fixed (0.1) (mean of 2 seeds, band min-max)", "MultiStep", "MLR-SNet (ours)"]
+    assert _legend_labels(fig) == [*LABELS, *REFERENCE_LINES]
+    assert "n = 1, 2 seeds; band: min-max" in fig._suptitle.get_text()
     # the drawn mean is the seeds' mean of the stored test accuracy, in percent
     ep = data.test
     fixed = ep[(ep["task"] == "resnet18-cifar10") & (ep["label"] == "Fixed (0.1)")]
     line = axes[0].get_lines()[0]
     assert list(line.get_ydata()) == pytest.approx(list(fixed.groupby("epoch")["value"].mean() * 100))
+    # the reference levels: chance (one over CIFAR-10's classes), the unigram model computed
+    # from the corpus (train-split frequencies on the test split, independently here)
+    chance = [ln for ln in axes[0].get_lines() if ln.get_label() == "chance accuracy"]
+    assert list(chance[0].get_ydata()) == pytest.approx([10.0, 10.0])
+    unigram = [ln for ln in axes[1].get_lines() if ln.get_label() == "unigram-model perplexity"]
+    assert unigram[0].get_ydata()[0] == pytest.approx(_unigram_ptb(), rel=1e-9)
+
+
+def _unigram_ptb() -> float:
+    import math
+    import os
+    from collections import Counter
+    from pathlib import Path
+
+    root = Path(os.environ["MLRSNET_DATA_DIR"]) / "ptb"
+    words = lambda name: [w for line in (root / name).read_text().splitlines() for w in line.split() + ["<eos>"]]  # noqa: E731
+    train, test = words("train.txt"), words("test.txt")
+    counts = Counter(train)
+    return math.exp(-sum(math.log(counts[w] / len(train)) for w in test) / len(test))
 
 
 def test_caption_states_profile_seeds_checkpoints_and_convention(data):
@@ -98,15 +132,33 @@ def test_a_capped_vocabulary_is_stated_in_the_caption(data):
             in F.caption_facts(data, runs))
 
 
-def test_legends_follow_the_spec_order_where_the_spec_is_found(data, results, tmp_path, monkeypatch):
-    assert F.labels_of(data) == LABELS  # no benchmarks/figs.toml here: first start time
-    (tmp_path / "benchmarks").mkdir()
+def test_legends_follow_the_stored_spec_order_and_never_a_file_in_the_working_folder(
+        data, results, tmp_path, monkeypatch):
+    assert F.labels_of(data) == LABELS
+    (tmp_path / "benchmarks").mkdir()  # a spec file in the working folder says nothing
     reverse = "".join(f'[[methods]]\nname = "{m["name"]}"\nlabel = "{m["label"]}"\n' for m in METHODS[::-1])
     (tmp_path / "benchmarks" / f"{EXP}.toml").write_text(reverse)
     monkeypatch.chdir(tmp_path)
-    data = F.load(results, EXP)
-    assert F.labels_of(data) == LABELS[::-1]
-    assert _legend_labels(F.build_curves(data))[0].startswith(LABELS[-1])
+    assert F.labels_of(F.load(results, EXP)) == LABELS
+    results.write_spec(EXP, _spec(METHODS[::-1]))  # the stored spec does
+    try:
+        again = F.load(results, EXP)
+        assert F.labels_of(again) == LABELS[::-1]
+        assert _legend_labels(F.build_curves(again))[0] == LABELS[-1]
+    finally:
+        results.write_spec(EXP, _spec(METHODS))
+
+
+def test_each_method_keeps_its_colour_and_marker_whatever_its_place(data, results):
+    from mlrsnet.paper.report.style import base_style
+
+    fig = F.build_curves(data)
+    ax = _visible(fig)[0]
+    for line in _method_lines(ax):
+        style = base_style(line.get_label())
+        assert (line.get_color(), line.get_marker()) == (style.color, style.marker)
+    assert base_style("MLR-SNet (ours)").color == base_style("MLR-SNet (transferred)").color
+    assert base_style("MultiStep (BOHB)") != base_style("MultiStep (BayesOpt)")
 
 
 def test_lr_schedules_log_scale_one_line_per_method(data, results):
@@ -123,7 +175,22 @@ def test_lr_schedules_log_scale_one_line_per_method(data, results):
     assert list(axes[1].get_lines()[0].get_ydata()) == list(steps[steps["run_id"] == seed0]["lr"])
 
 
-def test_performance_profile_from_final_metrics(data, results):
+@pytest.fixture
+def learned(monkeypatch):
+    """Smoke runs (2 epochs) sit near chance; these tests check the arithmetic on them as if
+    they had learned something (near-chance handling: test_verdict.py)."""
+    from mlrsnet.paper.report import data as D
+
+    monkeypatch.setattr(D, "NEAR_CHANCE", -1e9)
+
+
+def test_smoke_runs_are_near_chance_and_the_profile_leaves_such_tasks_out(data):
+    assert F.near_chance_tasks(data) == TASKS
+    assert F.profile_tasks(data) == []
+    assert np.isinf(F.ratios(data)["ratio"]).all()
+
+
+def test_performance_profile_from_final_metrics(data, results, learned):
     r = F.ratios(data).set_index(["task", "label"])
     assert r.groupby("task")["ratio"].min().tolist() == pytest.approx([1.0, 1.0])
     ep = results.read("epochs", EXP)
@@ -155,7 +222,7 @@ def test_tau_ticks_label_a_narrow_profile_as_well_as_a_wide_one(top, expected):
     assert F.tau_ticks(top) == pytest.approx(expected)
 
 
-def test_epochs_to_target_and_summary(data):
+def test_epochs_to_target_and_summary(data, learned):
     e = F.epochs_to_target(data)
     assert len(e) == 6
     best = F.ratios(data).query("ratio == 1")
@@ -217,7 +284,7 @@ def test_an_experiment_without_data_lists_the_reason_instead_of_crashing(results
 def test_runs_sharing_a_label_and_seed_are_told_apart_not_averaged(results):
     data = F.load(results, "trials")
     assert sorted(F.labels_of(data)) == ["fixed (lr=0.05)", "fixed (lr=0.1)"]
-    assert len(F.build_curves(data).axes[0].get_lines()) == 2
+    assert len(_method_lines(F.build_curves(data).axes[0])) == 2
 
 
 def test_report_help_lists_exactly_the_registered_reports():

@@ -62,7 +62,8 @@ def test_targets_hold_each_transferred_runs_final_test_metric(store):
 
 def test_render_writes_the_tables_and_the_figure(store, tmp_path):
     paths = render_transfer(store, tmp_path / "reports", "transfer")
-    assert [p.name for p in paths] == ["transfer.md", "transfer.csv", "transfer.png"]
+    assert [p.name for p in paths] == ["transfer.md", "transfer.csv", "transfer.png", "transfer.pdf",
+                                      "transfer.caption.txt"]
     md = paths[0].read_text()
     assert "| ShuffleNetV2 on CIFAR-10 | 70.00% | 70.00% | 75.00% |" in md
     assert "ResNet-18 on SVHN: skipped — no data: svhn is not prepared" in md
