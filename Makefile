@@ -36,9 +36,13 @@ test-slow: install
 	if [ $$rc -eq 5 ]; then echo "make test-slow: no test is marked slow (pytest exit code 5)" >&2; exit 1; fi; \
 	exit $$rc
 
+# Transferred MLR-SNet (the authors' checkpoints in ../shared and the shipped ours-mini set)
+# against hand-designed schedules, then the figure and its caption (what to read in it).
+demo: export MLRSNET_CHECKPOINTS ?= $(OFFICIAL_CHECKPOINTS)
 demo: install
 	$(BIN)/mlrsnet-bench run benchmarks/demo.toml
 	$(BIN)/mlrsnet-bench report demo --experiment demo
+	@echo; cat reports/demo-resnet18-cifar10.caption.txt
 
 lint: install
 	$(BIN)/ruff check mlrsnet baselines tests benchmarks

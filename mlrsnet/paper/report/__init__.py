@@ -83,6 +83,5 @@ def render(what: str, *, results: Path, out: Path, experiment: str | None = None
     store, exp = Store(results), experiment or entry.default
     if entry.render:
         return getattr(importlib.import_module(entry.module), entry.render)(store, Path(out), exp)
-    from mlrsnet.paper.report.figures import render_artefacts
-
-    return render_artefacts(what, store, Path(out), exp)
+    # by name, as the entries above: the renderers import this package, not the other way
+    return importlib.import_module("mlrsnet.paper.report.figures").render_artefacts(what, store, Path(out), exp)

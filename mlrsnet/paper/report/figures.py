@@ -287,8 +287,8 @@ def summary_frame(data: Data) -> pd.DataFrame:
 def summary_caption(data: Data) -> str:
     return (f"Per task and method: final (last epoch) and best test metric, the mean over seeds and its spread "
             f"in brackets ({band_words(list(data.runs.groupby(['task', 'label'])['seed'].nunique()))}), "
-            f"mean wall time per run, epochs to the target ({target_note()}); notes mark results "
-            f"{near_chance_rule()} and runs that diverged. {sentence(caption_facts(data))}.")
+            f"mean wall time per run, epochs to the target ({target_note()}); notes mark near-chance results "
+            f"({near_chance_rule()}) and runs that diverged. {sentence(caption_facts(data))}.")
 
 
 def _with_spread(metric: str, mean: float, lo: float, hi: float, n: int) -> str:

@@ -76,4 +76,4 @@ def band_words(ns: Iterable[int]) -> str:
     kinds = sorted({kind_of(n) for n in counts if n > 1})
     seeds = ", ".join(map(str, counts))
     word = "seed" if counts == [1] else "seeds"
-    return f"n = {seeds} {word}" + (f"; band: {' / '.join(kinds)}" if kinds else "; no band (one seed)")
+    return f"n = {seeds} {word}" + (f"; band: {' / '.join(kinds)}" if kinds else ", no band")
