@@ -24,6 +24,9 @@ Spec format::
     [overrides]                       # optional profile fields, e.g. holdout = 2000
     # or a sweep, one set of cells per entry:  overrides = [{holdout = 1000}, {holdout = 2000}]
 
+    [overrides_by_profile]            # optional: other overrides (or sweeps) at some profiles,
+    cpu = [{holdout = 100}, {holdout = 200}]   # replacing `overrides` there (one definition)
+
     [tune]                            # optional tuning block, see mlrsnet.paper.tune
 """
 
@@ -229,7 +232,8 @@ def check_keys(table: Mapping[str, Any], allowed: Collection[str], source: str, 
         raise _fail(str(source), key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "tune", "report"}
+TOP_KEYS = {"name", "description", "profile", "seeds", "tasks", "methods", "overrides", "overrides_by_profile",
+            "tune", "report"}
 METHOD_KEYS = {"name", "hparams", "label", "tuned"}
 
 
@@ -282,16 +286,21 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
                 raise _fail(source, f"{where}.hparams.{exc.name}", str(exc)) from None
         default_label = method or f"{tuned['search']} best ({tuned['experiment']})"
         methods.append(MethodEntry(method, hp, str(m.get("label", default_label)), tuned))
-    raw_overrides = data.get("overrides", {})
+    by_profile = data.get("overrides_by_profile", {})
+    if not isinstance(by_profile, dict) or any(p not in profile_names() for p in by_profile):
+        raise _fail(source, "overrides_by_profile", "must map a profile name to its overrides (a table or a list of "
+                    f"tables); profiles: {', '.join(profile_names())}")
+    key = f"overrides_by_profile.{prof}" if prof in by_profile else "overrides"
+    raw_overrides = by_profile.get(prof, data.get("overrides", {}))
     sweep = raw_overrides if isinstance(raw_overrides, list) else [raw_overrides]
     if not sweep or not all(isinstance(o, dict) for o in sweep):
-        raise _fail(source, "overrides", "must be a table of profile fields or a non-empty list of them")
+        raise _fail(source, key, "must be a table of profile fields or a non-empty list of them")
     for o in sweep:
         for t in dict.fromkeys(task_names):
             try:
                 check_overrides(t, prof, o)
             except OverrideError as exc:
-                raise _fail(source, f"overrides.{exc.name}", str(exc)) from None
+                raise _fail(source, f"{key}.{exc.name}", str(exc)) from None
     overrides = sweep[0]
     if tune is not None and not isinstance(tune, dict):
         raise _fail(source, "tune", "must be a table")

@@ -12,8 +12,9 @@ interrupted BOHB search starts again: :attr:`~mlrsnet.paper.tune.searchers.Searc
 so the command can be stopped (Ctrl-C) and started again; a cell another experiment of the
 plan already trained is copied rather than trained twice.  Cells whose dataset is not
 prepared, or whose search is not complete, get a ``skipped`` row with the reason, which
-the report lists instead of drawing an empty panel.  A held-out sweep (``sweep``, Fig. 3's
-held-out sizes) applies to the methods that read held-out data; the others run once.
+the report lists instead of drawing an empty panel.  A held-out sweep (a spec's list of
+``overrides``, per profile in ``overrides_by_profile``: Fig. 3's held-out sizes) applies to
+the methods that read held-out data; the others run once.
 Progress: one line per finished run and per stage, with runs done / total and an ETA
 from this invocation's pace.  At the end the report is rendered under
 ``reports/<PROFILE>/`` (:mod:`mlrsnet.paper.report.reproduction`).
@@ -27,7 +28,7 @@ import os
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from mlrsnet.harness.experiment import (
     ExperimentSpec,
     SpecError,
     check_keys,
-    check_overrides,
     load_spec,
 )
 from mlrsnet.harness.registry import get_method, profile_names
@@ -50,7 +50,7 @@ from mlrsnet.paper.tune.progress import format_duration
 from mlrsnet.paper.tune.skips import data_missing
 from mlrsnet.paper.tune.tuned import Resolver
 
-STAGE_KEYS = {"name", "tune", "run", "seeds", "sweep"}
+STAGE_KEYS = {"name", "tune", "run", "seeds"}
 #: Trial statuses after which a search's trial is not run again.
 TRIAL_ENDED = (*FINAL_STATUSES, "stopped")
 
@@ -61,8 +61,6 @@ class Stage:
     kind: str  # "tune" | "run"
     spec_path: Path
     seeds: tuple[int, ...] | None = None
-    #: profile -> override sets replacing the spec's sweep at that profile
-    sweep: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,16 +119,11 @@ def load_plan(path: str | Path) -> Plan:
         spec_path = root / str(s[kinds[0]])
         if not spec_path.is_file():
             raise _fail(source, f"{where}.{kinds[0]}", f"{s[kinds[0]]!r} does not exist")
-        sweep = s.get("sweep", {})
-        if not isinstance(sweep, dict) or not all(
-                isinstance(v, list) and v and all(isinstance(o, dict) for o in v) for v in sweep.values()):
-            raise _fail(source, f"{where}.sweep", "must map a profile to a non-empty list of override tables")
         seeds = s.get("seeds")
         if seeds is not None and (not isinstance(seeds, list) or not all(isinstance(x, int) for x in seeds)):
             raise _fail(source, f"{where}.seeds", "must be a list of integers")
         stages.append(Stage(name=str(s.get("name") or spec_path.stem), kind=kinds[0], spec_path=spec_path,
-                            seeds=tuple(seeds) if seeds else None,
-                            sweep={p: tuple(dict(o) for o in v) for p, v in sweep.items()}))
+                            seeds=tuple(seeds) if seeds else None))
     return Plan(source, {k: dict(v) for k, v in profiles.items()}, tuple(stages))
 
 
@@ -147,15 +140,10 @@ def select(plan: Plan, only: str | None) -> list[Stage]:
 
 # -- the cells of a run stage -----------------------------------------------------------------
 def stage_spec(stage: Stage, profile: str, seeds: list[int] | None) -> ExperimentSpec:
-    spec = load_spec(stage.spec_path, profile=profile,
+    """The stage's spec at ``profile`` (its overrides or sweep there: ``overrides_by_profile``),
+    with the plan's or the command's seeds."""
+    return load_spec(stage.spec_path, profile=profile,
                      seeds=seeds if seeds is not None else (list(stage.seeds) if stage.seeds else None))
-    if stage.kind == "run" and profile in stage.sweep:
-        sweep = stage.sweep[profile]
-        for o in sweep:
-            for t in spec.tasks:
-                check_overrides(t, profile, o)
-        spec = ExperimentSpec(**{**spec.__dict__, "overrides": sweep[0], "override_sweep": sweep})
-    return spec
 
 
 def record_stage(store: Store, stage: Stage, profile: str, seeds: list[int] | None,

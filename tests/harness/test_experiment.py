@@ -75,6 +75,18 @@ def test_an_override_sweep_gives_one_set_of_cells_per_entry() -> None:
     assert len({c.run_id for c in cells}) == 4
 
 
+def test_a_profile_of_overrides_by_profile_takes_its_own_sweep_from_the_same_spec() -> None:
+    data = _spec(seeds=[0], overrides=[{"holdout": 1000}, {"holdout": 2000}])
+    data["overrides_by_profile"] = {"mini": [{"holdout": 100}, {"holdout": 200}, {"holdout": 400}]}
+    assert [dict(o) for o in parse_spec(data, profile="mini").override_sweep] == [
+        {"holdout": 100}, {"holdout": 200}, {"holdout": 400}]
+    assert [dict(o) for o in parse_spec(data, profile="paper").override_sweep] == [{"holdout": 1000}, {"holdout": 2000}]
+    with pytest.raises(SpecError, match="overrides_by_profile"):
+        parse_spec({**data, "overrides_by_profile": {"huge": {}}})
+    with pytest.raises(SpecError, match=r"overrides_by_profile\.mini\.hold"):
+        parse_spec({**data, "overrides_by_profile": {"mini": {"hold": 1}}}, profile="mini")
+
+
 @pytest.mark.parametrize("method", ["fixed", "multistep", "cosine", "sgdr", "hd", "l4-mom", "mlrsnet-transfer"])
 def test_a_method_that_reads_no_held_out_data_trains_on_the_whole_training_split(method):
     # the official scripts train their hand-designed schedules on all 50,000 CIFAR images

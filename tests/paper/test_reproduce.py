@@ -39,6 +39,8 @@ profile = "smoke"
 seeds = [0, 1]
 tasks = ["resnet18-cifar10", "resnet18-svhn"]
 overrides = { epochs = 1 }
+[overrides_by_profile]
+smoke = [{ epochs = 1, holdout = 16 }, { epochs = 1, holdout = 32 }]
 [[methods]]
 label = "Fixed (grid)"
 tuned = { experiment = "srch", search = "grid" }
@@ -68,8 +70,6 @@ tune = "benchmarks/search.toml"
 [[stages]]
 name = "fig"
 run = "benchmarks/fig.toml"
-[stages.sweep]
-smoke = [{ epochs = 1, holdout = 16 }, { epochs = 1, holdout = 32 }]
 [[stages]]
 name = "fig_b"
 run = "benchmarks/fig_b.toml"
@@ -130,7 +130,7 @@ def test_each_stage_stores_its_resolved_spec_beside_its_results(reproduced, proj
     spec = reproduced.spec("fig")
     assert [m["label"] for m in spec["methods"]] == ["Fixed (grid)", "MLR-SNet (ours)", "RTHO"]
     assert spec["seeds"] == [0, 1] and spec["profile"] == "smoke"
-    assert spec["sweep"] == [{"epochs": 1, "holdout": 16}, {"epochs": 1, "holdout": 32}]  # the plan's, not the file's
+    assert spec["sweep"] == [{"epochs": 1, "holdout": 16}, {"epochs": 1, "holdout": 32}]  # the profile's
     assert spec["task_facts"]["resnet18-cifar10"]["chance"] == pytest.approx(0.1)
     assert spec["source"] == "benchmarks/fig.toml"  # not where this checkout is
     assert reproduced.spec("srch")["tune"]["searchers"] == ["grid"]

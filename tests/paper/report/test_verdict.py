@@ -213,3 +213,30 @@ def test_three_seeds_get_a_bootstrap_interval_of_the_mean():
     three = spread([0.1, 0.2, 0.6])
     assert 0.1 <= three.lo < three.mean < three.hi <= 0.6 and spread([0.1, 0.2, 0.6]) == three  # seeded
     assert (spread([0.4, 0.5]).lo, spread([0.4, 0.5]).hi, spread([0.4, 0.5]).kind) == (0.4, 0.5, "min-max")
+
+
+def test_every_shipped_figure_spec_states_its_claim_about_one_of_its_methods():
+    from pathlib import Path
+
+    from mlrsnet.harness.experiment import load_spec
+    from mlrsnet.paper.report.references import check_report
+
+    root = Path(__file__).resolve().parents[3] / "benchmarks"
+    figures = sorted(root.glob("fig[0-9]_*.toml"))
+    claimed = 0
+    for path in figures:
+        spec = load_spec(path)
+        check_report(spec.report, str(path))
+        if spec.report and spec.report.get("claim"):
+            claimed += 1
+            assert spec.report["ours"] in [m.label for m in spec.methods], path.name
+            assert str(spec.report["figure"]).startswith("Fig. "), path.name
+    assert claimed == 6  # Figs. 1-6
+
+
+def test_an_unknown_report_key_is_refused():
+    from mlrsnet.harness.experiment import SpecError
+    from mlrsnet.paper.report.references import check_report
+
+    with pytest.raises(SpecError, match="'report.clam' is not known"):
+        check_report({"clam": "x"}, "spec.toml")
