@@ -358,11 +358,11 @@ def build_cost(data: Data, frame: pd.DataFrame, measure: str = "wall") -> Any:
             x, y, x0 = getattr(r, total), r.best_test * scale, getattr(r, own)
             if not (math.isfinite(y) and x > 0):
                 continue
-            color, marker = st[r.label].color, st[r.label].marker
+            color, marker, fill = st[r.label].color, st[r.label].marker, st[r.label].fillstyle
             if math.isfinite(x0) and 0 < x0 < x:
                 ax.plot([x0, x], [y, y], linestyle=":", color=color, linewidth=1.2, label="_nolegend_")
             ax.plot([x], [y], linestyle="none", marker=marker, ms=9, color=color, label=r.label,
-                    markerfacecolor=color if r.complete else "none", markeredgewidth=1.6)
+                    fillstyle=fill if r.complete else "none", markeredgewidth=1.6)
         _log_x(ax, [v for r in rows.itertuples() for v in (getattr(r, total), getattr(r, own))])
         ax.set_xlabel("total compute: wall-clock seconds (log scale)" if measure == "wall"
                       else "total compute: parameter-epochs (log scale)")

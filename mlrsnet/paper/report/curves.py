@@ -148,7 +148,8 @@ def _metric_panel(ax: Any, data: Data, task: str, st: dict[str, Style]) -> None:
         named = False
         if len(stats):  # the seeds that did not diverge: mean and band
             ax.plot(stats.index, stats["mean"], color=style.color, marker=style.marker, ms=4,
-                    linestyle=style.linestyle, linewidth=width[label], label=label, zorder=3)
+                    fillstyle=style.fillstyle, linestyle=style.linestyle, linewidth=width[label], label=label,
+                    zorder=3)
             named = True
             if n > 1:
                 ax.fill_between(stats.index, stats["lo"], stats["hi"], color=style.color, alpha=0.14,

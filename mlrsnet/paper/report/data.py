@@ -401,3 +401,5 @@ class Artefact:
     caption: str
     runs: int
     missing: list[str] = field(default_factory=list)
+    #: why it is not drawn although the experiment has runs (None: drawn, or no run at all)
+    why: str | None = None

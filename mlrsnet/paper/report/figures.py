@@ -234,9 +234,14 @@ def profile_artefacts(data: Data, out: Path, write: bool) -> list[Artefact]:
     stem = f"{data.experiment}-profile"
     etar = f"{data.experiment}-epochs-to-target"
     has = bool(data.tasks)
+    drawn = bool(profile_tasks(data))  # a profile over no task says nothing: not drawn
     e = epochs_to_target(data)
-    if write and has:
+    if write and drawn:
         plotting.save(build_profile(data), out, stem, profile_caption(data))
+    elif write:  # nothing stale of an earlier render stays beside the index
+        for suffix in (".png", ".pdf", ".caption.txt"):
+            (out / f"{stem}{suffix}").unlink(missing_ok=True)
+    if write and has:
         e.to_csv(out / f"{etar}.csv", index=False)
         rows = [[task_title(r.task), r.label, fmt_metric(r.metric, r.target),
                  "-" if pd.isna(r.epochs_to_target) else int(r.epochs_to_target),
@@ -245,9 +250,10 @@ def profile_artefacts(data: Data, out: Path, write: bool) -> list[Artefact]:
                  [doc.Para(f"{sentence(target_note())}. {sentence(caption_facts(data))}."),
                   doc.Table(["task", "method", "target", "epochs to target", "epochs run"], rows, align="lllrr")])
     reasons = missing_reasons(data)
+    why = None if drawn or not has else "every method is near chance on every task, so no ratio to the best counts"
     return [Artefact("profile", figure_title(data, "performance profile (not in the paper)"),
-                     [out / f"{stem}.png", out / f"{stem}.pdf"] if has else [], profile_caption(data),
-                     len(data.runs), reasons),
+                     [out / f"{stem}.png", out / f"{stem}.pdf"] if drawn else [], profile_caption(data),
+                     len(data.runs), reasons, why),
             Artefact("profile", figure_title(data, "epochs to target (table)"),
                      [out / f"{etar}.md", out / f"{etar}.csv"] if has else [],
                      sentence(target_note()) + ".", len(data.runs), reasons)]
@@ -378,7 +384,7 @@ def write_index(data: Data, out: Path, artefacts: list[Artefact]) -> list[Path]:
                     page.add(doc.Figure(p.name, a.title))
             page.add(doc.Para("Files: " + " / ".join(f"[{p.name}]({p.name})" for p in present)))
         else:
-            why = "no finished run to draw" if not data.tasks else f"not rendered yet: run `{cmd}`"
+            why = a.why or ("no finished run to draw" if not data.tasks else f"not rendered yet: run `{cmd}`")
             page.add(doc.Para(f"**Not drawn**: {why}."))
         page.add(doc.Para(a.caption), doc.Para(f"Runs behind it: {a.runs}. Regenerate: `{cmd}`"))
         if a.missing:

@@ -5,8 +5,8 @@ Fig. 6), whatever position it has in a legend: the style is looked up from the m
 label (the spec's ``label``, e.g. "MultiStep (BOHB)") by the first matching entry of
 :data:`BY_LABEL`, else from the registered method name (:data:`BY_METHOD`), else a colour
 of a reserve palette picked by a stable hash of the label.  Labels of one family drawn
-together (RTHO at four held-out sizes) share colour and marker and differ in line style,
-in the order given.
+together (RTHO at four held-out sizes) share colour and marker and differ in line style and
+in how the marker is filled (half of it), in the order given.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Style:
     color: str
     marker: str
-    linestyle: str = "-"
+    linestyle: Any = "-"
+    #: how the marker is filled: "full", or half of it for the variants of one family
+    fillstyle: str = "full"
 
 
 #: (label prefix, a word the label contains or None, style); the first match wins, so the
@@ -54,6 +57,7 @@ BY_METHOD: Mapping[str, Style] = {
 RESERVE = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354", "#756bb1")
 RESERVE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))
+FILLSTYLES = ("full", "left", "bottom", "right", "top")
 
 
 def base_style(label: str, method: str | None = None) -> Style:
@@ -76,5 +80,6 @@ def styles(labels: Iterable[str], methods: Mapping[str, str] | None = None) -> d
         base = base_style(label, (methods or {}).get(label))
         k = seen.get(base, 0)
         seen[base] = k + 1
-        out[label] = replace(base, linestyle=LINESTYLES[k % len(LINESTYLES)]) if k else base
+        out[label] = replace(base, linestyle=LINESTYLES[k % len(LINESTYLES)],
+                             fillstyle=FILLSTYLES[k % len(FILLSTYLES)]) if k else base
     return out

@@ -240,3 +240,12 @@ def test_an_unknown_report_key_is_refused():
 
     with pytest.raises(SpecError, match="'report.clam' is not known"):
         check_report({"clam": "x"}, "spec.toml")
+
+
+def test_a_profile_over_no_task_is_not_drawn_and_says_why(store, tmp_path):
+    near = F.load(store, EXP, keep=lambda runs: runs["task"] == "efficientnet_b0-cifar100")
+    stale = tmp_path / f"{EXP}-profile.png"
+    stale.write_bytes(b"an earlier render")
+    profile = F.profile_artefacts(near, tmp_path, True)[0]
+    assert profile.files == [] and "every method is near chance on every task" in profile.why
+    assert not stale.exists()
