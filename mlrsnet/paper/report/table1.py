@@ -185,11 +185,13 @@ HEADER = ["Setting", "Searcher", "α0 (ours)", "γ_M (ours)", "objective (ours)"
           "trials", "α0 (paper)", "γ_M (paper)"]
 
 
-def to_markdown(frame: pd.DataFrame, experiment: str) -> str:
-    lines = [f"# Table 1: MultiStep tuned by BayesOpt and BOHB (experiment `{experiment}`)", ""]
+def to_document(frame: pd.DataFrame, experiment: str) -> Any:
+    """Table 1 as one document (:mod:`mlrsnet.paper.report.document`): Markdown and HTML."""
+    from mlrsnet.paper.report import document as doc
+
+    page = doc.Document(f"Table 1: MultiStep tuned by BayesOpt and BOHB (experiment `{experiment}`)")
     for profile, part in frame.groupby("profile", sort=False):
-        lines += [
-            f"## Profile `{profile}`", "",
+        page.add(doc.Heading(f"Profile `{profile}`"), doc.Para(
             "Best (α0, γ_M) per setting and searcher: the trial with the best final-epoch "
             "objective among those that trained the full budget; the objective is the "
             "held-out validation metric (accuracy for images, perplexity for language "
@@ -197,24 +199,24 @@ def to_markdown(frame: pd.DataFrame, experiment: str) -> str:
             "Table 1) come from full-scale 200/150-epoch runs"
             + ("" if profile == "paper" else
                f"; the `{profile}` profile trains narrower models for a few epochs on data "
-               "subsets, so its optimum need not sit where the paper's does") + ".", "",
-            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
-        ]
-        lines += ["| " + " | ".join(cells) + " |" for cells in _display_rows(part)]
+               "subsets, so its optimum need not sit where the paper's does") + "."),
+            doc.Table(HEADER, _display_rows(part)))
         notes = part[part["status"].isin(["skipped", "no finished trial"])]
-        if len(notes):
-            lines += [""] + [f"- {r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: "
-                             f"{r['status']} — {r['note']}" for _, r in notes.iterrows()]
-        probes = part[part["paper_probe"].notna()]
-        if len(probes):
-            lines += [""] + [
-                f"- {r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: the paper's "
-                f"(α0, γ_M) is the searcher's random probe {int(r['paper_probe'])} under its default "
-                "seed (42), one of the points it tries before its Gaussian process has seen a result "
-                "(the paper's bounds searched uniformly; see `mlrsnet/paper/tune/probes.py`)."
-                for _, r in probes.iterrows()]
-        lines.append("")
-    return "\n".join(lines)
+        items = [f"{r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: {r['status']} — {r['note']}"
+                 for _, r in notes.iterrows()]
+        items += [f"{r['setting']} / {SEARCHER_TITLES.get(r['searcher'], r['searcher'])}: the paper's (α0, γ_M) is "
+                  f"the searcher's random probe {int(r['paper_probe'])} under its default seed (42), one of the points "
+                  "it tries before its Gaussian process has seen a result (the paper's bounds searched uniformly; see "
+                  "`mlrsnet/paper/tune/probes.py`)." for _, r in part[part["paper_probe"].notna()].iterrows()]
+        if items:
+            page.add(doc.Bullets(items))
+    return page
+
+
+def to_markdown(frame: pd.DataFrame, experiment: str) -> str:
+    from mlrsnet.paper.report import document as doc
+
+    return doc.to_markdown(to_document(frame, experiment))
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",

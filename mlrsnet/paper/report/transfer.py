@@ -111,33 +111,41 @@ def _cell(row: pd.Series) -> str:
     return format_metric(row["metric"], row["final_test"]).rsplit(" ", 1)[-1]
 
 
-def to_markdown(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFrame,
-                experiment: str) -> str:
-    lines = [f"# Transfer without re-tuning (supplement Fig. 5; experiment `{experiment}`)", "",
-             f"## Configurations tuned on {TASKS[SOURCE_TASK].title}", "",
-             "| searcher | α0 (ours) | γ_M (ours) | objective (ours) | test | trials | α0 (paper) | γ_M (paper) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, r in source.iterrows():
-        lines.append(f"| {SEARCHER_TITLES.get(r['searcher'], r['searcher'])} | {_num(r['alpha0'])} | "
-                     f"{_num(r['gamma'])} | {format_metric(r['objective'], r['objective_value'])} | "
-                     f"{format_metric(_test_name(r['objective']), r['test_value'])} | "
-                     f"{'—' if pd.isna(r['trials']) else int(r['trials'])} | "
-                     f"{_num(r['paper_alpha0'])} | {_num(r['paper_gamma'])} |")
-    lines += ["", "## Final test metric on the targets", ""]
+def to_document(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFrame, experiment: str) -> Any:
+    """The report as one document (:mod:`mlrsnet.paper.report.document`): Markdown and HTML."""
+    from mlrsnet.paper.report import document as doc
+
+    page = doc.Document(f"Transfer without re-tuning (supplement Fig. 5; experiment `{experiment}`)")
+    rows = [[SEARCHER_TITLES.get(r["searcher"], r["searcher"]), _num(r["alpha0"]), _num(r["gamma"]),
+             format_metric(r["objective"], r["objective_value"]),
+             format_metric(_test_name(r["objective"]), r["test_value"]),
+             "—" if pd.isna(r["trials"]) else int(r["trials"]), _num(r["paper_alpha0"]), _num(r["paper_gamma"])]
+            for _, r in source.iterrows()]
+    page.add(doc.Heading(f"Configurations tuned on {TASKS[SOURCE_TASK].title}"),
+             doc.Table(["searcher", "α0 (ours)", "γ_M (ours)", "objective (ours)", "test", "trials", "α0 (paper)",
+                        "γ_M (paper)"], rows),
+             doc.Heading("Final test metric on the targets"))
     if targets.empty:
-        lines.append("No transfer runs yet: run `make reproduce-transfer`.")
+        page.add(doc.Para("No transfer runs yet: run `make reproduce-transfer`."))
     else:
         labels = _column_order(targets)
-        lines += ["| setting | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+        rows = []
         for _task, part in targets.groupby("task", sort=False):
             by_label = {r["label"]: _cell(r) for _, r in part.iterrows()}
-            lines.append(f"| {part['setting'].iloc[0]} | " + " | ".join(by_label.get(lb, "—") for lb in labels) + " |")
-        lines += ["", "Accuracy in %, perplexity as is; the configuration is the searcher's best on "
-                  f"{TASKS[SOURCE_TASK].title}, used unchanged (no search on the target)."]
-    for _, r in skipped.iterrows():
-        lines.append(f"- {TASKS[r['task']].title if r['task'] in TASKS else r['task']}: skipped — {r['reason']}")
-    lines.append("")
-    return "\n".join(lines)
+            rows.append([part["setting"].iloc[0], *(by_label.get(lb, "—") for lb in labels)])
+        page.add(doc.Table(["setting", *labels], rows),
+                 doc.Para("Accuracy in %, perplexity as is; the configuration is the searcher's best on "
+                          f"{TASKS[SOURCE_TASK].title}, used unchanged (no search on the target)."))
+    if len(skipped):
+        page.add(doc.Bullets([f"{TASKS[r['task']].title if r['task'] in TASKS else r['task']}: skipped — {r['reason']}"
+                              for _, r in skipped.iterrows()]))
+    return page
+
+
+def to_markdown(source: pd.DataFrame, targets: pd.DataFrame, skipped: pd.DataFrame, experiment: str) -> str:
+    from mlrsnet.paper.report import document as doc
+
+    return doc.to_markdown(to_document(source, targets, skipped, experiment))
 
 
 def _column_order(targets: pd.DataFrame) -> list[str]:
