@@ -19,8 +19,9 @@ import sys
 
 from mlrsnet.harness.experiment import load_spec
 from mlrsnet.harness.store import Store
+from mlrsnet.paper import DEFAULT_PLAN
 from mlrsnet.paper.report.references import stored_spec
-from mlrsnet.paper.reproduce import DEFAULT_PLAN, load_plan, record_stage
+from mlrsnet.paper.reproduce import load_plan, record_stage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from mlrsnet.paper.tasks import TASKS
 #: perplexity above (1 - this) times the unigram model's.
 NEAR_CHANCE = 0.1
 #: A report's ``[report]`` table: the keys it may have (see ``benchmarks/fig*.toml``).
-REPORT_KEYS = {"figure", "title", "claim", "ours", "paper", "paper_note", "official_curves", "read"}
+REPORT_KEYS = {"figure", "title", "claim", "ours", "against", "paper", "paper_note", "official_curves", "read"}
 
 
 @dataclass
@@ -275,6 +275,10 @@ def missing_reasons(data: Data) -> list[str]:
         else:
             methods = ", ".join(sorted({label_of(r) for _, r in bad.iterrows()}))
             out.append(f"{task_title(task)} ({task}): not drawn for {methods} ({counts}){first}")
+    have = set(data.all_runs.apply(label_of, axis=1)) if len(data.all_runs) else set()
+    for label in data.spec_order:  # a method of the spec with no run at all
+        if not any(h == label or h.startswith(label + " ") for h in have):
+            out.append(f"{label}: no run yet (a method of the stored spec)")
     return out
 
 

@@ -3,7 +3,9 @@
 Each figure spec states, in its ``[report]`` table, the paper's claim in one line and the
 method the claim is about (``ours``, e.g. "MLR-SNet (transferred)"); the verdict compares,
 task by task, that method's final test metric (last epoch) with the best other method's on
-the same task (the highest mean accuracy, the lowest mean perplexity), over seeds:
+the same task (the highest mean accuracy, the lowest mean perplexity; the methods of
+``against`` in the ``[report]`` table, by default every method but the claimed method's
+own variants), over seeds:
 
 - each side is an interval: the seeds' min-max with 2 seeds, the 95 % bootstrap confidence
   interval of the mean with 3 or more (:mod:`~mlrsnet.paper.report.stats`), the value
@@ -142,6 +144,16 @@ def _compare(metric: str, ours: Spread, other: Spread) -> str:
     return UNSURE
 
 
+def _compared(label: str, ours: str, report: dict[str, Any]) -> bool:
+    """Whether ``label`` is one of the methods the claim compares against: those whose label
+    starts with one of ``[report] against``, or by default every method but the claimed one's
+    own variants (its family: the label before " (", e.g. another MLR-SNet set-up)."""
+    against = report.get("against")
+    if against:
+        return any(label == a or label.startswith(str(a)) for a in against)
+    return label.split(" (")[0] != ours.split(" (")[0]
+
+
 def task_verdict(data: Data, task: str, ours_label: str, f: Any) -> TaskVerdict | None:
     """The verdict on one task (None when the claimed method has no run there)."""
     metric = data.metric.get(task, "acc")
@@ -151,7 +163,8 @@ def task_verdict(data: Data, task: str, ours_label: str, f: Any) -> TaskVerdict 
     if not ours_labels:
         return None
     ours = spread(mine.loc[mine["label"].isin(ours_labels), "final"])
-    others = {lab: spread(mine.loc[mine["label"] == lab, "final"]) for lab in labels if lab not in ours_labels}
+    against = [lab for lab in labels if lab not in ours_labels and _compared(lab, ours_label, data.report)]
+    others = {lab: spread(mine.loc[mine["label"] == lab, "final"]) for lab in against}
     finite = {lab: s for lab, s in others.items() if s.finite}
     paper = _paper_value(data, task)
     if not finite:

@@ -249,3 +249,25 @@ def test_a_profile_over_no_task_is_not_drawn_and_says_why(store, tmp_path):
     profile = F.profile_artefacts(near, tmp_path, True)[0]
     assert profile.files == [] and "every method is near chance on every task" in profile.why
     assert not stale.exists()
+
+
+def test_the_claimed_methods_own_variants_are_not_what_it_is_compared_against():
+    from mlrsnet.paper.report.verdict import _compared
+
+    ours = "MLR-SNet (transferred)"
+    assert not _compared("MLR-SNet (transferred, task's Nesterov 0.9)", ours, {})
+    assert _compared("MultiStep (grid on B0)", ours, {})
+    assert _compared("Cosine (grid on B0)", ours, {"against": ["Cosine", "SGDR"]})
+    assert not _compared("MultiStep (grid on B0)", ours, {"against": ["Cosine", "SGDR"]})
+
+
+def test_a_method_of_the_spec_without_any_run_is_listed_not_silently_left_out(store):
+    spec = store.spec(EXP)
+    spec["methods"] = [*spec["methods"], {"name": "mlrsnet-transfer", "label": "MLR-SNet (another set-up)"}]
+    store.write_spec(EXP, spec)
+    try:
+        assert "MLR-SNet (another set-up): no run yet (a method of the stored spec)" in F.missing_reasons(
+            F.load(store, EXP))
+    finally:
+        spec["methods"] = spec["methods"][:-1]
+        store.write_spec(EXP, spec)
