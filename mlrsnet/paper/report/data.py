@@ -37,7 +37,7 @@ from mlrsnet.paper.tasks import TASKS
 #: perplexity above (1 - this) times the unigram model's.
 NEAR_CHANCE = 0.1
 #: A report's ``[report]`` table: the keys it may have (see ``benchmarks/fig*.toml``).
-REPORT_KEYS = {"figure", "title", "claim", "ours", "against", "paper", "paper_note", "official_curves", "read"}
+REPORT_KEYS = {"figure", "title", "claim", "ours", "variants", "against", "paper", "paper_note", "official_curves", "read"}
 
 
 @dataclass

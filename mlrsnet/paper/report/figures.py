@@ -352,15 +352,16 @@ def verdict_blocks(data: Data, heading_level: int = 2) -> list[doc.Block]:
         RULE,
         TASK_HEADER,
         figure_row,
-        figure_verdict,
+        figure_verdicts,
         task_rows,
     )
 
-    fv = figure_verdict(data)
-    if fv is None or not fv.tasks:
+    verdicts = [fv for fv in figure_verdicts(data) if fv.tasks]
+    if not verdicts:
         return []
     return [doc.Heading("Does the paper's claim hold here?", heading_level), doc.Para(RULE),
-            doc.Table(FIGURE_HEADER, [figure_row(fv)]), doc.Table(TASK_HEADER, task_rows(fv), align="llrlrrll")]
+            doc.Table(FIGURE_HEADER, [figure_row(fv) for fv in verdicts]),
+            doc.Table(TASK_HEADER, [row for fv in verdicts for row in task_rows(fv)], align="llrlrrll")]
 
 
 def write_index(data: Data, out: Path, artefacts: list[Artefact]) -> list[Path]:

@@ -34,7 +34,7 @@ from mlrsnet.paper.report.verdict import (
     TASK_HEADER,
     FigureVerdict,
     figure_row,
-    figure_verdict,
+    figure_verdicts,
     task_rows,
 )
 
@@ -121,9 +121,7 @@ def store_verdicts(store: Store, experiments: Sequence[str]) -> list[FigureVerdi
     for name in experiments:
         if not (store.spec(name) or {}).get("report") or store.runs(name).empty:
             continue
-        fv = figure_verdict(F.load(store, name))
-        if fv is not None and fv.tasks:
-            out.append(fv)
+        out.extend(fv for fv in figure_verdicts(F.load(store, name)) if fv.tasks)
     return out
 
 
@@ -217,7 +215,8 @@ def readme_summary(store: Store, link: str) -> str:
     for v in store_verdicts(store, claimed_experiments(store)):
         seeds = "/".join(map(str, v.seeds))
         missing = f"; missing: {', '.join(v.missing)}" if v.missing else ""
-        lines.append(f"- {v.figure} ({v.title}): **{v.verdict}**: {v.summary()}, n = {seeds} seeds{missing}")
+        setup = f", {v.ours}" if v.has_variants else ""
+        lines.append(f"- {v.figure} ({v.title}{setup}): **{v.verdict}**: {v.summary()}, n = {seeds} seeds{missing}")
     return "\n".join(lines) + f"\n\nThe rule, the numbers per task and the paper's values: [{link}]({link}).\n"
 
 

@@ -19,6 +19,11 @@ own variants), over seeds:
   holds on some task, else **inconclusive**; tasks without runs (a dataset not prepared) are
   named and count for nothing.
 
+Where the authors' code leaves a choice open (the gate convention of the released checkpoints,
+the optimiser a transferred MLR-SNet drives), the spec names the other set-ups of the claimed
+method in ``variants``: each gets a verdict of its own, so a verdict that depends on the choice
+shows it (:func:`figure_verdicts`).
+
 The paper claims "comparable or better": a gap within the seed spread is what "comparable"
 looks like, but with two seeds it cannot be told from noise, hence inconclusive rather than
 holds.  :data:`RULE` states this on the page.
@@ -80,6 +85,9 @@ class FigureVerdict:
     tasks: list[TaskVerdict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     profile: str = ""
+    #: Whether the figure has several set-ups of the claimed method (``[report] variants``):
+    #: its rows then name the set-up they are about.
+    has_variants: bool = False
 
     @property
     def verdict(self) -> str:
@@ -184,10 +192,23 @@ def task_verdict(data: Data, task: str, ours_label: str, f: Any) -> TaskVerdict 
     return TaskVerdict(task, metric, ours, other_label, other, verdict, reason, paper)
 
 
-def figure_verdict(data: Data) -> FigureVerdict | None:
-    """The verdict of an experiment whose stored spec states a claim (None otherwise)."""
+def figure_verdicts(data: Data) -> list[FigureVerdict]:
+    """One verdict per set-up of the claimed method: ``ours``, then each of ``variants``
+    (those with runs); empty when the stored spec states no claim."""
     report = data.report
-    claim, ours = report.get("claim"), report.get("ours")
+    labels = [report.get("ours"), *(report.get("variants") or [])]
+    out = [figure_verdict(data, str(label)) for label in labels if label]
+    out = [fv for fv in out if fv is not None and (fv.tasks or fv.ours == report.get("ours"))]
+    for fv in out:
+        fv.has_variants = len(out) > 1
+    return out
+
+
+def figure_verdict(data: Data, ours: str | None = None) -> FigureVerdict | None:
+    """The verdict of an experiment whose stored spec states a claim (None otherwise), for
+    the claimed method ``ours`` (default: the spec's)."""
+    report = data.report
+    claim, ours = report.get("claim"), ours or report.get("ours")
     if not claim or not ours:
         return None
     from mlrsnet.paper.report.data import figure_name
@@ -209,7 +230,8 @@ def task_rows(fv: FigureVerdict) -> list[list[str]]:
     rows = []
     for t in fv.tasks:
         n = "/".join(str(k) for k in sorted({t.ours.n, t.other.n} - {0}))
-        rows.append([fv.figure, task_title(t.task), fmt_spread(t.metric, t.ours),
+        claimed = f"{fv.ours}: " if fv.has_variants else ""
+        rows.append([fv.figure, task_title(t.task), claimed + fmt_spread(t.metric, t.ours),
                      f"{t.other_label}: {fmt_spread(t.metric, t.other)}" if t.other_label else "—",
                      fmt_gap(t.metric, t.gap), n, t.paper or "—", f"**{t.verdict}** ({t.reason})"])
     for m in fv.missing:
@@ -228,5 +250,6 @@ def figure_row(fv: FigureVerdict, link: str | None = None) -> list[str]:
     seeds = "/".join(map(str, fv.seeds)) or "—"
     missing = f"; missing: {', '.join(fv.missing)}" if fv.missing else ""
     papers = "; ".join(f"{task_title(t.task)}: {t.paper}" for t in fv.tasks if t.paper) or "curves only"
-    return [name, fv.claim, f"{fv.summary()}, n = {seeds}{missing}", papers,
+    setup = f"{fv.ours}: " if fv.has_variants else ""
+    return [name, fv.claim, f"{setup}{fv.summary()}, n = {seeds}{missing}", papers,
             f"**{fv.verdict}**"]

@@ -271,3 +271,38 @@ def test_a_method_of_the_spec_without_any_run_is_listed_not_silently_left_out(st
     finally:
         spec["methods"] = spec["methods"][:-1]
         store.write_spec(EXP, spec)
+
+
+# -- a claimed method with two set-ups (a choice the authors' code leaves open) ---------------
+VARIANT = "MLR-SNet (transferred, meta-training gates)"
+
+
+def test_each_set_up_of_the_claimed_method_gets_a_verdict_of_its_own(tmp_path):
+    """ShuffleNetV2, two seeds: the default set-up 40 %, 42 % and the variant 55 %, 57 % against
+    MultiStep 50 %, 52 %: [40, 42] < [50, 52] does not hold, [55, 57] > [50, 52] holds; neither
+    set-up is the other's comparison (same method family)."""
+    from mlrsnet.paper.report.verdict import figure_row, figure_verdicts, task_rows
+
+    store = Store(tmp_path / "results")
+    finals = {OURS: [0.40, 0.42], VARIANT: [0.55, 0.57], A: [0.50, 0.52]}
+    k = 0
+    for label, values in finals.items():
+        for seed, v in enumerate(values):
+            k += 1
+            store.write_run_row({"run_id": f"v{k}", "experiment": "figv", "task": "shufflenetv2-cifar10",
+                                 "profile": "cpu", "method": METHOD.get(label, "mlrsnet-transfer"), "hparams": {},
+                                 "seed": seed, "tags": {"label": label}, "status": "finished", "wall_time_s": 1.0,
+                                 "started": f"2026-01-01T00:0{k}:00", "method_info": {"steps_per_epoch": 1}})
+            store.write_curves("figv", f"v{k}", [{"epoch": 1, "split": "test", "metric": "acc", "value": v}],
+                               {"step": [0], "epoch": [1], "lr": [0.1], "loss": [1.0]})
+    store.write_spec("figv", {
+        "name": "figv", "profile": "cpu", "seeds": [0, 1], "tasks": ["shufflenetv2-cifar10"],
+        "methods": [{"name": "multistep", "label": A}, {"name": "mlrsnet-transfer", "label": OURS},
+                    {"name": "mlrsnet-transfer", "label": VARIANT}],
+        "task_facts": {"shufflenetv2-cifar10": FACTS["shufflenetv2-cifar10"]},
+        "report": {"figure": "Fig. 9", "claim": "MLR-SNet is at least as good", "ours": OURS, "variants": [VARIANT]}})
+    verdicts = figure_verdicts(F.load(store, "figv"))
+    assert [(fv.ours, fv.verdict) for fv in verdicts] == [(OURS, FAILS), (VARIANT, HOLDS)]
+    assert all(fv.tasks[0].other_label == A for fv in verdicts)
+    assert figure_row(verdicts[1])[2].startswith(VARIANT + ": ahead on 1 of 1 task")
+    assert task_rows(verdicts[0])[0][2].startswith(OURS + ": 41.0 %")
