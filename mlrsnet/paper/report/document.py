@@ -201,3 +201,13 @@ def write(doc: Document, md_path: Path, html_path: Path | None = None) -> list[P
         html_path.write_text(to_html(doc), encoding="utf-8")
         paths.append(html_path)
     return paths
+
+
+def between_markers(text: str, start: str, end: str, body: str) -> str:
+    """``text`` with what stands between the markers ``start`` and ``end`` replaced by
+    ``body`` (how the README's generated blocks are kept: task table, method list, verdicts)."""
+    if start not in text or end not in text:
+        raise ValueError(f"the markers {start} ... {end} are missing")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body.rstrip(chr(10))}\n{end}{tail}"

@@ -27,9 +27,9 @@ def methods_list(methods: Mapping[str, type[Method]] | None = None) -> str:
 
 def with_methods(readme: str, methods: Mapping[str, type[Method]] | None = None) -> str:
     """``readme`` with the text between the method-list markers replaced by the list."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{methods_list(methods)}\n{END}{tail}"
+    from mlrsnet.paper.report.document import between_markers
+
+    return between_markers(readme, START, END, methods_list(methods))
 
 
 if __name__ == "__main__":  # python -m mlrsnet.paper.report.methods_list README.md

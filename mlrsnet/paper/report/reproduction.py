@@ -225,9 +225,7 @@ START, END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 
 def with_summary(readme: str, store: Store, link: str) -> str:
     """``readme`` with the text between the verdict markers replaced by :func:`readme_summary`."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{readme_summary(store, link)}{END}{tail}"
+    return doc.between_markers(readme, START, END, readme_summary(store, link))
 
 
 if __name__ == "__main__":  # python -m mlrsnet.paper.report.reproduction README.md reports/cpu/results

@@ -37,9 +37,9 @@ START, END = "<!-- tasks-table:start -->", "<!-- tasks-table:end -->"
 
 def with_table(readme: str) -> str:
     """``readme`` with the text between the task-table markers replaced by the current table."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{tasks_table()}\n{END}{tail}"
+    from mlrsnet.paper.report.document import between_markers
+
+    return between_markers(readme, START, END, tasks_table())
 
 
 if __name__ == "__main__":  # python -m mlrsnet.paper.report.tasks_table README.md
