@@ -14,8 +14,8 @@ import pickle
 from typing import Any
 
 import pytest
-
 from mlrsnet.baselines.multistep import MultiStep
+
 from mlrsnet.paper.tune.spaces import ray_space
 
 pytest.importorskip("ray")
