@@ -73,6 +73,60 @@ def _save_atomic(obj: Any, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
+#: The keys every epoch checkpoint of this suite holds.
+CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimizer", "method", "torch_rng", "generator",
+                             "meta_rng", "epochs", "steps"})
+
+
+def load_epoch_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
+    """An epoch checkpoint, read onto the CPU with torch's weights-only unpickler.
+
+    A checkpoint holds tensors, numbers, strings and containers of them only, so the
+    weights-only unpickler reads every one this suite writes (no allow-list is needed); a
+    file that needs more (a planted pickle payload: ``results/`` may come from elsewhere) is
+    refused, never executed.  Everything comes back on the CPU: the caller puts each piece
+    where it belongs (``map_location=<training device>`` made the RNG states CUDA tensors,
+    which ``torch.set_rng_state`` refuses, and moved the MLR-SNet and Meta-SGD states, which
+    live on the CPU, to the GPU)."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torn, truncated, foreign or unsafe: torch's own advice does not apply
+        ck = None
+    if not isinstance(ck, dict) or not CHECKPOINT_KEYS <= set(ck):
+        raise UserError(
+            f"the epoch checkpoint {path} of run {run_id} is damaged or is not a checkpoint of "
+            "this suite (it cannot be resumed from, and it was not unpickled beyond tensors and "
+            "plain values); delete it to train the run from the start, or re-run with --force") from None
+    return ck
+
+
+def rng_states(dev: torch.device, generator: torch.Generator,
+               meta_generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The RNG states an epoch checkpoint keeps: torch's global CPU generator, the run's
+    batch and held-out generators and, on a CUDA device, that device's generator (dropout
+    masks and other draws on the GPU)."""
+    out = {"torch_rng": torch.get_rng_state(), "generator": generator.get_state(),
+           "meta_rng": meta_generator.get_state()}
+    if dev.type == "cuda":
+        out["cuda_rng"] = torch.cuda.get_rng_state(dev)
+    return out
+
+
+def restore_rng_states(ck: dict[str, Any], dev: torch.device, generator: torch.Generator,
+                       meta_generator: torch.Generator) -> None:
+    """Put back what :func:`rng_states` saved, as CPU ByteTensors (what the generators take);
+    a CUDA state is restored on a CUDA device only (a CPU checkpoint has none)."""
+    torch.set_rng_state(_byte_state(ck["torch_rng"]))
+    generator.set_state(_byte_state(ck["generator"]))
+    meta_generator.set_state(_byte_state(ck["meta_rng"]))
+    if dev.type == "cuda" and ck.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(_byte_state(ck["cuda_rng"]), dev)
+
+
+def _byte_state(state: torch.Tensor) -> torch.Tensor:
+    return state.to(device="cpu", dtype=torch.uint8)
+
+
 def _progress(total: int, desc: str, quiet: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -144,24 +198,18 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
     result = RunResult(status="finished", device=str(dev))
     start_epoch = 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        try:
-            ck = torch.load(checkpoint_path, map_location=dev, weights_only=False)
-        except Exception:  # torn, truncated or foreign: torch's own advice does not apply
-            ck = None
-        if not isinstance(ck, dict) or not {"model", "optimizer", "method", "epoch"} <= set(ck):
-            raise UserError(
-                f"the epoch checkpoint {checkpoint_path} of run {cell.run_id} is damaged or is not "
-                "a checkpoint of this suite (it cannot be resumed from); delete it to train the run "
-                "from the start, or re-run with --force") from None
+        ck = load_epoch_checkpoint(Path(checkpoint_path), cell.run_id)
+        # each piece where it belongs: the model's and the optimiser's tensors are copied to
+        # the parameters' device by their load_state_dict, a method places its own state (the
+        # MLR-SNet and Meta-SGD states stay on the CPU, HD/L4/RTHO buffers go to the
+        # parameters' device), the RNG states stay CPU ByteTensors
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         method.load_state_dict(ck["method"])
         if ck.get("method_fingerprint") is not None:  # the state_dict restored all of the method
             check_resumed(method, ck["method_fingerprint"], fingerprint(method, run_owned))
-        torch.set_rng_state(ck["torch_rng"])
-        generator.set_state(ck["generator"])
+        restore_rng_states(ck, dev, generator, meta_generator)
         result.epochs, result.steps = ck["epochs"], checkpoint_steps(ck)
-        meta_generator.set_state(ck["meta_rng"])
         if ck.get("meta_batches") is not None and run.held_out is not None:
             run.held_out.batches.load_state_dict(ck["meta_batches"])
         start_epoch = ck["epoch"] + 1
@@ -219,10 +267,8 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
                 _save_atomic({
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "method": method.state_dict(), "method_fingerprint": fingerprint(method, run_owned),
-                    "torch_rng": torch.get_rng_state(),
-                    "generator": generator.get_state(), "epochs": result.epochs, "steps": result.steps,
-                    "steps_epoch_from": 1,
-                    "meta_rng": meta_generator.get_state(),
+                    **rng_states(dev, generator, meta_generator),
+                    "epochs": result.epochs, "steps": result.steps, "steps_epoch_from": 1,
                     # where the held-out source stands (e.g. its shuffled pass), if it keeps state
                     "meta_batches": getattr(run.held_out and run.held_out.batches, "state_dict", lambda: None)(),
                 }, Path(checkpoint_path))

@@ -107,6 +107,15 @@ def _detach(carry: Any) -> Any:
     return tuple(_detach(c) for c in carry)
 
 
+def _placed(carry: Any, device: torch.device) -> Any:
+    """``carry`` (None, a tensor or nested tuples of them) on ``device``."""
+    if carry is None:
+        return None
+    if isinstance(carry, Tensor):
+        return carry.to(device)
+    return tuple(_placed(c, device) for c in carry)
+
+
 class ImageWorkload:
     kind = "image"
     metric = "acc"
@@ -426,7 +435,8 @@ class ValidationWindows:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.position = int(state["position"])
-        self.hidden = state["hidden"]
+        # the carried state lives with the model (an epoch checkpoint is read onto the CPU)
+        self.hidden = _placed(state["hidden"], self.workload.device)
 
 
 def make_workload(task: Task, profile: Profile, device: torch.device,

@@ -352,9 +352,7 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
       them.  Its curve so far is written and its status is ``stopped``.
 
     Called only once the search is over, when no trial of it can still be running."""
-    import torch
-
-    from mlrsnet.harness.loop import checkpoint_steps
+    from mlrsnet.harness.loop import checkpoint_steps, load_epoch_checkpoint
 
     failed = dict(failed or {})
     runs = store.runs(experiment)
@@ -377,14 +375,18 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
             })
             continue
         checkpoint = store.root / experiment / "checkpoints" / f"{run_id}.pt"
-        epochs_done = 0
+        epochs_done, note = 0, ""
         if checkpoint.exists():
-            ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            store.write_curves(experiment, run_id, ck["epochs"], checkpoint_steps(ck))
-            epochs_done = int(ck["epoch"]) + 1
+            try:  # the loop's own reader: weights only, onto the CPU
+                ck = load_epoch_checkpoint(checkpoint, run_id)
+            except UserError:
+                note = " (its epoch checkpoint was damaged: no curve kept)"
+            else:
+                store.write_curves(experiment, run_id, ck["epochs"], checkpoint_steps(ck))
+                epochs_done = int(ck["epoch"]) + 1
         store.write_run_row({
             **clean, "status": "stopped", "epochs_done": epochs_done, "finished": now,
-            "error": f"stopped early by the scheduler after {epochs_done} epoch(s)",
+            "error": f"stopped early by the scheduler after {epochs_done} epoch(s){note}",
         })
         checkpoint.unlink(missing_ok=True)
         stopped += 1
