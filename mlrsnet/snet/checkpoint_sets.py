@@ -61,6 +61,12 @@ PACKAGED_ALIASES = {"ours": "ours-mini"}
 
 _FILE_PATTERN = re.compile(r"^mlr[_-]snet[ _](\d+)\.pth$")
 
+#: Bounds on what a checkpoint folder makes us read (an MLR-SNet checkpoint is about 50 kB,
+#: a manifest a few hundred bytes): a file above them, or one that is not a regular file (a
+#: device such as ``/dev/zero``, a FIFO), is refused before a byte of it is read.
+MAX_CHECKPOINT_BYTES = 16 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+
 
 def checkpoint_filename(epoch: int) -> str:
     """The file name for the snapshot after ``epoch`` (1-based), as in the release."""
@@ -155,12 +161,14 @@ def directory_checkpoints(path: Path, name: str | None = None) -> CheckpointSet:
     path = Path(path)
     manifest: dict[str, Any] = {}
     manifest_path = path / MANIFEST
-    if manifest_path.exists():
+    if manifest_path.exists() or manifest_path.is_symlink():
         manifest = read_manifest(manifest_path)
-        files = {int(e): path / f for e, f in manifest.get("files", {}).items()}
+        files = {int(e): _inside(path, f, manifest_path) for e, f in manifest.get("files", {}).items()}
         missing = [str(p) for p in files.values() if not p.exists()]
         if missing:
             raise UserError(f"{manifest_path} lists checkpoints that are missing: {', '.join(missing)}")
+        for f in files.values():
+            _check_readable(f, MAX_CHECKPOINT_BYTES, "MLR-SNet checkpoint")
         for epoch, digest in manifest.get("sha256", {}).items():
             actual = sha256_of(files[int(epoch)])
             if actual != digest:
@@ -168,10 +176,42 @@ def directory_checkpoints(path: Path, name: str | None = None) -> CheckpointSet:
                                 f"records {digest}: the file was changed or truncated")
     else:
         files = _files_by_epoch(path)
+        for f in files.values():
+            _inside(path, f.name, path)
+            _check_readable(f, MAX_CHECKPOINT_BYTES, "MLR-SNet checkpoint")
     if not files:
         raise UserError(f"{path} holds no MLR-SNet checkpoints (expected {MANIFEST} or files "
                         f"named {checkpoint_filename(1)}, {checkpoint_filename(2)}, ...)")
     return CheckpointSet(name or str(path), files, manifest)
+
+
+def _inside(folder: Path, name: str, where: Path) -> Path:
+    """``folder / name``, refused unless it stays inside ``folder`` once links and ``..``
+    are resolved: a set's files are its own (never ``/dev/zero``, ``../x`` or ``/etc/...``)."""
+    root = Path(folder).resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(root):
+        raise UserError(f"{where} names {name!r}, which lies outside the checkpoint set's folder "
+                        f"{root}; a set's files must be inside its folder (copy them there and "
+                        "name them relative to it)")
+    return root / name
+
+
+def _check_readable(path: Path, limit: int, what: str) -> None:
+    """Refuse ``path`` unless it is a regular file of at most ``limit`` bytes (checked before
+    it is read: a device or a FIFO would never end, a huge file would fill the memory)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what} {path} is not a regular file (a device, FIFO or socket); "
+                        "replace it with the file itself")
+    if st.st_size > limit:
+        raise UserError(f"{what} {path} is larger than {limit >> 20} MiB ({st.st_size} bytes), far "
+                        "beyond what it can hold; it is not the file it should be")
 
 
 def read_manifest(manifest_path: Path) -> dict[str, Any]:
@@ -179,6 +219,7 @@ def read_manifest(manifest_path: Path) -> dict[str, Any]:
     labels (integers) to file names and whose ``sha256`` (optional) maps them to digests."""
     fix = (f"it is damaged or not a checkpoint-set manifest; restore it, or delete it to use the "
            f"folder's {checkpoint_filename(1)}, {checkpoint_filename(2)}, ... files by name")
+    _check_readable(manifest_path, MAX_MANIFEST_BYTES, "checkpoint-set manifest")
     try:
         manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
     except OSError as exc:
