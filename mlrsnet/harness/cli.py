@@ -138,6 +138,19 @@ def check_results_writable(results: str | os.PathLike[str]) -> None:
                         "pass a folder you can write (--results DIR or $MLRSNET_RESULTS)") from None
 
 
+def check_data_dir(data_dir: str | os.PathLike[str] | None) -> None:
+    """Refuse an explicit ``--data-dir`` that is not a folder: the data layer would skip it
+    and train on ``$MLRSNET_DATA_DIR`` or ``./data`` instead, silently (a typo must not pick
+    other data)."""
+    if data_dir is None or str(data_dir) == "":
+        return
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise UserError(f"--data-dir {str(path)!r} {what}; pass the folder that holds the datasets "
+                        "(or leave --data-dir out to use $MLRSNET_DATA_DIR, then ./data)")
+
+
 # ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local, run_ray
@@ -311,6 +324,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints", default=None, metavar="DIR",
                    help="folder of the official MLR-SNet checkpoints (mlr_snet_{1,100,200}.pth) "
                         "for mlrsnet-transfer; sets $MLRSNET_CHECKPOINTS")
+    p.set_defaults(checks_data_dir=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"))
     sp.add_argument("--data-dir", default=None, help="dataset folder (else $MLRSNET_DATA_DIR, then ./data)")
     sp.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
-    sp.set_defaults(func=_cmd_restamp)
+    sp.set_defaults(func=_cmd_restamp, checks_data_dir=True)
     sp = ssub.add_parser("migrate", help="rewrite files of an older layout (runs typed by value, steps.epoch "
                          "from 0) in the current one; no run changes")
     sp.add_argument("--results", default=os.environ.get("MLRSNET_RESULTS", "results"))
@@ -436,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     handlers = _stop_on_signals()
     try:
+        if getattr(args, "checks_data_dir", False):
+            check_data_dir(args.data_dir)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"mlrsnet-bench: error: {exc}", file=sys.stderr)
