@@ -103,15 +103,31 @@ def _parse_hparams(pairs: Sequence[str], flag: str = "--hparam") -> dict[str, An
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
+    """``--seeds``: ``0,1,2`` or an inclusive range ``0-4``; each seed in ``0..MAX_SEED`` and
+    at most ``MAX_SEEDS`` of them (a range is checked before it is expanded)."""
+    from mlrsnet.harness.experiment import MAX_SEED, MAX_SEEDS
+
     if text is None:
         return None
+    usage = f"--seeds expects e.g. 0,1,2 or 0-4 (seeds from 0 to {MAX_SEED}, at most {MAX_SEEDS} of them)"
     try:
         if "-" in text and "," not in text:
-            lo, hi = text.split("-")
-            return list(range(int(lo), int(hi) + 1))
-        return [int(s) for s in text.split(",") if s.strip()]
+            lo, hi = (int(v) for v in text.split("-"))
+            if hi < lo:
+                raise UserError(f"{usage}; {text!r} is an empty range (its end is below its start)")
+            bounds = (lo, hi)
+            count = hi - lo + 1
+        else:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+            bounds = (min(seeds, default=0), max(seeds, default=0))
+            count = len(seeds)
     except ValueError:
-        raise UserError(f"--seeds expects e.g. 0,1,2 or 0-4, got {text!r}") from None
+        raise UserError(f"{usage}, got {text!r}") from None
+    if bounds[0] < 0 or bounds[1] > MAX_SEED:
+        raise UserError(f"{usage}; {text!r} goes outside 0..{MAX_SEED}")
+    if count > MAX_SEEDS:
+        raise UserError(f"{usage}; {text!r} names {count} seeds")
+    return list(range(bounds[0], bounds[1] + 1)) if "-" in text and "," not in text else seeds
 
 
 def check_results_writable(results: str | os.PathLike[str]) -> None:
@@ -158,6 +174,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mlrsnet.harness.store import Store
 
     spec = load_spec(args.spec, profile=args.profile, seeds=parse_seeds(args.seeds))
+    if not spec.methods:
+        raise UserError(f"{args.spec}: has no [[methods]] to run, only a [tune] block; run its searches "
+                        f"with `mlrsnet-bench tune {args.spec}`")
     if spec.takes_tuned:
         raise UserError(f"{args.spec}: some [[methods]] take their hyper-parameters from a search "
                         "('tuned = {...}'); run the spec with `mlrsnet-bench reproduce --only "
@@ -208,7 +227,13 @@ def cell_resources(cells: Sequence[Any], cpus: float | None, gpus: float | None)
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_local
-    from mlrsnet.harness.experiment import Cell, OverrideError, check_overrides, experiment_name_problem
+    from mlrsnet.harness.experiment import (
+        Cell,
+        OverrideError,
+        check_overrides,
+        experiment_name_problem,
+        seed_problem,
+    )
     from mlrsnet.harness.registry import get_method, get_task
     from mlrsnet.harness.store import Store
 
@@ -216,8 +241,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"--experiment: {problem}")
     get_task(args.task).profile(args.profile)
-    if args.seed < 0:
-        raise UserError(f"--seed must be an integer >= 0, not {args.seed}")
+    problem = seed_problem(args.seed)
+    if problem:
+        raise UserError(f"--seed {problem}")
     method = get_method(args.method)
     hparams = _parse_hparams(args.hparam)
     try:

@@ -161,7 +161,15 @@ class HParam:
             return must
         if not _is_number(value) or not math.isfinite(value) or not self._in_bounds(value):
             return must
+        if kind == "number" and abs(value) > FLOAT32_MAX:
+            return (f"must be {self.describe()} and at most {FLOAT32_MAX:.4g} in size (training computes "
+                    f"in float32, which holds no larger number), not {value!r}")
         return None
+
+
+#: The largest float32: a number hyper-parameter beyond it (an LR of 1e308) overflows when
+#: the step converts it to the parameters' type, so it is refused with the other checks.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _is_number(value: Any) -> bool:

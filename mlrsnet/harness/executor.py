@@ -549,6 +549,13 @@ def diverged_error(result: RunResult) -> str | None:
     return f"diverged at {where}: {result.diverged_reason or 'a value was not finite'}"
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _print(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -574,7 +581,8 @@ def run_local(cells: Sequence[Cell], store: Store, *, data_dir: str | None = Non
             raise
         except Exception as exc:
             outcomes[cell.run_id] = "failed"
-            _print(f"{tag}: FAILED ({type(exc).__name__}: {exc})", quiet)
+            # a failure is said even under --quiet (one line): exit code 1 alone names nothing
+            _print(f"{tag}: FAILED ({one_line(exc)})", False)
             if not keep_going:
                 raise
             continue
@@ -692,7 +700,7 @@ def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcom
             outcomes[cell.run_id] = ray.get(done[0])
         except Exception as exc:  # a failed cell is recorded by run_cell itself
             outcomes[cell.run_id] = "failed"
-            _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({exc})", quiet)
+            _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({one_line(exc)})", False)
         else:
             _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
                    f"{outcomes[cell.run_id]}", quiet)

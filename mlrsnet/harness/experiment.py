@@ -50,6 +50,19 @@ from mlrsnet.harness.registry import get_method, get_task, profile_names, tasks
 #: Profile fields that describe rather than configure (never overridden): prose, and the
 #: device and data policies of a scale.
 NOT_OVERRIDABLE = ("notes", "expects_gpu", "requires_data")
+#: Seeds are 32-bit: the range every generator a run or a search seeds takes (torch's, with
+#: ``seed + 1`` and ``seed + 2`` for the held-out and training-pass draws, numpy's, Ray
+#: Tune's searchers).  ``--seed 2**64-1`` overflowed inside the run before this bound.
+MAX_SEED = 2 ** 32 - 1
+#: The most seeds one invocation expands (``--seeds 0-99999999999`` ran out of memory).
+MAX_SEEDS = 10_000
+
+
+def seed_problem(seed: object) -> str | None:
+    """Why ``seed`` is not a usable seed (None if it is)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        return f"must be an integer >= 0 and at most {MAX_SEED} (32 bits), not {seed!r}"
+    return None
 
 
 def overridable(task: str, profile: str) -> tuple[str, ...]:
@@ -251,9 +264,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
     if prof not in profile_names():
         raise _fail(source, "profile", f"{prof!r} is not a profile; allowed: {', '.join(profile_names())}")
     seed_list = seeds if seeds is not None else data.get("seeds", [0])
-    if (not isinstance(seed_list, list) or not seed_list
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list)):
-        raise _fail(source, "seeds", f"must be a non-empty list of integers >= 0, e.g. [0, 1, 2], not {seed_list!r}")
+    if (not isinstance(seed_list, list) or not seed_list or len(seed_list) > MAX_SEEDS
+            or any(seed_problem(s) for s in seed_list)):
+        shown = seed_list if not isinstance(seed_list, list) or len(seed_list) <= 8 else f"{seed_list[:8]}..."
+        raise _fail(source, "seeds", f"must be a non-empty list of integers from 0 to {MAX_SEED} (at most "
+                    f"{MAX_SEEDS} of them), e.g. [0, 1, 2], not {shown!r}")
     task_names = data.get("tasks")
     if not isinstance(task_names, list) or not task_names or not all(isinstance(t, str) for t in task_names):
         raise _fail(source, "tasks", f"must be a non-empty list of task names; allowed: {', '.join(tasks())}")
@@ -285,7 +300,13 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>", *,
             except HParamError as exc:
                 raise _fail(source, f"{where}.hparams.{exc.name}", str(exc)) from None
         default_label = method or f"{tuned['search']} best ({tuned['experiment']})"
-        methods.append(MethodEntry(method, hp, str(m.get("label", default_label)), tuned))
+        entry = MethodEntry(method, hp, str(m.get("label", default_label)), tuned)
+        for j, other in enumerate(methods):
+            if _same_runs(entry, other):
+                raise _fail(source, where, f"trains the same runs as methods[{j}] (the label is not part "
+                            f"of a run's identity): labels {other.label!r} and {entry.label!r} would name "
+                            "one run; remove one entry, or give them different hyper-parameters")
+        methods.append(entry)
     by_profile = data.get("overrides_by_profile", {})
     if not isinstance(by_profile, dict) or any(p not in profile_names() for p in by_profile):
         raise _fail(source, "overrides_by_profile", "must map a profile name to its overrides (a table or a list of "
@@ -345,6 +366,14 @@ def spec_record(spec: ExperimentSpec) -> dict[str, Any]:
         # the file's folder and name (benchmarks/fig1.toml), not where this checkout is
         "source": f"{spec.source.parent.name}/{spec.source.name}" if spec.source is not None else None,
     }
+
+
+def _same_runs(a: MethodEntry, b: MethodEntry) -> bool:
+    """Whether two [[methods]] entries expand to the same cells (label aside)."""
+    def key(m: MethodEntry) -> str:
+        return json.dumps([m.name, dict(m.hparams), dict(m.tuned or {})], sort_keys=True, default=str)
+
+    return key(a) == key(b)
 
 
 TUNED_KEYS = {"experiment", "search", "task", "profile"}

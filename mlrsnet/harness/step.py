@@ -42,7 +42,8 @@ def train_step(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
         optimizer.zero_grad(set_to_none=True)
         method.backward(info.loss, params)      # leaves the gradient in p.grad
         clip p.grad to clip_grad_norm           # when the task clips
-        lr = float(method.lr(info));  stop here if it is not finite
+        lr = float(method.lr(info));  stop here if it is not finite (or beyond the
+                                      parameters' float type: it would overflow)
         d = method.direction(info)              # None: the optimiser's own direction
         if d is not None: p.grad <- d           # written here, never by the method
         group["lr"] = lr for every param group
@@ -74,8 +75,8 @@ def _apply(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
            optimizer: torch.optim.Optimizer, loss: float | Tensor) -> StepResult:
     """The part of :func:`train_step` after the gradients: LR, direction, step, after_step."""
     lr = float(method.lr(info))
-    if not math.isfinite(lr):
-        return StepResult(lr, loss, True)
+    if not math.isfinite(lr) or abs(lr) > _largest(params):  # an LR the parameters cannot hold
+        return StepResult(lr, loss, True)                     # is infinite for the step
     direction = method.direction(info)
     if direction is not None:
         _use_direction(method, params, optimizer, direction)
@@ -84,6 +85,13 @@ def _apply(method: Method, info: StepInfo, params: Sequence[nn.Parameter],
     optimizer.step()
     method.after_step(info)
     return StepResult(lr, loss, False)
+
+
+def _largest(params: Sequence[Tensor]) -> float:
+    """The largest number the parameters' floating type holds (an LR beyond it overflows in
+    ``optimizer.step()``: 1e39 for float32)."""
+    dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float64
+    return float(torch.finfo(dtype).max)
 
 
 def workload_step(workload: Any, model: nn.Module, batch: Any, carry: Any, stats: Any, method: Method,

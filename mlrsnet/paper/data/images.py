@@ -33,6 +33,16 @@ NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
 
+#: What each dataset is: its number of classes and its images' height and width (the
+#: official releases; a prepared file, or its ``-mini`` subset, must match them, so a file
+#: with 3 classes or 1x1 images is not trained on as CIFAR-10).
+IMAGE_FACTS: dict[str, tuple[int, tuple[int, int]]] = {
+    "cifar10": (10, (32, 32)),
+    "cifar100": (100, (32, 32)),
+    "svhn": (10, (32, 32)),
+    "tinyimagenet": (200, (64, 64)),
+}
+
 
 @dataclass
 class ImageDataset:
@@ -86,10 +96,24 @@ def read_npz(path: Path, name: str, data_dir: PathLike | None = None) -> dict[st
             arrays = {k: npz[k] for k in NPZ_KEYS}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"{path} cannot be read as a prepared dataset ({exc}); {fix}.") from exc
-    problem = layout_problem(arrays)
+    problem = layout_problem(arrays) or dataset_problem(arrays, name)
     if problem:
         raise UserError(f"{path} does not have the prepared layout: {problem}; {fix}.")
     return arrays
+
+
+def dataset_problem(a: dict[str, np.ndarray], name: str) -> str | None:
+    """How arrays of the prepared layout differ from dataset ``name`` (:data:`IMAGE_FACTS`:
+    its number of classes and image size), or ``None``."""
+    if name not in IMAGE_FACTS:
+        return None
+    classes, size = IMAGE_FACTS[name]
+    if len(a["classes"]) != classes:
+        return f"it lists {len(a['classes'])} classes where {name} has {classes}"
+    got = tuple(a["x_train"].shape[1:3])
+    if got != size:
+        return f"its images are {got[0]}x{got[1]} pixels where {name}'s are {size[0]}x{size[1]}"
+    return None
 
 
 def layout_problem(a: dict[str, np.ndarray]) -> str | None:
