@@ -132,11 +132,19 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 def check_results_writable(results: str | os.PathLike[str]) -> None:
     """Refuse an unusable ``--results`` once, before any run (it failed every run, one by
-    one): the folder, or the nearest existing folder above it, must be a writable folder.
-    Writes nothing that stays (a probe file is created and removed at once)."""
+    one): see :func:`check_writable`."""
+    check_writable(results, "--results", "--results DIR or $MLRSNET_RESULTS")
+
+
+def check_writable(folder: str | os.PathLike[str], flag: str, how: str) -> None:
+    """Refuse an output folder that cannot be written, before any work (``train``, ``run``,
+    ``tune``, ``reproduce``: ``--results``; ``report`` and ``reproduce``: ``--out``): the
+    folder, or the nearest existing folder above it, must be a writable folder.  Writes
+    nothing that stays (a probe file is created and removed at once).  ``how`` names the
+    way to pass another folder."""
     import tempfile
 
-    path = Path(results).expanduser()
+    path = Path(folder).expanduser()
     probe = path
     while not probe.exists() and probe != probe.parent:
         if probe.is_symlink():  # a dangling link: mkdir would fail
@@ -144,14 +152,14 @@ def check_results_writable(results: str | os.PathLike[str]) -> None:
         probe = probe.parent
     where = "" if probe == path else f" (its nearest existing parent is {str(probe)!r})"
     if not probe.is_dir():
-        raise UserError(f"--results {str(path)!r} cannot be used: {str(probe)!r} is not a folder; "
-                        "pass a folder that can be created or written (--results DIR or $MLRSNET_RESULTS)")
+        raise UserError(f"{flag} {str(path)!r} cannot be used: {str(probe)!r} is not a folder; "
+                        f"pass a folder that can be created or written ({how})")
     try:
         with tempfile.TemporaryFile(dir=probe, prefix=".mlrsnet-write-probe-"):
             pass
     except OSError as exc:
-        raise UserError(f"--results {str(path)!r} is not writable{where}: {exc.strerror or exc}; "
-                        "pass a folder you can write (--results DIR or $MLRSNET_RESULTS)") from None
+        raise UserError(f"{flag} {str(path)!r} is not writable{where}: {exc.strerror or exc}; "
+                        f"pass a folder you can write ({how})") from None
 
 
 def check_data_dir(data_dir: str | os.PathLike[str] | None) -> None:

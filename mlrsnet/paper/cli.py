@@ -53,8 +53,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.cli import check_writable
     from mlrsnet.paper.report import render
 
+    check_writable(args.out, "--out", "--out DIR")
     paths = render(args.what, results=Path(args.results), out=Path(args.out), experiment=args.experiment)
     for path in paths:
         print(path)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness.cli import parse_seeds
+from mlrsnet.harness.cli import check_writable, parse_seeds
 from mlrsnet.harness.experiment import (
     Cell,
     ExperimentSpec,
@@ -377,6 +377,11 @@ def count_runs(plan: Plan, stages: list[Stage], profile: str, store: Store, data
     return total, min(sum(c.ended for c in counts), total)
 
 
+def report_dir(args: argparse.Namespace, profile: str) -> Path:
+    """Where the report goes: ``--out``, default ``reports/<PROFILE>``."""
+    return Path(args.out) if args.out else Path("reports") / profile
+
+
 def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: argparse.Namespace) -> list[Path]:
     """The report of the stages under ``--out`` (default ``reports/<PROFILE>``)."""
     from mlrsnet.paper.report.reproduction import Entry, render_reproduction
@@ -392,7 +397,7 @@ def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: ar
     for s in stages:
         spec = load_spec(s.spec_path, profile=plan.profile_of(s, profile))
         entries.append(Entry(s.name, s.kind, spec.description or s.name))
-    out = Path(args.out) if args.out else Path("reports") / profile
+    out = report_dir(args, profile)
     command = f"mlrsnet-bench reproduce --profile {profile} --results {args.results}"
     return render_reproduction(store, out, entries=entries, profile=profile, command=command, status=status)
 
@@ -422,6 +427,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
     if args.plan_only:
         print("\n".join(plan_lines(plan, stages, profile, store, data_dir, seeds)))
         return 0
+    # both output folders, before the first stage (a read-only one ended in a traceback)
+    check_writable(report_dir(args, profile), "--out", "--out DIR")
+    if not args.render_only:
+        check_writable(args.results, "--results", "--results DIR or $MLRSNET_RESULTS")
     if args.render_only:
         for path in render(plan, stages, profile, store, args)[:1]:
             print(path)

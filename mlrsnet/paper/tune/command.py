@@ -174,6 +174,8 @@ def describe(outcome: SearchOutcome, objective: Objective) -> str:
 
 
 def tune_command(args: argparse.Namespace) -> int:
+    from mlrsnet.harness.cli import check_results_writable
+
     spec = load_spec(args.spec, profile=args.profile)
     source = str(spec.source or args.spec)
     plan = with_cli_overrides(parse_tune_block(spec.tune, source), searchers=args.searchers,
@@ -185,6 +187,7 @@ def tune_command(args: argparse.Namespace) -> int:
     if plan.transfer_to and len(tasks) != 1:
         raise UserError(f"{source}: tune.transfer_to needs exactly one tuned (source) task; got {names}")
     quiet = bool(args.quiet)
+    check_results_writable(args.results)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     if data_dir is None and os.environ.get("MLRSNET_DATA_DIR"):
         data_dir = str(Path(os.environ["MLRSNET_DATA_DIR"]).resolve())
