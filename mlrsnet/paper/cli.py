@@ -151,6 +151,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None, help="report folder (default reports/<PROFILE>)")
     p.add_argument("--address", default=None, help="Ray cluster address")
     add_common_options(p)
+    for action in p._actions:  # the common --force is refused (reproduce.FORCE_REFUSED)
+        if "--force" in action.option_strings:
+            action.help = "refused: reproduce never redoes finished work (re-run one spec with run/tune --force)"
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("data", help="prepare or check datasets")

@@ -402,10 +402,22 @@ def render(plan: Plan, stages: list[Stage], profile: str, store: Store, args: ar
     return render_reproduction(store, out, entries=entries, profile=profile, command=command, status=status)
 
 
+#: ``reproduce --force`` is refused (it was accepted and silently ignored): a reproduction
+#: never redoes finished work, and a forced re-run of a whole plan would overwrite the runs a
+#: published report draws (a re-run part is marked superseded, never deleted).
+FORCE_REFUSED = (
+    "reproduce does not take --force: it never redoes finished work (finished runs and complete "
+    "searches are kept, interrupted ones resume). To redo one part, re-run it on its own with "
+    "`mlrsnet-bench run SPEC --force` or `mlrsnet-bench tune SPEC --force` (same --results), "
+    "or reproduce into a fresh --results folder")
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     from mlrsnet.harness.executor import run_ray
     from mlrsnet.paper.tune.command import tune_command
 
+    if getattr(args, "force", False):
+        raise UserError(FORCE_REFUSED)
     plan = load_plan(args.plan)
     profile = args.profile
     if profile not in plan.profiles:

@@ -286,3 +286,14 @@ def test_a_label_trained_again_under_another_configuration_supersedes_its_old_ru
     data = F.load(store, "fig")
     assert set(data.runs["run_id"]) == {new.run_id, other.run_id} and F.missing_reasons(data) == []
     assert supersede(store, "fig", [new, other]) == 0  # once
+
+
+def test_reproduce_refuses_force_instead_of_ignoring_it(tmp_path, capsys) -> None:
+    """Issue 26 item 7: ``reproduce --force`` was accepted and silently ignored."""
+    from mlrsnet.harness.cli import main
+
+    code = main(["reproduce", "--profile", "smoke", "--plan-only", "--force", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert "does not take --force" in err and "run SPEC --force" in err and "tune SPEC --force" in err
+    assert not (tmp_path / "r").exists()
