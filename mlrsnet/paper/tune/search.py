@@ -294,8 +294,13 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
                   "interrupted search (ray-project/ray#39900: its restored brackets stall); starting "
                   f"it again from its first trial (the {saved['search_id']} trials stay in the store, "
                   "outside the tables)", file=sys.stderr, flush=True)
+    tags = dict(s.tags)
     if restore:
         search_id = saved["search_id"]
+        # the seed the search was started with (a search recorded before seeds were recorded
+        # keeps the tag its trials carry: a trial's tags are part of its run id)
+        tags["searcher_seed"] = saved.get("searcher_seed", _trials_seed(Path(s.store_root), s.experiment,
+                                                                         search_id, tags.get("searcher_seed")))
     else:
         if path.exists():
             shutil.rmtree(path)  # a folder without Tune state: nothing to resume
@@ -303,9 +308,9 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
         search_id = _new_search_id(path)
         from mlrsnet.paper.tune.searchers import max_concurrent
 
-        _write_record(path, {"search_id": search_id, "plan": record,
+        _write_record(path, {"search_id": search_id, "searcher_seed": tags.get("searcher_seed"), "plan": record,
                              "max_concurrent": max_concurrent(req.searcher, req.options)})
-    setup = replace(s, tags={**dict(s.tags), "search_id": search_id})
+    setup = replace(s, tags={**tags, "search_id": search_id})
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"cpu": s.cpus, "gpu": req.gpus})
     before = signal.getsignal(signal.SIGINT)
@@ -322,6 +327,18 @@ def _fit(req: SearchRequest, path: Path, record: Mapping[str, Any],
     return SearchOutcome(task=s.task, searcher=req.searcher, search_id=search_id, path=path,
                          trials=len(grid), errors=grid.num_errors, failed=failed,
                          interrupted=sigint_seen or incomplete)
+
+
+def _trials_seed(store_root: Path, experiment: str, search_id: str, default: Any) -> Any:
+    """The ``searcher_seed`` tag the stored trials of ``search_id`` carry (``default`` if it
+    has none stored yet)."""
+    runs = Store(store_root).runs(experiment)
+    if runs.empty or "tags" not in runs:
+        return default
+    for tags in runs["tags"]:
+        if isinstance(tags, dict) and tags.get("search_id") == search_id and "searcher_seed" in tags:
+            return tags["searcher_seed"]
+    return default
 
 
 def _error_text(error: BaseException) -> str:

@@ -20,8 +20,9 @@ The four searchers of the supplement, built the way Ray Tune ships them:
 - ``random``: Tune's ``BasicVariantGenerator`` sampling the log-uniform space;
 - ``grid``: the same generator over ``tune.grid_search`` candidates.
 
-Only options the spec gives are passed; everything else is the library's default, so a
-search reproduces the searcher's own default behaviour (seeds included).  Importing this
+Only options the spec gives are passed, and the seed: everything else is the library's
+default.  Every seedable searcher is seeded (:attr:`Searcher.default_seed`: BayesOpt's own 42,
+else :data:`DEFAULT_SEED`) unless the spec gives its seed, and the seed is recorded.  Importing this
 module does not import Ray (the command line lists the names from here): Ray is imported
 inside the build functions, when a search starts.
 """
@@ -57,8 +58,10 @@ class Searcher:
     options: frozenset[str] = frozenset()
     #: The option that seeds the searcher (``None``: it cannot be seeded) ...
     seed_option: str | None = None
-    #: ... and the seed it runs with when the spec leaves that option out (the library's own
-    #: default; ``None``: unseeded).  Recorded in every trial's ``searcher_seed`` tag.
+    #: ... and the seed it runs with when the spec leaves that option out (BayesOpt: the
+    #: library's own 42; random and BOHB: :data:`DEFAULT_SEED`, so that a search run again
+    #: samples the same configurations).  Recorded in every trial's ``searcher_seed`` tag and
+    #: in the search's plan record.
     default_seed: int | None = None
     #: One of :data:`SPACE_ENCODINGS`.
     space: str = "native"
@@ -102,6 +105,10 @@ class Searcher:
         return self.space == "grid"
 
 
+#: The seed of a seedable searcher whose library has no default of its own (random search,
+#: BOHB: unseeded in Ray Tune, so three runs of one spec sampled three configuration sets).
+DEFAULT_SEED = 0
+
 #: The registry: name -> :class:`Searcher`, in the order the help and the tables list them.
 SEARCHERS: dict[str, Searcher] = {}
 
@@ -126,7 +133,10 @@ def build_searcher(name: str, *, max_epochs: int,
 
     Metric and mode are left to ``TuneConfig`` (Tune refuses them twice)."""
     entry = get_searcher(name)
-    search_alg, scheduler = entry.build(entry.library_options(options or {}), max_epochs)
+    opts = entry.library_options(options or {})
+    if entry.seed_option is not None and entry.default_seed is not None:
+        opts.setdefault(entry.seed_option, entry.default_seed)
+    search_alg, scheduler = entry.build(opts, max_epochs)
     limit = max_concurrent(name, options)
     if limit is not None:
         from mlrsnet.paper.tune.limiter import OrderedBatches
@@ -279,11 +289,12 @@ register(Searcher(
     # waits ("No trial is running and no new trial has been started"): ray-project/ray#39900,
     # seen here on a Table 1 search resumed after Ctrl-C.
     restorable=False,
-    seed_option="seed",
+    seed_option="seed", default_seed=DEFAULT_SEED,
 ))
 register(Searcher(
     "random", "random search", _basic_variants,
-    options=frozenset({"random_state"}), seed_option="random_state", trial_offset=1,
+    options=frozenset({"random_state"}), seed_option="random_state", default_seed=DEFAULT_SEED,
+    trial_offset=1,
 ))
 register(Searcher("grid", "grid search", _basic_variants, space="grid", trial_offset=1))
 

@@ -25,10 +25,10 @@ def test_samples_come_from_the_profile_table_else_from_the_task_profile():
     assert plan.samples_for("smoke", "random", fallback=2) == 2
 
 
-def test_searcher_seeds_default_to_the_librarys_own():
+def test_searcher_seeds_default_to_the_librarys_own_else_0():
     plan = parse_tune_block({"profiles": {"mini": {"bohb": {"seed": 7}}}})
     assert plan.seed_for("mini", "bayesopt") == 42  # BayesOptSearch's fixed default
-    assert plan.seed_for("mini", "random") is None  # unseeded by default
+    assert plan.seed_for("mini", "random") == 0  # seeded (Tune leaves it unseeded)
     assert plan.seed_for("mini", "bohb") == 7
     assert plan.options_for("mini", "bohb") == {"seed": 7}
     assert plan.options_for("paper", "bohb") == {}

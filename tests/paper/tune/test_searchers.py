@@ -25,8 +25,8 @@ def test_the_supplements_four_searchers_with_their_options_and_seeds():
         "bayesopt": ("BayesOpt", {"random_state", "random_search_steps", "utility_kwargs", "patience",
                                   "skip_duplicate", "bayesopt_space", "max_concurrent"}, "random_state", 42,
                      "native", 0),
-        "bohb": ("BOHB", {"seed", "bohb_config", "reduction_factor"}, "seed", None, "native", 0),
-        "random": ("random search", {"random_state"}, "random_state", None, "native", 1),
+        "bohb": ("BOHB", {"seed", "bohb_config", "reduction_factor"}, "seed", 0, "native", 0),
+        "random": ("random search", {"random_state"}, "random_state", 0, "native", 1),
         "grid": ("grid search", set(), None, None, "grid", 1),
     }
     assert dict(TITLES) == {n: s.title for n, s in SEARCHERS.items()}

@@ -42,7 +42,7 @@ def test_searcher_runs_two_trials_and_stores_their_curves(searcher, data_dir, tm
     tags = trials["tags"].tolist()
     assert {t["search"] for t in tags} == {searcher}
     assert {t["objective"] for t in tags} == {"val/acc"}
-    assert {t["searcher_seed"] for t in tags} == {42 if searcher == "bayesopt" else None}
+    assert {t["searcher_seed"] for t in tags} == {{"bayesopt": 42, "random": 0, "grid": None}[searcher]}
     assert sorted(t["trial"] for t in tags) == [1, 2]  # running numbers, from 1 for every searcher
     assert all(0.01 <= hp["lr"] <= 0.5 and 0.01 <= hp["decay"] <= 0.5 for hp in trials["hparams"])
     if searcher == "grid":  # the centred 2x1 sub-grid of the paper's 14x14 candidates
