@@ -29,7 +29,7 @@ from mlrsnet.harness.execution import backend_flags, device_versions, pick_devic
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import HOST
 from mlrsnet.harness.loop import RunResult, train
-from mlrsnet.harness.store import FINAL_STATUSES, RunClaimed, Store
+from mlrsnet.harness.store import FINAL_STATUSES, RunClaimed, RunLock, Store, stale_lock_s
 
 VERSIONED = ("torch", "torchvision", "numpy", "ray", "pandas", "pyarrow", "bayesian-optimization",
              "hpbandster", "ConfigSpace", "hyperopt")
@@ -331,9 +331,7 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
     current = execution_identity(cell, dev.type, n)
     if not force and _done(cell, store, dirs, warn=False, execution=current):
         return None  # cheap path: no lock needed to skip a finished run
-    lock = store.lock(cell.experiment, run_id)
-    lock.acquire(run_id)
-    try:
+    with store.lock(cell.experiment, run_id).holding(run_id):  # renews its heartbeat meanwhile
         prior = store.run_row(cell.experiment, run_id)  # a damaged row warns here, once
         if not force and prior is not None and _done(cell, store, dirs, warn=True, row=prior, execution=current):
             return None  # finished by another process meanwhile
@@ -341,8 +339,6 @@ def run_cell(cell: Cell, store: Store, *, data_dir: str | None = None, device: s
             return _train_claimed(cell, store, prior, dirs, data_dir=data_dir, device=dev, quiet=quiet,
                                   force=force, artifact_dir=artifact_dir, on_epoch=on_epoch, threads=n,
                                   execution=current, test_epochs=test_epochs)
-    finally:
-        lock.release()
 
 
 def cell_device(cell: Cell, device: str | None) -> Any:
@@ -561,38 +557,70 @@ def _print(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+#: Seconds between two looks at the locks of runs another process holds.
+CLAIM_POLL_S = 2.0
+
+
+def wait_for_claims(store: Store, cells: Sequence[Cell]) -> None:
+    """Block until the lock of at least one of ``cells`` can be taken: released by the
+    process that held it (which finished or stopped its run), or stale (a dead owner on
+    this host, a lock of another host without a heartbeat for :func:`~mlrsnet.harness.
+    store.stale_lock_s`).  Ctrl-C ends the wait (nothing of this command is in progress)."""
+    locks = [store.lock(c.experiment, c.run_id) for c in cells]
+    while not any(lock.claimable() for lock in locks):
+        time.sleep(CLAIM_POLL_S)
+
+
+def _claimed_line(tag: str, exc: RunClaimed) -> str:
+    described = RunLock(exc.path).describe(exc.owner)
+    other_host = exc.owner.get("host") not in (HOST, None)
+    until = (f"until it ends, or until its heartbeat is {stale_lock_s():.0f} s old (then it is taken for "
+             "gone and broken)" if other_host else "until it ends")
+    return f"{tag}: claimed by {described}; waiting for it {until}, after the other runs"
+
+
 def run_local(cells: Sequence[Cell], store: Store, *, data_dir: str | None = None,
               device: str | None = None, quiet: bool = False, force: bool = False,
               keep_going: bool = True) -> dict[str, str]:
-    """Run cells one after another in this process; returns run_id -> outcome."""
+    """Run cells one after another in this process; returns run_id -> outcome.
+
+    A run another process holds (:class:`~mlrsnet.harness.store.RunClaimed`) is waited for
+    once the others are done (:func:`wait_for_claims`) and then run (or skipped, when its
+    owner finished it): the command never ends with a wanted run left unfinished."""
     outcomes: dict[str, str] = {}
-    for k, cell in enumerate(cells, 1):
-        tag = f"[{k}/{len(cells)}] {cell.task} {cell.profile} {cell.method} seed={cell.seed}"
-        try:
-            result = run_cell(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force)
-        except RunClaimed as exc:
-            outcomes[cell.run_id] = "claimed"
-            hint = ("" if exc.owner.get("host") in (HOST, None) else
-                    f" (a lock of another host is never broken here; if that process is gone, "
-                    f"delete {exc.path})")
-            _print(f"{tag}: claimed by {exc.who}, skipped{hint}", quiet)
-            continue
-        except UserError:
-            raise
-        except Exception as exc:
-            outcomes[cell.run_id] = "failed"
-            # a failure is said even under --quiet (one line): exit code 1 alone names nothing
-            _print(f"{tag}: FAILED ({one_line(exc)})", False)
-            if not keep_going:
+    pending = list(enumerate(cells, 1))
+    said: set[str] = set()
+    while pending:
+        waiting = []
+        for k, cell in pending:
+            tag = f"[{k}/{len(cells)}] {cell.task} {cell.profile} {cell.method} seed={cell.seed}"
+            try:
+                result = run_cell(cell, store, data_dir=data_dir, device=device, quiet=quiet, force=force)
+            except RunClaimed as exc:
+                waiting.append((k, cell))
+                if cell.run_id not in said:
+                    said.add(cell.run_id)
+                    _print(_claimed_line(tag, exc), quiet)
+                continue
+            except UserError:
                 raise
-            continue
-        if result is None:
-            outcomes[cell.run_id] = "skipped"
-            _print(f"{tag}: already done, skipped", quiet)
-        else:
-            outcomes[cell.run_id] = result.status
-            _print(f"{tag}: {_summary(result)}", quiet)
-    return outcomes
+            except Exception as exc:
+                outcomes[cell.run_id] = "failed"
+                # a failure is said even under --quiet (one line): exit code 1 alone names nothing
+                _print(f"{tag}: FAILED ({one_line(exc)})", False)
+                if not keep_going:
+                    raise
+                continue
+            if result is None:
+                outcomes[cell.run_id] = "skipped"
+                _print(f"{tag}: already done, skipped", quiet)
+            else:
+                outcomes[cell.run_id] = result.status
+                _print(f"{tag}: {_summary(result)}", quiet)
+        if waiting:
+            wait_for_claims(store, [cell for _, cell in waiting])
+        pending = waiting
+    return {c.run_id: outcomes[c.run_id] for c in cells if c.run_id in outcomes}
 
 
 def _summary(result: RunResult) -> str:
@@ -683,29 +711,41 @@ def _run_remote(ray: Any, pending: Sequence[Cell], cells: Sequence[Cell], outcom
     # one CPU share and one GPU share per cell: Ray places at most as many cells on a GPU as
     # its shares allow and hands each its device
     @ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)
-    def remote(cell_json: str) -> str:
+    def remote(cell_json: str) -> str | RunClaimed:
         cell = Cell(**json.loads(cell_json))
         try:
             res = run_cell(cell, Store(root), data_dir=data, device=device, quiet=True, force=force)
         except RunClaimed as exc:
-            return f"claimed by {exc.who}, skipped"
+            return exc  # the driver waits for it (as run_local does) and submits the cell again
         return "skipped" if res is None else res.status
 
-    refs = {remote.remote(json.dumps(_cell_dict(c))): c for c in pending}
-    remaining = list(refs)
-    while remaining:
-        done, remaining = ray.wait(remaining, num_returns=1)
-        cell = refs[done[0]]
-        try:
-            outcomes[cell.run_id] = ray.get(done[0])
-        except Exception as exc:  # a failed cell is recorded by run_cell itself
-            outcomes[cell.run_id] = "failed"
-            _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({one_line(exc)})", False)
-        else:
-            _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
-                   f"{outcomes[cell.run_id]}", quiet)
-        if progress is not None:
-            progress(cell, outcomes[cell.run_id])
+    said: set[str] = set()
+    while pending:
+        refs = {remote.remote(json.dumps(_cell_dict(c))): c for c in pending}
+        remaining, claimed = list(refs), []
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            cell = refs[done[0]]
+            try:
+                outcome = ray.get(done[0])
+            except Exception as exc:  # a failed cell is recorded by run_cell itself
+                outcomes[cell.run_id] = "failed"
+                _print(f"{cell.task} {cell.method} seed={cell.seed}: FAILED ({one_line(exc)})", False)
+            else:
+                if isinstance(outcome, RunClaimed):
+                    claimed.append(cell)
+                    if cell.run_id not in said:
+                        said.add(cell.run_id)
+                        _print(_claimed_line(f"{cell.task} {cell.method} seed={cell.seed}", outcome), quiet)
+                    continue
+                outcomes[cell.run_id] = outcome
+                _print(f"[{len(outcomes)}/{len(cells)}] {cell.task} {cell.method} seed={cell.seed}: "
+                       f"{outcomes[cell.run_id]}", quiet)
+            if progress is not None:
+                progress(cell, outcomes[cell.run_id])
+        if claimed:
+            wait_for_claims(Store(root), claimed)
+        pending = claimed
     return outcomes
 
 

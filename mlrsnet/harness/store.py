@@ -14,7 +14,11 @@ owner-named temporary files, stale ones of dead writers removed on the next writ
 
 :class:`RunLock` claims a run before it is trained (``<experiment>/locks/<run_id>.lock``,
 created with ``O_CREAT | O_EXCL``), so two processes on one results folder never train the
-same run; a lock whose owner died on this host is broken.
+same run; a lock whose owner died on this host is broken.  Its holder renews a heartbeat in
+it while it holds it (every :func:`heartbeat_interval_s`); a lock of another host, whose
+owner this host cannot ask, is broken once its heartbeat is older than :func:`stale_lock_s`
+(:data:`STALE_LOCK_S`, 10 minutes; ``$MLRSNET_STALE_LOCK_S``): a store copied from another
+machine, a node lost in a multi-node Ray run.
 
 Every table is written with one fixed pyarrow schema (:data:`SCHEMAS`: a column is never
 typed by its first value, so ``pandas.read_parquet(<experiment>/<table>)`` and
@@ -28,12 +32,14 @@ rewritten in place by ``mlrsnet-bench store migrate`` (:mod:`mlrsnet.harness.mig
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +88,45 @@ STEPS_SCHEMA = pa.schema([
 ], metadata=_META)
 SCHEMAS = {"runs": RUNS_SCHEMA, "epochs": EPOCHS_SCHEMA, "steps": STEPS_SCHEMA}
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]*$")
+
+
+#: A lock of another host is stale once its heartbeat is older than this (seconds).  Its
+#: holder renews the heartbeat every :func:`heartbeat_interval_s` while it holds it (a
+#: thread, so a long epoch or set-up is no gap), so only a lock nobody renews ages.
+STALE_LOCK_S = 600.0
+#: The most seconds between two heartbeats of a held lock.
+LOCK_HEARTBEAT_S = 30.0
+STALE_LOCK_ENV = "MLRSNET_STALE_LOCK_S"
+
+
+def stale_lock_s() -> float:
+    """:data:`STALE_LOCK_S`, or ``$MLRSNET_STALE_LOCK_S`` (seconds) when set."""
+    text = os.environ.get(STALE_LOCK_ENV, "").strip()
+    try:
+        value = float(text) if text else STALE_LOCK_S
+    except ValueError:
+        raise ValueError(f"${STALE_LOCK_ENV} must be a number of seconds, got {text!r}") from None
+    return value if value > 0 else STALE_LOCK_S
+
+
+def heartbeat_interval_s() -> float:
+    """Seconds between heartbeats: :data:`LOCK_HEARTBEAT_S`, or a quarter of the stale
+    threshold when that is shorter (four beats may be missed before a lock is stale)."""
+    return min(LOCK_HEARTBEAT_S, stale_lock_s() / 4)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class StaleLockWarning(UserWarning):
+    """A lock of another host was broken: its heartbeat had stopped."""
 
 
 class DamagedFileWarning(UserWarning):
@@ -354,12 +399,35 @@ class RunClaimed(Exception):
 
 class RunLock:
     """An exclusive claim on one run: a file created with ``O_CREAT | O_EXCL`` holding its
-    owner's host, pid and pid start time.  A lock whose owner is dead (same host, pid gone
-    or reused) is broken; one held by a live process, or by another host, is respected."""
+    owner's host, pid, pid start time and heartbeat (``time.time()`` of its last renewal).
+    A lock whose owner is dead (same host, pid gone or reused) is broken; one held by a live
+    process is respected; one of another host is respected while its heartbeat is younger
+    than :func:`stale_lock_s` and broken after (with a :class:`StaleLockWarning`).
+    :meth:`holding` renews the heartbeat while the lock is held."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.held = False
+        self._me: dict[str, Any] = {}
+
+    def heartbeat_age(self, owner: Mapping[str, Any] | None = None) -> float | None:
+        """Seconds since the lock's last heartbeat (its ``heartbeat`` field; a lock written
+        before heartbeats were recorded: its modification time); None if there is no lock."""
+        owner = self.owner() if owner is None else owner
+        beat = owner.get("heartbeat") if isinstance(owner, Mapping) else None
+        if not isinstance(beat, int | float):
+            try:
+                beat = self.path.stat().st_mtime
+            except OSError:
+                return None
+        return max(0.0, time.time() - float(beat))
+
+    def describe(self, owner: Mapping[str, Any] | None = None) -> str:
+        """``host:pid`` and the age of its heartbeat."""
+        owner = (self.owner() if owner is None else owner) or {}
+        age = self.heartbeat_age(owner)
+        who = f"{owner.get('host', '?')}:{owner.get('pid', '?')}"
+        return who if age is None else f"{who}, last heartbeat {_ago(age)} ago"
 
     def owner(self) -> dict[str, Any] | None:
         try:
@@ -376,7 +444,7 @@ class RunLock:
 
     def _try_create(self) -> bool:
         me = {"host": HOST, "pid": os.getpid(), "pid_start": pid_start(os.getpid()),
-              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "heartbeat": time.time()}
         try:
             fd = create_file(self.path)
         except FileExistsError:
@@ -385,8 +453,42 @@ class RunLock:
             fh.write(json.dumps(me))
             fh.flush()
             os.fsync(fh.fileno())
-        self.held = True
+        self.held, self._me = True, me
         return True
+
+    def beat(self) -> None:
+        """Renew the heartbeat of a lock this process holds (a no-op once it is not ours)."""
+        if not self.held:
+            return
+        owner = self.owner()
+        if not owner or owner.get("pid") != os.getpid() or owner.get("host") != HOST:
+            return
+        self._me = {**self._me, "heartbeat": time.time()}
+        try:  # in place: a reader that meets it half-written sees an unreadable, fresh lock
+            with open(self.path, "r+") as fh:
+                fh.write(json.dumps(self._me))
+                fh.truncate()
+        except OSError:
+            pass
+
+    @contextlib.contextmanager
+    def holding(self, run_id: str = "") -> Iterator[RunLock]:
+        """Acquire the lock, renew its heartbeat from a thread while the block runs, release it."""
+        self.acquire(run_id)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(heartbeat_interval_s()):
+                self.beat()
+
+        thread = threading.Thread(target=renew, name=f"heartbeat {self.path.name}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            self.release()
 
     def _is_stale(self, owner: Mapping[str, Any] | None) -> bool:
         if owner is None:
@@ -398,7 +500,16 @@ class RunLock:
                 return False
         if owner.get("host") == HOST and owner.get("pid") == os.getpid():
             return True  # left by this very process (nothing else here can hold it)
-        return owner_alive(owner.get("host"), owner.get("pid"), owner.get("pid_start")) is False
+        alive = owner_alive(owner.get("host"), owner.get("pid"), owner.get("pid_start"))
+        if alive is None:  # another host: alive while it renews its heartbeat
+            age = self.heartbeat_age(owner)
+            return age is not None and age > stale_lock_s()
+        return alive is False
+
+    def claimable(self) -> bool:
+        """Whether :meth:`acquire` would get the lock now (free, or stale)."""
+        owner = self.owner()
+        return owner is None or self._is_stale(owner)
 
     def _break(self, owner: Mapping[str, Any] | None) -> None:
         """Remove a stale lock, serialised by a second O_EXCL file so that two breakers
@@ -431,6 +542,10 @@ class RunLock:
                 continue  # released meanwhile
             if not self._is_stale(owner):
                 raise RunClaimed(run_id or self.path.stem, owner, self.path)
+            if owner and owner_alive(owner.get("host"), owner.get("pid")) is None:
+                warnings.warn(f"{self.path.stem}: broke the lock of {self.describe(owner)}: no heartbeat "
+                              f"for more than {_ago(stale_lock_s())}, so that process is gone",
+                              StaleLockWarning, stacklevel=2)
             self._break(owner)
             time.sleep(0.01)
         raise RunClaimed(run_id or self.path.stem, self.owner() or {}, self.path)

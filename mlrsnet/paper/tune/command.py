@@ -194,8 +194,37 @@ def tune_command(args: argparse.Namespace) -> int:
     store = Store(Path(args.results).resolve())
     require_data([*tasks, *(get_task(n) for n in plan.transfer_to)], spec.profile, data_dir,
                  f"`mlrsnet-bench tune {source}`")
-    store.write_spec(spec.name, stored_spec(spec, data_dir))
+    with search_lock(store, spec.name):
+        store.write_spec(spec.name, stored_spec(spec, data_dir))
+        return _tune(args, spec, plan, tasks, store, data_dir, quiet, source)
 
+
+def search_lock(store: Store, experiment: str) -> contextlib.AbstractContextManager[Any]:
+    """One ``tune`` at a time per experiment and results folder: its searches' Tune state,
+    trials' rows and epoch checkpoints are this process's while it runs.  The lock
+    (``<experiment>/locks/tune.lock``, a :class:`~mlrsnet.harness.store.RunLock` with its
+    heartbeat) is held for the whole command; a second ``tune`` (or ``reproduce`` at a tune
+    stage) on the same experiment is refused with exit code 2 naming the holder, before it
+    reads or writes anything.  A holder that died is taken for gone as a run's is (its pid
+    on this host, its heartbeat on another)."""
+    from mlrsnet.harness.store import RunClaimed
+
+    lock = store.lock(experiment, "tune")
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(lock.holding("tune"))
+    except RunClaimed as exc:
+        since = exc.owner.get("since", "?")
+        raise UserError(
+            f"the searches of experiment {experiment} in {store.root} are being run by another "
+            f"`mlrsnet-bench tune` or `reproduce` ({lock.describe(exc.owner)}, started {since}); two "
+            "searches on one results folder would take over each other's trials. Wait for it to end "
+            "(then this command resumes or reads its searches), or pass another --results folder") from None
+    return stack
+
+
+def _tune(args: argparse.Namespace, spec: ExperimentSpec, plan: TunePlan, tasks: list[Task], store: Store,
+          data_dir: str | None, quiet: bool, source: str) -> int:
     runnable: list[TaskPlan] = []
     for task in tasks:
         reason = data_missing(task, spec.profile, data_dir)

@@ -136,8 +136,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable (bound to ``setup`` with ``tune.with_parameters``)."""
     from ray import tune
 
-    from mlrsnet.harness.executor import run_cell
-    from mlrsnet.harness.store import Store
+    from mlrsnet.harness.executor import run_cell, wait_for_claims
+    from mlrsnet.harness.store import RunClaimed, Store
 
     context = tune.get_context()
     cell = trial_cell(setup, config, context.get_trial_id() or "local", context.get_trial_name())
@@ -154,9 +154,13 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             final.update(report)
 
     store = Store(setup.store_root)
-    # a trial trains with as many intra-op threads as CPUs it reserves (run_cell sets them)
-    result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
-                      on_epoch=on_epoch, threads=max(1, int(setup.cpus)), test_epochs=setup.test_epochs)
+    while True:
+        try:  # a trial trains with as many intra-op threads as CPUs it reserves (run_cell sets them)
+            result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
+                              on_epoch=on_epoch, threads=max(1, int(setup.cpus)), test_epochs=setup.test_epochs)
+            break
+        except RunClaimed:  # a worker of a lost node still holds it: until its heartbeat is stale
+            wait_for_claims(store, [cell])
     if result is None:
         final = stored_final_report(setup, cell.run_id)
     elif result.status == "diverged":
