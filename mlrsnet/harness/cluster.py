@@ -208,9 +208,12 @@ def connect(address: str | None = None, *, quiet: bool = False, log_to_driver: b
     the workers (``runtime_env.env_vars``)."""
     import ray
 
+    from mlrsnet.harness.ray_helpers import HelperRecord, end_orphans
+
     say = say or (lambda msg: None if quiet else print(msg, file=sys.stderr, flush=True))
     if ray.is_initialized():
         return _connection(False, address)
+    end_orphans(say)  # what an earlier driver on this host, killed, left running
     target = address or os.environ.get("RAY_ADDRESS") or None
     hp = host_port(target)
     deadline = connect_timeout()
@@ -259,6 +262,8 @@ def connect(address: str | None = None, *, quiet: bool = False, log_to_driver: b
             raise UserError(f"could not connect to the Ray cluster at {where}: "
                             f"{type(error).__name__}: {_first_line(error)}") from None
         raise error
+    if target in (None, "local"):  # this process is the driver of a local instance
+        HelperRecord().start()
     conn = _connection(True, target)
     say(conn.describe())
     return conn

@@ -194,6 +194,9 @@ def tune_command(args: argparse.Namespace) -> int:
     store = Store(Path(args.results).resolve())
     require_data([*tasks, *(get_task(n) for n in plan.transfer_to)], spec.profile, data_dir,
                  f"`mlrsnet-bench tune {source}`")
+    from mlrsnet.harness.ray_helpers import end_orphans
+
+    end_orphans(lambda msg: _say(msg, quiet))  # also when no search needs Ray this time
     with search_lock(store, spec.name):
         store.write_spec(spec.name, stored_spec(spec, data_dir))
         return _tune(args, spec, plan, tasks, store, data_dir, quiet, source)
