@@ -271,6 +271,8 @@ def _train(cell: Cell, task: Any, method: Method, profile: Any, dev: torch.devic
                     "epochs": result.epochs, "steps": result.steps, "steps_epoch_from": 1,
                     # where the held-out source stands (e.g. its shuffled pass), if it keeps state
                     "meta_batches": getattr(run.held_out and run.held_out.batches, "state_dict", lambda: None)(),
+                    # what the run reads: a trial stopped early is recorded from here
+                    "data_source": workload.data_source,
                 }, Path(checkpoint_path))
             if on_epoch is not None:  # after the checkpoint: a callback may stop the run
                 on_epoch(epoch + 1, metrics)

@@ -13,6 +13,12 @@ that is missing or has another size is left as it is and listed.
 Language-model runs recorded before text runs named their corpus folder (source ``"ptb
 corpus"``, no files) get the files of that corpus as found now, and the data folders
 searched now, for the same reason.
+
+Search trials the scheduler stopped early (BOHB; status ``stopped``) were recorded from
+their ``running`` row, which names the data folders but not the file the trial read, so
+they stood only in the folders they were recorded with.  Every trial of a search reads the
+same data: such a trial gets the source and the digested files of a trial of the same
+search (same task, profile and data folders) that recorded them.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
             data = (row or {}).get("data")
             files = data.get("files") if isinstance(data, dict) else None
             if not files:
-                corpus = _corpus_stamps(data, dirs, report, f"{experiment}/{run_id}")
-                if corpus is not None:
+                where = f"{experiment}/{run_id}"
+                stamped = (_sibling_stamps(row, runs, report, where) if (row or {}).get("status") == "stopped"
+                           else _corpus_stamps(data, dirs, report, where))
+                if stamped is not None:
                     if not dry_run:
-                        store.write_run_row({**row, "data": corpus})
+                        store.write_run_row({**row, "data": stamped})
                     report.restamped += 1
                 continue
             if all(len(stamp) >= 3 for stamp in files.values()):
@@ -73,6 +81,27 @@ def restamp(store: Store, data_dir: str | None = None, *, dry_run: bool = False)
                 store.write_run_row({**row, "data": {**data, "files": new}})
             report.restamped += 1
     return report
+
+
+def _sibling_stamps(row: dict[str, Any], runs: Any, report: RestampReport, where: str) -> dict[str, Any] | None:
+    """A stopped trial's data identity with the source and digested files of a trial of the
+    same search (same task, profile and recorded data folders) that recorded them; None (and
+    listed) when no such trial is stored."""
+    data, tags = row.get("data") or {}, row.get("tags") or {}
+    search_id = tags.get("search_id") if isinstance(tags, dict) else None
+    if not isinstance(data, dict) or not search_id:
+        return None
+    for other in runs.to_dict("records"):
+        theirs, their_tags = other.get("data"), other.get("tags")
+        if (not isinstance(theirs, dict) or not isinstance(their_tags, dict) or other["run_id"] == row["run_id"]
+                or their_tags.get("search_id") != search_id or other.get("task") != row.get("task")
+                or other.get("profile") != row.get("profile") or theirs.get("dirs") != data.get("dirs")):
+            continue
+        files = theirs.get("files") or {}
+        if files and theirs.get("source") and all(len(stamp) >= 3 for stamp in files.values()):
+            return {**data, "source": theirs["source"], "files": files}
+    report.left.append(f"{where}: a stopped trial, and no trial of its search {search_id} recorded its data files")
+    return None
 
 
 def _corpus_stamps(data: Any, dirs: list[str], report: RestampReport,

@@ -356,6 +356,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def stopped_data(data: Any, source: Any) -> Any:
+    """A stopped trial's data identity: its ``running`` row's (the folders searched), with the
+    source its checkpoint names and that source's files (size, mtime, sha256), as a finished
+    run records them, so that it stands wherever the same bytes are found."""
+    from mlrsnet.harness.executor import _fingerprint
+
+    if not isinstance(data, dict) or not isinstance(source, str) or not source:
+        return data
+    files = _fingerprint(source)
+    return {**data, "source": source, "files": files} if files else data
+
+
 def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
                             failed: Mapping[str, str] | None = None) -> int:
     """Record the trials of an ended search whose rows still say ``running``; returns how
@@ -401,6 +413,7 @@ def finalize_stopped_trials(store: Store, experiment: str, search_id: str,
             else:
                 store.write_curves(experiment, run_id, ck["epochs"], checkpoint_steps(ck))
                 epochs_done = int(ck["epoch"]) + 1
+                clean["data"] = stopped_data(clean.get("data"), ck.get("data_source"))
         store.write_run_row({
             **clean, "status": "stopped", "epochs_done": epochs_done, "finished": now,
             "error": f"stopped early by the scheduler after {epochs_done} epoch(s){note}",
