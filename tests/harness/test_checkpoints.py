@@ -139,7 +139,7 @@ CPU_STATE = {
 }
 #: What lives on the training device besides the model: the language model's hidden state
 #: carried from one meta window to the next (MLR-SNet meta-training on PTB).
-DEVICE_STATE = {"mlrsnet-ptb": lambda m: list(m.run.meta_batches.hidden or ())}
+DEVICE_STATE = {"mlrsnet-ptb": lambda m: list(m.run.held_out.batches.hidden or ())}
 
 
 @pytest.mark.parametrize("method", [*sorted(CPU_STATE), "mlrsnet-ptb"])
