@@ -17,7 +17,10 @@ transfer rule uses three of them: the first, the middle and the last epoch (1, 1
     ``mlrsnet/snet/checkpoints/ours-mini/README.md``).  Not the paper's.
 a directory
     anything written by the ``mlrsnet`` meta-training method (``manifest.json`` plus
-    ``mlr_snet_<epoch>.pth``), or any folder of files named like the release.
+    ``mlr_snet_<epoch>.pth``), or any folder of files named like the release.  A manifest
+    names files inside its folder only (no ``..``, absolute paths or links leading out),
+    and only regular files of bounded size are read (:data:`MAX_CHECKPOINT_BYTES`,
+    :data:`MAX_MANIFEST_BYTES`): a manifest naming ``/dev/zero`` is refused, not read.
 """
 
 from __future__ import annotations
