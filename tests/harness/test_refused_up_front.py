@@ -168,7 +168,7 @@ class Failing(Method):
             raise RuntimeError("boom at step 2\\nsecond line")
         return 0.01
 '''
-LAUNCH = ("import sys, baselines; baselines.__path__.append(sys.argv.pop(1)); "
+LAUNCH = ("import sys, mlrsnet.baselines as b; b.__path__.append(sys.argv.pop(1)); "
           "from mlrsnet.harness.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
@@ -204,13 +204,14 @@ def test_an_lr_a_method_returns_beyond_float32_ends_the_run_as_diverged(tmp_path
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """An LR the parameters' float32 cannot hold is infinite for the step: the run diverged
     (before: 'value cannot be converted to type float without overflow', failed, retried)."""
-    import baselines
+    import mlrsnet.baselines as baselines
+
     from mlrsnet.harness.executor import run_cell
     from mlrsnet.harness.experiment import Cell
 
     (tmp_path / "exploding_big.py").write_text(EXPLODING)
     monkeypatch.setattr(baselines, "__path__", [*baselines.__path__, str(tmp_path)])
-    monkeypatch.delitem(sys.modules, "baselines.exploding_big", raising=False)
+    monkeypatch.delitem(sys.modules, "mlrsnet.baselines.exploding_big", raising=False)
     store = Store(tmp_path / "results")
     result = run_cell(Cell("resnet18-cifar10", "smoke", "exploding", experiment="e"), store, device="cpu")
     assert result.status == "diverged" and result.diverged_step == 2
