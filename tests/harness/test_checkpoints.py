@@ -169,7 +169,7 @@ def test_a_run_resumed_on_another_device_gets_each_piece_where_it_belongs(
 
     monkeypatch.setattr(loop, "workload_step", first_step)
     with pytest.raises(_ReachedFirstStep):
-        loop.train(cell, device="meta", checkpoint_path=path)
+        loop.train(cell, device=torch.device("meta"), checkpoint_path=path)
     assert seen["model"] == {"meta"}
     assert seen["optimizer"] <= {"meta"}
     assert seen["cpu_state"] <= {"cpu"}
