@@ -59,7 +59,8 @@ def test_a_copied_store_with_moved_data_is_complete_after_restamp(data_dir: Path
     data.mkdir()
     shutil.copy(data_dir / "cifar10-mini.npz", data / "cifar10-mini.npz")
     results = tmp_path / "results"
-    assert tune_command(tune_args(spec, results, ["--cpus-per-trial", "2", "--data-dir", str(data)])) == 0
+    # the profile's CPUs per trial: the threads a search trial is expected to have trained with
+    assert tune_command(tune_args(spec, results, ["--data-dir", str(data)])) == 0
     runs = Store(results).runs("searchstage")
     stopped = runs[runs["status"] == "stopped"]
     assert len(stopped) >= 1 and len(runs) == 4  # BOHB stopped some early
