@@ -137,6 +137,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
     from mlrsnet.harness.executor import run_cell, wait_for_claims
+    from mlrsnet.harness.files import HOST
     from mlrsnet.harness.store import RunClaimed, Store
 
     context = tune.get_context()
@@ -159,8 +160,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             result = run_cell(cell, store, data_dir=setup.data_dir, device=setup.device, quiet=True,
                               on_epoch=on_epoch, threads=max(1, int(setup.cpus)), test_epochs=setup.test_epochs)
             break
-        except RunClaimed:  # a worker of a lost node still holds it: until its heartbeat is stale
-            wait_for_claims(store, [cell])
+        except RunClaimed as exc:
+            if exc.owner.get("host") == HOST:
+                raise  # a live process here (Tune retries the trial, as before)
+            wait_for_claims(store, [cell])  # a lost node's worker: until its heartbeat is stale
     if result is None:
         final = stored_final_report(setup, cell.run_id)
     elif result.status == "diverged":
