@@ -62,3 +62,21 @@ def test_steps_and_epochs_of_a_published_experiment_count_epochs_from_1(experime
     stepped = steps.groupby("run_id")["epoch"].apply(set)
     for run_id, eps in measured.items():
         assert eps <= stepped.get(run_id, set()), run_id
+
+
+def test_the_published_cpu_reproduction_is_complete_on_a_copy_whose_data_sits_elsewhere(
+        tmp_path: Path, data_dir: Path) -> None:
+    """Issue 26 item 8: rendered on another machine (the store copied, the same data bytes in
+    another folder), every run and search trial of the reproduction still stands, as counted
+    by ``reproduce`` (nothing is trained)."""
+    import shutil
+
+    from mlrsnet.harness.store import Store
+    from mlrsnet.paper.reproduce import count_runs, load_plan, select
+
+    results, data = tmp_path / "results", tmp_path / "elsewhere" / "data"
+    shutil.copytree(ROOT / "reports" / "cpu" / "results", results)
+    shutil.copytree(data_dir, data)
+    plan = load_plan(ROOT / "benchmarks" / "reproduce_all.toml")
+    total, done = count_runs(plan, select(plan, None), "cpu", Store(results), str(data), None)
+    assert total >= 321 and done == total
