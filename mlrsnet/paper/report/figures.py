@@ -290,11 +290,50 @@ def summary_frame(data: Data) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def starting_loss(info: dict[str, Any]) -> float | None:
+    """The mean training loss (cross-entropy) MLR-SNet's gamma was first computed from, as
+    ``runs.method_info`` records it: ``mlrsnet_initial_loss`` for a meta-training run, the
+    first ``(checkpoint, loss)`` pair of ``mlrsnet_gamma_reference`` for a transferred one
+    (whose gamma is recomputed at each checkpoint switch); None when neither is there."""
+    if info.get("mlrsnet_initial_loss") is not None:
+        return float(info["mlrsnet_initial_loss"])
+    ref = info.get("mlrsnet_gamma_reference")
+    if isinstance(ref, list | tuple) and ref and isinstance(ref[0], list | tuple) and len(ref[0]) == 2:
+        return float(ref[0][1])
+    return None
+
+
+def gamma_frame(data: Data) -> pd.DataFrame:
+    """Per MLR-SNet run drawn: its (first) LR scale gamma and the starting loss gamma was
+    computed from (:func:`starting_loss`), read from ``runs.method_info``; empty when no run
+    records one.  At the narrow ``mini``/``cpu`` widths the starting loss, and so gamma,
+    varies widely across seeds (README, method ``mlrsnet``): the table shows it run by run."""
+    rows = []
+    for r in data.runs.itertuples():
+        info = r.method_info if isinstance(getattr(r, "method_info", None), dict) else {}
+        if info.get("mlrsnet_gamma") is None:
+            continue
+        rows.append({"task": r.task, "label": r.label, "seed": int(r.seed), "run_id": r.run_id,
+                     "starting_loss": starting_loss(info), "gamma": float(info["mlrsnet_gamma"])})
+    columns = ["task", "label", "seed", "run_id", "starting_loss", "gamma"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["task", "label", "seed"], kind="stable",
+                                                           ignore_index=True)
+
+
+def gamma_caption() -> str:
+    return ("MLR-SNet's LR scale per run: gamma and the mean training loss (cross-entropy) it was "
+            "computed from (a language model's gamma reads its perplexity, exp(loss)); a transferred "
+            "run's first value (gamma is recomputed at each checkpoint switch); from `runs.method_info`. "
+            "At narrow widths the starting loss varies across seeds, and gamma with it.")
+
+
 def summary_caption(data: Data) -> str:
     return (f"Per task and method: final (last epoch) and best test metric, the mean over seeds and its spread "
             f"in brackets ({band_words(list(data.runs.groupby(['task', 'label'])['seed'].nunique()))}), "
             f"mean wall time per run, epochs to the target ({target_note()}); notes mark near-chance results "
-            f"({near_chance_rule()}) and runs that diverged. {sentence(caption_facts(data))}.")
+            f"({near_chance_rule()}) and runs that diverged."
+            + (f" MLR-SNet's LR scale gamma per run: `{data.experiment}-gamma.csv`." if len(gamma_frame(data)) else "")
+            + f" {sentence(caption_facts(data))}.")
 
 
 def _with_spread(metric: str, mean: float, lo: float, hi: float, n: int) -> str:
@@ -323,12 +362,22 @@ def summary_artefacts(data: Data, out: Path, write: bool) -> list[Artefact]:
             blocks += [doc.Heading(f"{task_title(task)} ({task})"),
                        doc.Table(["method", "n seeds", f"final {name} [spread]", f"best {name} [spread]",
                                   "wall time (s)", "epochs to target", "note"], rows, align="lrrrrrl")]
+        g = gamma_frame(data)
+        if len(g):
+            g.to_csv(out / f"{data.experiment}-gamma.csv", index=False)
+            blocks += [doc.Heading("MLR-SNet's LR scale gamma per run"), doc.Para(gamma_caption()),
+                       doc.Table(["task", "method", "seed", "run", "starting loss", "gamma"],
+                                 [[r.task, r.label, r.seed, r.run_id,
+                                   "-" if pd.isna(r.starting_loss) else f"{r.starting_loss:.3f}", f"{r.gamma:.3f}"]
+                                  for r in g.itertuples()], align="llrlrr")]
         reasons = missing_reasons(data)
         if reasons:
             blocks += [doc.Heading("Not included"), doc.Bullets(reasons)]
         _md_page(out / f"{stem}.md", figure_title(data, "summary per task"), blocks)
-    return [Artefact("summary", figure_title(data, "summary per task (table)"),
-                     [out / f"{stem}.md", out / f"{stem}.csv"] if has else [],
+    files = [out / f"{stem}.md", out / f"{stem}.csv"] if has else []
+    if has and len(gamma_frame(data)):
+        files.append(out / f"{data.experiment}-gamma.csv")
+    return [Artefact("summary", figure_title(data, "summary per task (table)"), files,
                      summary_caption(data), len(data.runs), missing_reasons(data))]
 
 

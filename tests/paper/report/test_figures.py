@@ -313,3 +313,22 @@ def test_a_held_out_sweep_caption_gives_the_sizes_and_their_share_of_the_trainin
     assert "held-out sets of 100, 500 of the 5,000 training images (2 %, 10 %" in text
     assert "scaled-down profile keeps the paper's shares" in text
     assert "held-out" not in caption_facts(None, runs.assign(overrides=[{}, {}, {}]))
+
+
+def test_the_summary_lists_mlrsnets_gamma_and_its_starting_loss_per_run(rendered):
+    """Issue 22: gamma's starting loss per run is in the report's data.  One row per MLR-SNet
+    run and none for the schedules; on the image task gamma is the official formula of the
+    recorded loss, |sqrt(L) ln(L C) / C^(1/4) / 4| with C = 10, worked out here."""
+    import math
+
+    out, _ = rendered
+    g = pd.read_csv(out / f"{EXP}-gamma.csv")
+    assert list(g.columns) == ["task", "label", "seed", "run_id", "starting_loss", "gamma"]
+    assert sorted(g["task"]) == sorted(TASKS) and set(g["label"]) == {"MLR-SNet (ours)"}
+    row = g[g["task"] == "resnet18-cifar10"].iloc[0]
+    loss = row["starting_loss"]
+    assert 1.0 < loss < 5.0  # a cross-entropy over 10 classes near its start
+    assert row["gamma"] == pytest.approx(abs(math.sqrt(loss) * math.log(10 * loss) / 10 ** 0.25 / 4), rel=1e-9)
+    md = (out / f"{EXP}-summary.md").read_text()
+    assert "MLR-SNet's LR scale gamma per run" in md and row["run_id"] in md
+    assert f"`{EXP}-gamma.csv`" in (out / "index.md").read_text()  # named in the summary's caption
