@@ -7,13 +7,18 @@
    evaluated every epoch (as before) and only after its last epoch (what a search trial
    whose objective is the held-out metric does now), alternating; paired median ratio of
    their wall times.  The tables' training rows are checked equal.
-3. **the optimiser's one-off import**: seconds that creating the first ``torch.optim.SGD``
+3. **PyTorch's CPU allocator with transparent huge pages** (``THP_MEM_ALLOC_ENABLE``, which
+   the command line now sets, :mod:`mlrsnet.harness.process_env`): whole ``mlrsnet-bench
+   train`` processes of a ``mini`` run with it on and off (``=0``), alternating (ABBA), each
+   in a fresh results folder; paired median ratio of wall times, system seconds, and whether the stored losses, LRs and metrics are bit for bit the same.
+4. **the optimiser's one-off import**: seconds that creating the first ``torch.optim.SGD``
    of a fresh process costs (it imports ``torch._dynamo``), median over fresh processes,
    against a second creation; and whether a step imports it anyway.
 
 Run:  MLRSNET_DATA_DIR=../shared/data .venv/bin/python benchmarks/perf/cpu_speed.py
       [--tasks resnet18-cifar10,...] [--blocks 8] [--block-steps 3] [--trial-epochs 3]
-      [--pairs 2] [--processes 5] [--only channels_last,test_eval,optimizer_import]
+      [--pairs 2] [--processes 5] [--allocator-tasks lstm2-ptb,resnet18-cifar10]
+      [--only channels_last,test_eval,allocator,optimizer_import]
 Prints a table (and ``--json``); nothing is asserted.  The load average is printed with it:
 on a shared 2-core machine read the ratios, not the times.
 """
@@ -105,6 +110,54 @@ def test_eval(task_name: str, epochs: int, pairs: int) -> dict[str, Any]:
             "pairs": pairs, "training_identical": same}
 
 
+def _train_process(task_name: str, thp: str, results: str) -> dict[str, float]:
+    """One ``mlrsnet-bench train`` of ``task_name`` at ``mini`` (multistep) in a fresh
+    process with ``THP_MEM_ALLOC_ENABLE=thp``: its wall and system seconds."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli = os.path.join(os.path.dirname(sys.executable), "mlrsnet-bench")
+    t0 = time.perf_counter()
+    subprocess.run([cli, "train", "--task", task_name, "--method", "multistep", "--profile", "mini",
+                    "--results", results, "--quiet"], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "THP_MEM_ALLOC_ENABLE": thp})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": wall, "sys_s": after.ru_stime - before.ru_stime}
+
+
+def _tables(results: str) -> dict[str, Any]:
+    import pandas as pd
+
+    out = {}
+    for table in ("steps", "epochs"):
+        frame = pd.concat(pd.read_parquet(os.path.join(results, e, table)) for e in sorted(os.listdir(results)))
+        out[table] = frame[[c for c in frame.columns if c in ("lr", "loss", "value", "metric", "split")]]
+    return out
+
+
+def allocator(task_name: str, pairs: int) -> dict[str, Any]:
+    import tempfile
+
+    walls: dict[str, list[float]] = {"1": [], "0": []}
+    sys_s: dict[str, list[float]] = {"1": [], "0": []}
+    tables: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(pairs):
+            for thp in (("0", "1") if k % 2 == 0 else ("1", "0")):
+                results = os.path.join(tmp, f"{thp}-{k}")
+                row = _train_process(task_name, thp, results)
+                walls[thp].append(row["wall_s"])
+                sys_s[thp].append(row["sys_s"])
+                tables[thp] = _tables(results)
+    ratios = [on / off for on, off in zip(walls["1"], walls["0"], strict=True)]
+    same = all(tables["1"][t].equals(tables["0"][t]) for t in ("steps", "epochs"))
+    return {"task": task_name, "pairs": pairs, "s_off": statistics.median(walls["0"]),
+            "s_on": statistics.median(walls["1"]), "ratio": statistics.median(ratios),
+            "ratios": ratios, "sys_s_off": statistics.median(sys_s["0"]), "sys_s_on": statistics.median(sys_s["1"]),
+            "identical": same}
+
+
 PROBE = r"""
 import sys, time
 t0 = time.perf_counter(); import torch; t1 = time.perf_counter()
@@ -144,7 +197,8 @@ def main() -> None:
     ap.add_argument("--trial-epochs", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--processes", type=int, default=5)
-    ap.add_argument("--only", default="channels_last,test_eval,optimizer_import")
+    ap.add_argument("--allocator-tasks", default="lstm2-ptb,resnet18-cifar10")
+    ap.add_argument("--only", default="channels_last,test_eval,allocator,optimizer_import")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("MLRSNET_THREADS", "1")))
@@ -164,6 +218,15 @@ def main() -> None:
         print(f"search trial {row['task']} mini, {row['epochs']} epochs: test split every epoch "
               f"{row['s_every_epoch']:.1f} s, at the last only {row['s_last_epoch']:.1f} s, paired median ratio "
               f"{row['ratio']:.3f}; training identical: {row['training_identical']}", flush=True)
+    if "allocator" in only:
+        out["allocator"] = []
+        for name in args.allocator_tasks.split(","):
+            row = allocator(name, args.pairs)
+            out["allocator"].append(row)
+            print(f"huge-page allocator, {name} mini run (whole process): off {row['s_off']:.1f} s, on "
+                  f"{row['s_on']:.1f} s, paired median ratio {row['ratio']:.3f} (pairs: "
+                  f"{', '.join(f'{r:.3f}' for r in row['ratios'])}); system time {row['sys_s_off']:.1f} -> "
+                  f"{row['sys_s_on']:.1f} s; tables bit for bit the same: {row['identical']}", flush=True)
     if "optimizer_import" in only:
         row = optimizer_import(args.processes)
         out["optimizer_import"] = row

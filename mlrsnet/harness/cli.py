@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
+from mlrsnet.harness import process_env
 from mlrsnet.harness.registry import command_registrars, profile_names
 
 #: Top-level modules of the ``bench`` extra that every command needs (import name ->
@@ -461,8 +462,7 @@ def _stop_on_signals() -> dict[int, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before torch starts its OpenMP pool: busy-waiting threads slow 2-core CPUs badly.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    process_env.apply()  # before torch starts: its OpenMP pool and CPU allocator read them once
     missing = missing_bench_modules()
     if missing:
         print(bench_extra_message(missing), file=sys.stderr)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrsnet.errors import UserError
-from mlrsnet.harness import execution
+from mlrsnet.harness import execution, process_env
 from mlrsnet.harness.execution import backend_flags, device_versions, pick_device
 from mlrsnet.harness.experiment import Cell, resolved_profile
 from mlrsnet.harness.files import HOST
@@ -659,7 +659,7 @@ def run_ray(cells: Sequence[Cell], store: Store, *, address: str | None = None,
         return outcomes
     root = str(store.root.resolve())
     data = str(Path(data_dir).resolve()) if data_dir else None
-    conn = connect(address, quiet=quiet, env=_forwarded_env())
+    conn = connect(address, quiet=quiet, env=process_env.forwarded_env())
     try:
         have = dict(conn.resources) or {k: float(v) for k, v in ray.cluster_resources().items()}
         if gpus_per_cell > have.get("GPU", 0.0):  # Ray would wait for ever
@@ -755,5 +755,3 @@ def _cell_dict(cell: Cell) -> dict[str, Any]:
             "overrides": dict(cell.overrides), "tags": dict(cell.tags), "label": cell.label}
 
 
-def _forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}

@@ -104,8 +104,9 @@ def ensure_ray(address: str | None, quiet: bool):
 
     # Tune's own console tables are replaced by mlrsnet.paper.tune.progress.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    env = {k: v for k, v in os.environ.items() if k.startswith("MLRSNET_")}
-    return connect(address, quiet=quiet, env=env)
+    from mlrsnet.harness.process_env import forwarded_env
+
+    return connect(address, quiet=quiet, env=forwarded_env())
 
 
 def check_resources(plans: list[TaskPlan], address: str | None) -> None:
