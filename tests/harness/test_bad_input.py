@@ -13,28 +13,17 @@ import os
 from pathlib import Path
 
 import pytest
+from support.cli_errors import HEAD, TRAIN, nothing_under, one_paragraph
 
 from mlrsnet.errors import UserError
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.experiment import Cell
 from mlrsnet.harness.store import Store
 
-HEAD = 'profile = "smoke"\nseeds = [0]\ntasks = ["resnet18-cifar10"]\n'
 FIXED = '[[methods]]\nname = "fixed"\n'
 MULTISTEP = '[[methods]]\nname = "multistep"\n'
-TRAIN = ["train", "--task", "resnet18-cifar10", "--profile", "smoke", "--quiet"]
 
 
-def one_paragraph(err: str) -> str:
-    """The error paragraph; fails if stderr holds a traceback or more than one paragraph."""
-    text = err.strip()
-    assert "Traceback" not in text, text
-    assert text.count("mlrsnet-bench: error:") == 1 and "\n\n" not in text, text
-    return text
-
-
-def nothing_under(results: Path) -> bool:
-    return not results.exists() or not any(results.rglob("*"))
 
 
 SPEC_PROBES = {

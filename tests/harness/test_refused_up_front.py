@@ -10,23 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli_errors import HEAD, TRAIN, nothing_under, one_paragraph
 
 from mlrsnet.harness.cli import main
 from mlrsnet.harness.store import Store
-
-HEAD = 'profile = "smoke"\nseeds = [0]\ntasks = ["resnet18-cifar10"]\n'
-TRAIN = ["train", "--task", "resnet18-cifar10", "--profile", "smoke", "--quiet"]
-
-
-def one_paragraph(err: str) -> str:
-    text = err.strip()
-    assert "Traceback" not in text, text
-    assert text.count("mlrsnet-bench: error:") == 1 and "\n\n" not in text, text
-    return text
-
-
-def nothing_under(results: Path) -> bool:
-    return not results.exists() or not any(p.is_file() for p in results.rglob("*"))
 
 
 def _bench() -> list[str]:
