@@ -73,7 +73,7 @@ SPEC = """name = "tunetest"
 profile = "smoke"
 tasks = ["resnet18-cifar10"]
 [overrides]
-epochs = 30
+epochs = 300
 [tune]
 searchers = ["random"]
 [tune.profiles.smoke]
@@ -103,6 +103,8 @@ def test_kill_9_of_a_tune_driver_leaves_nothing_after_the_next_tune(tmp_path: Pa
                 break
             time.sleep(0.2)
         time.sleep(12)  # a refresh of the record after the agents started
+        # a smoke epoch takes a fraction of a second: 300 of them keep the trial going past this
+        assert first.poll() is None, "the first tune ended before it could be killed: lengthen its trial"
         record = json.loads(next((cache / "mlrsnet" / "ray-drivers").glob("*.json")).read_text())
         first.send_signal(signal.SIGKILL)
         first.wait()
