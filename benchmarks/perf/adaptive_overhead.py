@@ -71,7 +71,7 @@ class TimedRun:
                         seed=cell.seed, device=device)
         self.params, self.optimizer = run.params, run.optimizer
         self.clip = task.optim.clip_grad_norm
-        self.steps_per_epoch = run.steps_per_epoch
+        self.steps_per_epoch = run.horizon.steps_per_epoch
         self.carry = workload.start_epoch(model)
         self.stats = BatchStats()
         self.step_index = 0
