@@ -429,18 +429,30 @@ class RunLock:
         who = f"{owner.get('host', '?')}:{owner.get('pid', '?')}"
         return who if age is None else f"{who}, last heartbeat {_ago(age)} ago"
 
-    def owner(self) -> dict[str, Any] | None:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return {}
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = {}
-        return data if isinstance(data, dict) else {}
+    def owner(self, settle_s: float = 0.5) -> dict[str, Any] | None:
+        """The lock's owner record; None if there is no lock; ``{}`` if it stays unreadable.
+
+        A lock is created empty and written a moment later (``O_EXCL`` creates, then the
+        record is written), and a heartbeat rewrites it in place: a reader that meets it
+        in between reads again for up to ``settle_s`` seconds before taking it as
+        unreadable (two processes on one folder otherwise said "claimed by ?:?")."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            try:
+                text = self.path.read_text()
+            except FileNotFoundError:
+                return None
+            except OSError:
+                return {}
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                data = None
+            if isinstance(data, dict):
+                return data
+            if time.monotonic() >= deadline:
+                return {}
+            time.sleep(0.01)
 
     def _try_create(self) -> bool:
         me = {"host": HOST, "pid": os.getpid(), "pid_start": pid_start(os.getpid()),

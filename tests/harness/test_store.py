@@ -290,3 +290,34 @@ def test_an_epoch_checkpoint_of_version_1_resumes_with_its_steps_counted_from_1(
     assert checkpoint_steps(old)["epoch"] == [1, 1, 2]
     new = {**old, "steps": checkpoint_steps(old), "steps_epoch_from": 1}
     assert checkpoint_steps(new)["epoch"] == [1, 1, 2]
+
+
+
+def test_a_lock_met_between_its_creation_and_its_record_names_its_owner(tmp_path: Path) -> None:
+    """A lock is created empty and its record written a moment later; a second process that
+    meets it in between waits for the record instead of saying "claimed by ?:?" (seen once
+    in CI, two `run` processes on one folder)."""
+    import threading
+    import time
+
+    from mlrsnet.harness.files import HOST
+    from mlrsnet.harness.store import RunClaimed, RunLock
+
+    path = tmp_path / "locks" / "r.lock"
+    path.parent.mkdir()
+    path.write_text("")  # created, not written yet
+    record = {"host": HOST, "pid": os.getppid(), "heartbeat": time.time()}  # a live process here
+
+    def write_later() -> None:
+        time.sleep(0.05)
+        path.write_text(json.dumps(record))
+
+    writer = threading.Thread(target=write_later)
+    writer.start()
+    try:
+        with pytest.raises(RunClaimed) as exc:
+            RunLock(path).acquire("r")
+    finally:
+        writer.join()
+    assert exc.value.owner == record
+    assert RunLock(path).describe(exc.value.owner).startswith(f"{HOST}:{os.getppid()}")
