@@ -327,12 +327,13 @@ def gamma_caption() -> str:
             "At narrow widths the starting loss varies across seeds, and gamma with it.")
 
 
-def summary_caption(data: Data) -> str:
+def summary_caption(data: Data, with_gamma: bool = False) -> str:
+    """The summary's caption; ``with_gamma`` names the per-run gamma table written beside it."""
     return (f"Per task and method: final (last epoch) and best test metric, the mean over seeds and its spread "
             f"in brackets ({band_words(list(data.runs.groupby(['task', 'label'])['seed'].nunique()))}), "
             f"mean wall time per run, epochs to the target ({target_note()}); notes mark near-chance results "
             f"({near_chance_rule()}) and runs that diverged."
-            + (f" MLR-SNet's LR scale gamma per run: `{data.experiment}-gamma.csv`." if len(gamma_frame(data)) else "")
+            + (f" MLR-SNet's LR scale gamma per run: `{data.experiment}-gamma.csv`." if with_gamma else "")
             + f" {sentence(caption_facts(data))}.")
 
 
@@ -346,11 +347,13 @@ def _with_spread(metric: str, mean: float, lo: float, hi: float, n: int) -> str:
 def summary_artefacts(data: Data, out: Path, write: bool) -> list[Artefact]:
     stem = f"{data.experiment}-summary"
     has = bool(data.tasks)
+    gamma = gamma_frame(data)
+    caption = summary_caption(data, with_gamma=len(gamma) > 0)
     if write and has:
         s = summary_frame(data)
         out.mkdir(parents=True, exist_ok=True)
         s.to_csv(out / f"{stem}.csv", index=False)
-        blocks: list[doc.Block] = [doc.Para(summary_caption(data))]
+        blocks: list[doc.Block] = [doc.Para(caption)]
         for task in data.tasks:
             g = s[s["task"] == task]
             name = "test accuracy" if data.metric[task] == "acc" else "test perplexity"
@@ -362,23 +365,22 @@ def summary_artefacts(data: Data, out: Path, write: bool) -> list[Artefact]:
             blocks += [doc.Heading(f"{task_title(task)} ({task})"),
                        doc.Table(["method", "n seeds", f"final {name} [spread]", f"best {name} [spread]",
                                   "wall time (s)", "epochs to target", "note"], rows, align="lrrrrrl")]
-        g = gamma_frame(data)
-        if len(g):
-            g.to_csv(out / f"{data.experiment}-gamma.csv", index=False)
+        if len(gamma):
+            gamma.to_csv(out / f"{data.experiment}-gamma.csv", index=False)
             blocks += [doc.Heading("MLR-SNet's LR scale gamma per run"), doc.Para(gamma_caption()),
                        doc.Table(["task", "method", "seed", "run", "starting loss", "gamma"],
                                  [[r.task, r.label, r.seed, r.run_id,
                                    "-" if pd.isna(r.starting_loss) else f"{r.starting_loss:.3f}", f"{r.gamma:.3f}"]
-                                  for r in g.itertuples()], align="llrlrr")]
+                                  for r in gamma.itertuples()], align="llrlrr")]
         reasons = missing_reasons(data)
         if reasons:
             blocks += [doc.Heading("Not included"), doc.Bullets(reasons)]
         _md_page(out / f"{stem}.md", figure_title(data, "summary per task"), blocks)
     files = [out / f"{stem}.md", out / f"{stem}.csv"] if has else []
-    if has and len(gamma_frame(data)):
+    if has and len(gamma):
         files.append(out / f"{data.experiment}-gamma.csv")
     return [Artefact("summary", figure_title(data, "summary per task (table)"), files,
-                     summary_caption(data), len(data.runs), missing_reasons(data))]
+                     caption, len(data.runs), missing_reasons(data))]
 
 
 # -- index -----------------------------------------------------------------------------------
